@@ -1,0 +1,181 @@
+//! Envelope format version 1 (docs/envelope.md): a KMS-wrapped 256-bit data key and the
+//! password under AES-256-GCM, with the [`CredentialBinding`] as associated data.
+
+use aws_lc_rs::aead::NONCE_LEN;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::binding::CredentialBinding;
+use crate::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealedSecret};
+use crate::kms::{DataKeySealer, KmsProvider};
+use crate::secret::{MAX_PASSWORD_BYTES, MailPassword};
+use crate::{Error, aead};
+
+/// The only format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Longest wrapped data key accepted (RSA-4096 gives 512 bytes, KMS blobs ~200).
+const MAX_WRAPPED_KEY_BYTES: usize = 4096;
+
+/// A sealed secret whose fields decode and have plausible sizes; nothing is decrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedSealedSecret {
+    pub wrapped_key: Vec<u8>,
+    pub nonce: [u8; NONCE_LEN],
+    pub ciphertext: Vec<u8>,
+}
+
+/// Checks everything that can be checked without a key: version, key reference, base64, sizes.
+/// This is what the operator validates (it never decrypts).
+pub fn parse(sealed: &SealedSecret) -> Result<ParsedSealedSecret, Error> {
+    if sealed.version != FORMAT_VERSION {
+        return Err(Error::UnsupportedVersion {
+            found: sealed.version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    validate_key_ref(&sealed.kms)?;
+    let wrapped_key = decode("encryptedDataKey", &sealed.encrypted_data_key)?;
+    if wrapped_key.is_empty() || wrapped_key.len() > MAX_WRAPPED_KEY_BYTES {
+        return Err(Error::Malformed {
+            field: "encryptedDataKey",
+            reason: format!(
+                "{} bytes, expected 1 to {MAX_WRAPPED_KEY_BYTES}",
+                wrapped_key.len()
+            ),
+        });
+    }
+    let nonce_bytes = decode("nonce", &sealed.nonce)?;
+    let nonce: [u8; NONCE_LEN] = nonce_bytes.as_slice().try_into().map_err(|_| Error::Malformed {
+        field: "nonce",
+        reason: format!("{} bytes, a nonce has {NONCE_LEN}", nonce_bytes.len()),
+    })?;
+    let ciphertext = decode("ciphertext", &sealed.ciphertext)?;
+    let max = MAX_PASSWORD_BYTES + aead::TAG_LEN;
+    if ciphertext.len() <= aead::TAG_LEN || ciphertext.len() > max {
+        return Err(Error::Malformed {
+            field: "ciphertext",
+            reason: format!(
+                "{} bytes, expected {} to {max} (password plus the 16-byte tag)",
+                ciphertext.len(),
+                aead::TAG_LEN + 1
+            ),
+        });
+    }
+    Ok(ParsedSealedSecret {
+        wrapped_key,
+        nonce,
+        ciphertext,
+    })
+}
+
+/// Checks that the key id has the shape its provider uses.
+pub fn validate_key_ref(kms: &KmsKeyRef) -> Result<(), Error> {
+    let bad = |reason: String| Error::Malformed {
+        field: "kms.keyId",
+        reason,
+    };
+    match kms.provider {
+        KmsProviderKind::Local => {
+            if kms.wrapping != DataKeyWrapping::SymmetricDefault {
+                return Err(Error::Malformed {
+                    field: "kms.wrapping",
+                    reason: "the local provider only uses SYMMETRIC_DEFAULT".into(),
+                });
+            }
+            let hex = kms.key_id.strip_prefix("sha256:").unwrap_or_default();
+            if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad(format!(
+                    "{:?} is not a local key fingerprint (sha256: and 32 hex digits)",
+                    kms.key_id
+                )));
+            }
+        }
+        KmsProviderKind::Aws => {
+            let id = kms.key_id.as_str();
+            let is_arn = id.starts_with("arn:") && id.split(':').nth(2) == Some("kms");
+            let is_alias = id.strip_prefix("alias/").is_some_and(|a| {
+                !a.is_empty()
+                    && a.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+            });
+            let is_key_id = (id.len() == 36 || id.starts_with("mrk-"))
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            if !(is_arn || is_alias || is_key_id) {
+                return Err(bad(format!(
+                    "{id:?} is not an AWS KMS key ARN, alias or key id"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Seals `password` for `binding` with a fresh data key from `sealer`.
+pub async fn seal(
+    sealer: &dyn DataKeySealer,
+    binding: &CredentialBinding,
+    password: &MailPassword,
+) -> Result<SealedSecret, Error> {
+    let kms = sealer.key_ref();
+    validate_key_ref(&kms)?;
+    let generated = sealer.generate_data_key(&binding.context).await?;
+    let aad = binding.associated_data(FORMAT_VERSION, &kms);
+    let (nonce, ciphertext) = aead::seal(
+        generated.key.expose(),
+        &aad,
+        password.expose().as_bytes(),
+    )?;
+    Ok(SealedSecret {
+        version: FORMAT_VERSION,
+        kms,
+        encrypted_data_key: STANDARD.encode(&generated.wrapped),
+        nonce: STANDARD.encode(nonce),
+        ciphertext: STANDARD.encode(ciphertext),
+    })
+}
+
+/// Opens a sealed secret for `binding`: unwraps the data key through `provider` (with the
+/// encryption context), then decrypts and authenticates the password.
+pub async fn open(
+    provider: &dyn KmsProvider,
+    binding: &CredentialBinding,
+    sealed: &SealedSecret,
+) -> Result<MailPassword, Error> {
+    let parsed = parse(sealed)?;
+    let key = provider
+        .decrypt_data_key(&sealed.kms, &parsed.wrapped_key, &binding.context)
+        .await?;
+    let aad = binding.associated_data(sealed.version, &sealed.kms);
+    let plaintext = aead::open(key.expose(), &parsed.nonce, &aad, &parsed.ciphertext)?
+        .ok_or(Error::SealedSecretMismatch)?;
+    MailPassword::from_bytes(plaintext)
+}
+
+/// `sha256:` of the sealed secret as stored; changes exactly when it is re-sealed or edited.
+pub fn fingerprint(sealed: &SealedSecret) -> String {
+    let mut input = Vec::new();
+    input.extend_from_slice(&sealed.version.to_be_bytes());
+    for part in [
+        sealed.kms.provider.as_str(),
+        sealed.kms.key_id.as_str(),
+        sealed.kms.wrapping.as_str(),
+        sealed.encrypted_data_key.as_str(),
+        sealed.nonce.as_str(),
+        sealed.ciphertext.as_str(),
+    ] {
+        input.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        input.extend_from_slice(part.as_bytes());
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn decode(field: &'static str, text: &str) -> Result<Vec<u8>, Error> {
+    STANDARD
+        .decode(text.trim())
+        .map_err(|e| Error::Malformed {
+            field,
+            reason: format!("not valid base64 ({e})"),
+        })
+}

@@ -1,0 +1,138 @@
+//! The one error type of the core crate. Every message says what is wrong and what to do;
+//! none can contain plaintext, because no variant is ever built from a password or data key.
+
+/// Envelope, binding and password errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "sealed secret format version {found} is not supported (this build reads version {supported}); upgrade mailcred or re-seal with `kubectl mailcred seal`"
+    )]
+    UnsupportedVersion { found: u32, supported: u32 },
+
+    #[error("spec.sealedSecret.{field} is malformed: {reason}; re-seal with `kubectl mailcred seal`")]
+    Malformed { field: &'static str, reason: String },
+
+    #[error(
+        "the sealed secret does not open for this MailCredential: its namespace, name, username or an upstream endpoint (host, port, tls, caPem, insecure) differs from what was sealed, or the ciphertext was altered; re-seal it with `kubectl mailcred seal` for the current spec"
+    )]
+    SealedSecretMismatch,
+
+    #[error("invalid MailCredential: {0}")]
+    InvalidSpec(String),
+
+    #[error("invalid password: {0}")]
+    InvalidPassword(String),
+
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+
+    #[error("cryptographic failure: {0}")]
+    Crypto(&'static str),
+}
+
+impl Error {
+    /// Stable, low-cardinality label for metrics and audit lines.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::UnsupportedVersion { .. } => "unsupported_version",
+            Error::Malformed { .. } => "malformed",
+            Error::SealedSecretMismatch => "sealed_secret_mismatch",
+            Error::InvalidSpec(_) => "invalid_spec",
+            Error::InvalidPassword(_) => "invalid_password",
+            Error::Kms(e) => e.metric_label(),
+            Error::Crypto(_) => "crypto",
+        }
+    }
+
+    /// True when retrying later may succeed without anyone changing the resource
+    /// (the sidecar answers these with a temporary failure and retries).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Kms(e) if e.is_transient())
+    }
+}
+
+/// Failures of a key-encryption provider.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    #[error(
+        "KMS could not be reached for key {key_id}: {detail}; check the network path to KMS, the region and the endpoint"
+    )]
+    Unreachable { key_id: String, detail: String },
+
+    #[error("KMS did not answer within {seconds} s for key {key_id}; it is retried on the next use")]
+    Timeout { key_id: String, seconds: u64 },
+
+    #[error("KMS throttled requests for key {key_id}: {detail}; it is retried with backoff")]
+    Throttled { key_id: String, detail: String },
+
+    #[error(
+        "KMS denied access to key {key_id}: {detail}; grant kms:Decrypt on this key to the pod's identity, conditioned on kms:EncryptionContext:mailcred.io/namespace (see README, IAM policy)"
+    )]
+    AccessDenied { key_id: String, detail: String },
+
+    #[error("KMS key {key_id} is disabled or pending deletion; enable it, or re-seal with another key")]
+    KeyDisabled { key_id: String },
+
+    #[error("KMS key {key_id} does not exist in this account and region; check spec.sealedSecret.kms.keyId and region")]
+    KeyNotFound { key_id: String },
+
+    #[error(
+        "KMS refused to unwrap the data key with key {key_id}: it was sealed for another namespace/name or key, or it was altered; re-seal it for this MailCredential"
+    )]
+    ContextMismatch { key_id: String },
+
+    #[error(
+        "the secret was sealed with local key {sealed}, but the key file given has fingerprint {available}; use the key file it was sealed with, or re-seal"
+    )]
+    WrongKey { sealed: String, available: String },
+
+    #[error("the secret was sealed with the {sealed} provider, but this process is configured for {configured}")]
+    ProviderMismatch {
+        sealed: &'static str,
+        configured: &'static str,
+    },
+
+    #[error("{what} can seal but not unwrap: unwrapping happens in KMS under the pod's identity")]
+    SealOnly { what: &'static str },
+
+    #[error(
+        "spec.sealedSecret.kms.endpoint {endpoint} is not an endpoint this process trusts; add it to the trusted KMS endpoints (MAILCRED_TRUSTED_KMS_ENDPOINTS) or remove it from the spec"
+    )]
+    UntrustedEndpoint { endpoint: String },
+
+    #[error("KMS configuration: {0}")]
+    Config(String),
+
+    #[error("KMS error for key {key_id}: {detail}")]
+    Other { key_id: String, detail: String },
+}
+
+impl KmsError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            KmsError::Unreachable { .. } => "kms_unreachable",
+            KmsError::Timeout { .. } => "kms_timeout",
+            KmsError::Throttled { .. } => "kms_throttled",
+            KmsError::AccessDenied { .. } => "kms_access_denied",
+            KmsError::KeyDisabled { .. } => "kms_key_disabled",
+            KmsError::KeyNotFound { .. } => "kms_key_not_found",
+            KmsError::ContextMismatch { .. } => "kms_context_mismatch",
+            KmsError::WrongKey { .. } => "kms_wrong_key",
+            KmsError::ProviderMismatch { .. } => "kms_provider_mismatch",
+            KmsError::SealOnly { .. } => "kms_seal_only",
+            KmsError::UntrustedEndpoint { .. } => "kms_untrusted_endpoint",
+            KmsError::Config(_) => "kms_config",
+            KmsError::Other { .. } => "kms_other",
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            KmsError::Unreachable { .. }
+                | KmsError::Timeout { .. }
+                | KmsError::Throttled { .. }
+                | KmsError::Other { .. }
+        )
+    }
+}

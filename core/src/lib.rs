@@ -1,0 +1,16 @@
+//! Shared core of mailcred: the `MailCredential` resource, envelope encryption (format v1)
+//! and the KMS providers. The operator, the sidecar and the kubectl plugin all build on it;
+//! none of them depends on another.
+
+mod aead;
+pub mod binding;
+pub mod credential;
+pub mod crd;
+pub mod envelope;
+mod error;
+pub mod kms;
+pub mod secret;
+
+pub use binding::{CredentialBinding, EncryptionContext};
+pub use error::{Error, KmsError};
+pub use secret::{DataKey, MailPassword};
