@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::address::Envelope;
-use mailcred_core::credential::{CredentialSource, UsableCredential};
 use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
+use mailcred_core::credential::{CredentialSource, UsableCredential};
 use mailcred_core::{Error, KmsError, MailPassword};
 use mailcred_smtp::{Deliver, Delivery, RelayConfig, RelayMetrics, Reply, SmtpRelay};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -70,7 +70,12 @@ impl Recorder {
 }
 
 impl Deliver for Recorder {
-    async fn deliver(&self, _c: &Arc<UsableCredential>, envelope: &Envelope, message: &[u8]) -> Delivery {
+    async fn deliver(
+        &self,
+        _c: &Arc<UsableCredential>,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Delivery {
         self.0.lock().unwrap().push(Sent {
             from: envelope.from().map(|a| a.to_string()).unwrap_or_default(),
             to: envelope.to().iter().map(|a| a.to_string()).collect(),
@@ -95,7 +100,12 @@ struct Relay {
 async fn start_with(policy: SmtpPolicy, config: RelayConfig, source: Option<Source>) -> Relay {
     let source = source.unwrap_or(Source(Ok(credential(policy))));
     let recorder = Recorder::default();
-    let relay = SmtpRelay::with_upstream(config, Arc::new(source), RelayMetrics::unregistered(), recorder.clone());
+    let relay = SmtpRelay::with_upstream(
+        config,
+        Arc::new(source),
+        RelayMetrics::unregistered(),
+        recorder.clone(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -119,7 +129,10 @@ struct Client {
 impl Client {
     async fn connect(relay: &Relay) -> Self {
         let (r, w) = TcpStream::connect(relay.addr).await.unwrap().into_split();
-        let mut c = Self { r: BufReader::new(r), w };
+        let mut c = Self {
+            r: BufReader::new(r),
+            w,
+        };
         let greeting = c.reply().await;
         assert!(greeting.starts_with("220 "), "{greeting}");
         c
@@ -169,7 +182,9 @@ impl Client {
 }
 
 fn msg(from: &str) -> String {
-    format!("From: <{from}>\r\nTo: <x@example.test>\r\nSubject: hi\r\n\r\nhello\r\n..dot line\r\n.\r\n")
+    format!(
+        "From: <{from}>\r\nTo: <x@example.test>\r\nSubject: hi\r\n\r\nhello\r\n..dot line\r\n.\r\n"
+    )
 }
 
 #[tokio::test]
@@ -177,10 +192,20 @@ async fn relays_with_envelope_and_unstuffed_body() {
     let relay = start(SmtpPolicy::default()).await;
     let mut c = Client::connect(&relay).await;
     let ehlo = c.cmd("EHLO app.local").await;
-    for ext in ["PIPELINING", "SIZE 26214400", "8BITMIME", "ENHANCEDSTATUSCODES", "AUTH PLAIN LOGIN"] {
+    for ext in [
+        "PIPELINING",
+        "SIZE 26214400",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+        "AUTH PLAIN LOGIN",
+    ] {
         assert!(ehlo.contains(ext), "{ext} missing in {ehlo}");
     }
-    assert!(c.cmd("MAIL FROM:<APP@example.test> BODY=8BITMIME SIZE=100").await.starts_with("250 2.1.0"));
+    assert!(
+        c.cmd("MAIL FROM:<APP@example.test> BODY=8BITMIME SIZE=100")
+            .await
+            .starts_with("250 2.1.0")
+    );
     assert!(c.cmd("RCPT TO:<a@example.test>").await.starts_with("250"));
     assert!(c.cmd("RCPT TO:<b@other.test>").await.starts_with("250"));
     let r = c.data(msg("app@example.test").as_bytes()).await;
@@ -228,8 +253,16 @@ async fn command_line_limit_is_configurable_up_to_8192() {
     };
     let relay = start_with(SmtpPolicy::default(), config, None).await;
     let mut c = Client::connect(&relay).await;
-    assert!(c.cmd(&format!("NOOP {}", "x".repeat(8000))).await.starts_with("250"));
-    assert!(c.cmd(&format!("NOOP {}", "x".repeat(8200))).await.starts_with("500 5.5.2"));
+    assert!(
+        c.cmd(&format!("NOOP {}", "x".repeat(8000)))
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        c.cmd(&format!("NOOP {}", "x".repeat(8200)))
+            .await
+            .starts_with("500 5.5.2")
+    );
 }
 
 #[tokio::test]
@@ -244,9 +277,13 @@ async fn oversized_message_is_552_after_reading_and_nothing_is_sent() {
     assert!(ehlo.contains("SIZE 4096"), "{ehlo}");
     // Declared size over the limit: refused at MAIL.
     let r = c.cmd("MAIL FROM:<app@example.test> SIZE=5000").await;
-    assert!(r.starts_with("552 5.3.4") && r.contains("smtp.maxMessageBytes"), "{r}");
+    assert!(
+        r.starts_with("552 5.3.4") && r.contains("smtp.maxMessageBytes"),
+        "{r}"
+    );
     // Undeclared: 1 MiB of body is read, discarded, then refused.
-    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"]).await;
+    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
+        .await;
     let mut body = b"From: app@example.test\r\n\r\n".to_vec();
     for _ in 0..(1 << 20) / 64 {
         body.extend_from_slice(&[b'z'; 62]);
@@ -264,23 +301,34 @@ async fn oversized_message_is_552_after_reading_and_nothing_is_sent() {
 async fn bare_lf_is_normalized_and_cannot_smuggle_a_second_message() {
     let relay = start(SmtpPolicy::default()).await;
     let mut c = Client::connect(&relay).await;
-    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"]).await;
+    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
+        .await;
     let body = b"From: app@example.test\n\nline1\n.\nMAIL FROM:<evil@x.test>\nRCPT TO:<v@x.test>\nDATA\nsmuggled\n.\r\nstill inside\r\n.\r\n";
     let r = c.data(body).await;
     assert!(r.starts_with("250"), "{r}");
     let sent = relay.recorder.sent();
     assert_eq!(sent.len(), 1);
     let m = &sent[0].message;
-    assert!(m.windows(7).any(|w| w == b"MAIL FR"), "smuggled text stays inside the one message");
-    assert!(m.windows(12).any(|w| w == b"still inside"), "\\n.\\r\\n after a bare LF did not end it");
-    assert!(m.windows(2).all(|w| w[1] != b'\n' || w[0] == b'\r'), "every LF is CRLF upstream");
+    assert!(
+        m.windows(7).any(|w| w == b"MAIL FR"),
+        "smuggled text stays inside the one message"
+    );
+    assert!(
+        m.windows(12).any(|w| w == b"still inside"),
+        "\\n.\\r\\n after a bare LF did not end it"
+    );
+    assert!(
+        m.windows(2).all(|w| w[1] != b'\n' || w[0] == b'\r'),
+        "every LF is CRLF upstream"
+    );
 }
 
 #[tokio::test]
 async fn nul_in_data_is_refused() {
     let relay = start(SmtpPolicy::default()).await;
     let mut c = Client::connect(&relay).await;
-    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"]).await;
+    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
+        .await;
     let r = c.data(b"From: app@example.test\r\n\r\na\0b\r\n.\r\n").await;
     assert!(r.starts_with("554 5.6.0"), "{r}");
     assert!(relay.recorder.sent().is_empty());
@@ -290,13 +338,34 @@ async fn nul_in_data_is_refused() {
 async fn commands_out_of_order_are_503() {
     let relay = start(SmtpPolicy::default()).await;
     let mut c = Client::connect(&relay).await;
-    assert!(c.cmd("MAIL FROM:<app@example.test>").await.starts_with("503"), "MAIL before EHLO");
+    assert!(
+        c.cmd("MAIL FROM:<app@example.test>")
+            .await
+            .starts_with("503"),
+        "MAIL before EHLO"
+    );
     assert!(c.cmd("EHLO a").await.starts_with("250"));
-    assert!(c.cmd("RCPT TO:<a@example.test>").await.starts_with("503 5.5.1"));
+    assert!(
+        c.cmd("RCPT TO:<a@example.test>")
+            .await
+            .starts_with("503 5.5.1")
+    );
     assert!(c.cmd("DATA").await.starts_with("503 5.5.1"));
-    assert!(c.cmd("MAIL FROM:<app@example.test>").await.starts_with("250"));
-    assert!(c.cmd("MAIL FROM:<app@example.test>").await.starts_with("503"), "nested MAIL");
-    assert!(c.cmd("DATA").await.starts_with("503 5.5.1"), "DATA without RCPT");
+    assert!(
+        c.cmd("MAIL FROM:<app@example.test>")
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        c.cmd("MAIL FROM:<app@example.test>")
+            .await
+            .starts_with("503"),
+        "nested MAIL"
+    );
+    assert!(
+        c.cmd("DATA").await.starts_with("503 5.5.1"),
+        "DATA without RCPT"
+    );
     assert!(relay.recorder.sent().is_empty());
 }
 
@@ -314,7 +383,8 @@ async fn ten_thousand_pipelined_commands_in_one_write() {
         assert!(r.starts_with("250 2.0.0"), "reply {i}: {r}");
     }
     // A pipelined transaction ending in DATA also works in one write.
-    c.send(b"EHLO a\r\nMAIL FROM:<app@example.test>\r\nRCPT TO:<a@example.test>\r\nDATA\r\n").await;
+    c.send(b"EHLO a\r\nMAIL FROM:<app@example.test>\r\nRCPT TO:<a@example.test>\r\nDATA\r\n")
+        .await;
     for _ in 0..3 {
         assert!(c.reply().await.starts_with("250"));
     }
@@ -331,9 +401,11 @@ async fn client_stopping_mid_data_times_out_and_nothing_goes_upstream() {
     };
     let relay = start_with(SmtpPolicy::default(), config, None).await;
     let mut c = Client::connect(&relay).await;
-    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"]).await;
+    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
+        .await;
     assert!(c.cmd("DATA").await.starts_with("354"));
-    c.send(b"From: app@example.test\r\n\r\npartial body, then silence").await;
+    c.send(b"From: app@example.test\r\n\r\npartial body, then silence")
+        .await;
     let r = c.reply().await;
     assert!(r.starts_with("421 4.4.2"), "{r}");
     assert!(c.reply().await.ends_with("<EOF>"));
@@ -358,12 +430,27 @@ async fn invalid_addresses_are_501() {
     let relay = start(SmtpPolicy::default()).await;
     let mut c = Client::connect(&relay).await;
     assert!(c.cmd("EHLO a").await.starts_with("250"));
-    for bad in ["MAIL FROM:<not-an-address>", "MAIL FROM:<a@>", "MAIL FROM:<@b.test>", "MAIL FROM:<a@[1.2.3.4]>", "MAIL FROM:app@example.test"] {
+    for bad in [
+        "MAIL FROM:<not-an-address>",
+        "MAIL FROM:<a@>",
+        "MAIL FROM:<@b.test>",
+        "MAIL FROM:<a@[1.2.3.4]>",
+        "MAIL FROM:app@example.test",
+    ] {
         let r = c.cmd(bad).await;
         assert!(r.starts_with("501") || r.starts_with("550"), "{bad}: {r}");
     }
-    assert!(c.cmd("MAIL FROM:<app@example.test>").await.starts_with("250"));
-    for bad in ["RCPT TO:<nobody>", "RCPT TO:<a@b@c>", "RCPT TO:<a@-bad-.test>", "RCPT TO:<>"] {
+    assert!(
+        c.cmd("MAIL FROM:<app@example.test>")
+            .await
+            .starts_with("250")
+    );
+    for bad in [
+        "RCPT TO:<nobody>",
+        "RCPT TO:<a@b@c>",
+        "RCPT TO:<a@-bad-.test>",
+        "RCPT TO:<>",
+    ] {
         let r = c.cmd(bad).await;
         assert!(r.starts_with("501"), "{bad}: {r}");
     }
@@ -402,19 +489,37 @@ async fn sender_policy_on_envelope_and_headers() {
     let mut c = Client::connect(&relay).await;
     assert!(c.cmd("EHLO a").await.starts_with("250"));
     let r = c.cmd("MAIL FROM:<evil@elsewhere.test>").await;
-    assert!(r.starts_with("550 5.7.1") && r.contains("smtp.allowedSenders"), "{r}");
-    assert!(c.cmd("MAIL FROM:<ANY@example.test>").await.starts_with("250"));
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains("smtp.allowedSenders"),
+        "{r}"
+    );
+    assert!(
+        c.cmd("MAIL FROM:<ANY@example.test>")
+            .await
+            .starts_with("250")
+    );
     assert!(c.cmd("RCPT TO:<a@example.test>").await.starts_with("250"));
     // From header names a foreign address.
-    let r = c.data(b"From: \"app@example.test\" <evil@elsewhere.test>\r\n\r\nx\r\n.\r\n").await;
-    assert!(r.starts_with("550 5.7.1") && r.contains("smtp.allowedSenders"), "{r}");
+    let r = c
+        .data(b"From: \"app@example.test\" <evil@elsewhere.test>\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains("smtp.allowedSenders"),
+        "{r}"
+    );
     // Sender header too.
-    c.ehlo_mail_rcpt("x@example.test", &["a@example.test"]).await;
-    let r = c.data(b"From: x@example.test\r\nSender: evil@elsewhere.test\r\n\r\nx\r\n.\r\n").await;
+    c.ehlo_mail_rcpt("x@example.test", &["a@example.test"])
+        .await;
+    let r = c
+        .data(b"From: x@example.test\r\nSender: evil@elsewhere.test\r\n\r\nx\r\n.\r\n")
+        .await;
     assert!(r.starts_with("550 5.7.1"), "{r}");
     // Allowed From.
-    c.ehlo_mail_rcpt("x@example.test", &["a@example.test"]).await;
-    let r = c.data(b"From: Boss <BOSS@other.test>\r\n\r\nx\r\n.\r\n").await;
+    c.ehlo_mail_rcpt("x@example.test", &["a@example.test"])
+        .await;
+    let r = c
+        .data(b"From: Boss <BOSS@other.test>\r\n\r\nx\r\n.\r\n")
+        .await;
     assert!(r.starts_with("250"), "{r}");
     assert_eq!(relay.recorder.sent().len(), 1);
 }
@@ -428,13 +533,24 @@ async fn recipient_policy_and_count() {
     };
     let relay = start(policy).await;
     let mut c = Client::connect(&relay).await;
-    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"]).await;
+    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
+        .await;
     let r = c.cmd("RCPT TO:<a@elsewhere.test>").await;
-    assert!(r.starts_with("550 5.7.1") && r.contains("smtp.allowedRecipients"), "{r}");
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains("smtp.allowedRecipients"),
+        "{r}"
+    );
     assert!(c.cmd("RCPT TO:<b@EXAMPLE.test>").await.starts_with("250"));
     let r = c.cmd("RCPT TO:<c@example.test>").await;
-    assert!(r.starts_with("550 5.7.1") && r.contains("smtp.maxRecipients"), "{r}");
-    assert!(c.data(msg("app@example.test").as_bytes()).await.starts_with("250"));
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains("smtp.maxRecipients"),
+        "{r}"
+    );
+    assert!(
+        c.data(msg("app@example.test").as_bytes())
+            .await
+            .starts_with("250")
+    );
     assert_eq!(relay.recorder.sent()[0].to.len(), 2);
 }
 
@@ -446,9 +562,20 @@ async fn idn_recipient_is_relayed_in_ascii_form() {
     };
     let relay = start(policy).await;
     let mut c = Client::connect(&relay).await;
-    c.ehlo_mail_rcpt("app@example.test", &["leser@BÜCHER.example", "a@xn--bcher-kva.example"]).await;
-    assert!(c.data(msg("app@example.test").as_bytes()).await.starts_with("250"));
-    assert_eq!(relay.recorder.sent()[0].to, vec!["leser@xn--bcher-kva.example", "a@xn--bcher-kva.example"]);
+    c.ehlo_mail_rcpt(
+        "app@example.test",
+        &["leser@BÜCHER.example", "a@xn--bcher-kva.example"],
+    )
+    .await;
+    assert!(
+        c.data(msg("app@example.test").as_bytes())
+            .await
+            .starts_with("250")
+    );
+    assert_eq!(
+        relay.recorder.sent()[0].to,
+        vec!["leser@xn--bcher-kva.example", "a@xn--bcher-kva.example"]
+    );
 }
 
 #[tokio::test]
@@ -461,7 +588,10 @@ async fn send_disabled_is_550() {
     let mut c = Client::connect(&relay).await;
     assert!(c.cmd("EHLO a").await.starts_with("250"));
     let r = c.cmd("MAIL FROM:<app@example.test>").await;
-    assert!(r.starts_with("550 5.7.1") && r.contains("smtp.enabled"), "{r}");
+    assert!(
+        r.starts_with("550 5.7.1") && r.contains("smtp.enabled"),
+        "{r}"
+    );
 }
 
 #[tokio::test]
@@ -476,14 +606,23 @@ async fn rate_limits_answer_452_and_name_the_rule() {
     let relay = start(policy).await;
     let mut c = Client::connect(&relay).await;
     for _ in 0..2 {
-        c.ehlo_mail_rcpt("app@example.test", &["a@example.test"]).await;
-        assert!(c.data(msg("app@example.test").as_bytes()).await.starts_with("250"));
+        c.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
+            .await;
+        assert!(
+            c.data(msg("app@example.test").as_bytes())
+                .await
+                .starts_with("250")
+        );
     }
     // The bucket is per credential: a second connection shares it.
     let mut c2 = Client::connect(&relay).await;
-    c2.ehlo_mail_rcpt("app@example.test", &["a@example.test"]).await;
+    c2.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
+        .await;
     let r = c2.cmd("DATA").await;
-    assert!(r.starts_with("452 4.7.0") && r.contains("messagesPerMinute"), "{r}");
+    assert!(
+        r.starts_with("452 4.7.0") && r.contains("messagesPerMinute"),
+        "{r}"
+    );
     assert_eq!(relay.recorder.sent().len(), 2);
 }
 
@@ -492,14 +631,26 @@ async fn auth_is_accepted_and_ignored_without_a_token() {
     let relay = start(SmtpPolicy::default()).await;
     let mut c = Client::connect(&relay).await;
     assert!(c.cmd("EHLO a").await.starts_with("250"));
-    assert!(c.cmd("AUTH PLAIN AGFwcABhbnl0aGluZw==").await.starts_with("235 2.7.0"));
-    assert!(c.cmd("AUTH PLAIN AGFwcABhbnl0aGluZw==").await.starts_with("503"));
+    assert!(
+        c.cmd("AUTH PLAIN AGFwcABhbnl0aGluZw==")
+            .await
+            .starts_with("235 2.7.0")
+    );
+    assert!(
+        c.cmd("AUTH PLAIN AGFwcABhbnl0aGluZw==")
+            .await
+            .starts_with("503")
+    );
     let mut c = Client::connect(&relay).await;
     assert!(c.cmd("EHLO a").await.starts_with("250"));
     assert!(c.cmd("AUTH LOGIN").await.starts_with("334 VXNlcm5hbWU6"));
     assert!(c.cmd("YXBw").await.starts_with("334 UGFzc3dvcmQ6"));
     assert!(c.cmd("eA==").await.starts_with("235"));
-    assert!(c.cmd("MAIL FROM:<app@example.test>").await.starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<app@example.test>")
+            .await
+            .starts_with("250")
+    );
 }
 
 #[tokio::test]
@@ -511,13 +662,25 @@ async fn auth_checks_the_local_token_when_configured() {
     let relay = start_with(SmtpPolicy::default(), config, None).await;
     let mut c = Client::connect(&relay).await;
     assert!(c.cmd("EHLO a").await.starts_with("250"));
-    assert!(c.cmd("MAIL FROM:<app@example.test>").await.starts_with("530 5.7.0"));
+    assert!(
+        c.cmd("MAIL FROM:<app@example.test>")
+            .await
+            .starts_with("530 5.7.0")
+    );
     // \0app\0wrong
-    assert!(c.cmd("AUTH PLAIN AGFwcAB3cm9uZw==").await.starts_with("535 5.7.8"));
+    assert!(
+        c.cmd("AUTH PLAIN AGFwcAB3cm9uZw==")
+            .await
+            .starts_with("535 5.7.8")
+    );
     // \0app\0tok3n, offered without initial response
     assert!(c.cmd("AUTH PLAIN").await.starts_with("334"));
     assert!(c.cmd("AGFwcAB0b2szbg==").await.starts_with("235"));
-    assert!(c.cmd("MAIL FROM:<app@example.test>").await.starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<app@example.test>")
+            .await
+            .starts_with("250")
+    );
 }
 
 #[tokio::test]
@@ -528,12 +691,20 @@ async fn credential_failure_is_a_temporary_454_with_the_reason() {
             detail: "connection refused".into(),
         })
     }
-    let relay = start_with(SmtpPolicy::default(), RelayConfig::default(), Some(Source(Err(kms_down)))).await;
+    let relay = start_with(
+        SmtpPolicy::default(),
+        RelayConfig::default(),
+        Some(Source(Err(kms_down))),
+    )
+    .await;
     let mut c = Client::connect(&relay).await;
     let ehlo = c.cmd("EHLO a").await;
     assert!(ehlo.contains("SIZE "), "EHLO still answers: {ehlo}");
     let r = c.cmd("MAIL FROM:<app@example.test>").await;
-    assert!(r.starts_with("454 4.7.0") && r.contains("kms_unreachable"), "{r}");
+    assert!(
+        r.starts_with("454 4.7.0") && r.contains("kms_unreachable"),
+        "{r}"
+    );
 }
 
 /// Audit lines: one per message, JSON, with the facts and without the password or content.
@@ -562,9 +733,18 @@ async fn audit_line_per_message_without_secret_or_content() {
     let _guard = tracing::subscriber::set_default(subscriber);
     let relay = start(SmtpPolicy::default()).await;
     let mut c = Client::connect(&relay).await;
-    c.ehlo_mail_rcpt("app@example.test", &["a@example.test", "b@example.test"]).await;
-    assert!(c.data(msg("app@example.test").as_bytes()).await.starts_with("250"));
-    assert!(c.cmd("AUTH PLAIN AGFwcABBcHBTaWRlUGFzc3dvcmQ=").await.starts_with("235"));
+    c.ehlo_mail_rcpt("app@example.test", &["a@example.test", "b@example.test"])
+        .await;
+    assert!(
+        c.data(msg("app@example.test").as_bytes())
+            .await
+            .starts_with("250")
+    );
+    assert!(
+        c.cmd("AUTH PLAIN AGFwcABBcHBTaWRlUGFzc3dvcmQ=")
+            .await
+            .starts_with("235")
+    );
     let r = c.cmd("MAIL FROM:<evil@x.test>").await;
     assert!(r.starts_with("550"));
     assert!(c.cmd("QUIT").await.starts_with("221"));
