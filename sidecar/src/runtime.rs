@@ -72,7 +72,13 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         }
     });
 
-    tracing::info!(smtp = %args.smtp_listen, admin = %args.admin_listen, "mailcred sidecar serving");
+    let smtp_addr = smtp_listener
+        .local_addr()
+        .context("SMTP listener address")?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .context("admin listener address")?;
+    tracing::info!(smtp = %smtp_addr, admin = %admin_addr, "mailcred sidecar serving");
     let smtp = tokio::spawn(relay.serve(smtp_listener, shutdown.clone()));
     // IMAP front-end goes here, next to SMTP, sharing `kms`, `registry` and the feed pattern:
     //   let imap_listener = listen::bind("imap", args.imap_listen, args.unsafe_listen_any).await?;

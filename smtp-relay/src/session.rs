@@ -36,6 +36,8 @@ struct Transaction {
     sender: String,
     recipients: Vec<String>,
     refused: u32,
+    /// The last policy rule that refused a recipient (audited if the message never comes).
+    last_refusal: Option<&'static str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -104,6 +106,7 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
             return;
         }
         let _ = self.serve().await;
+        self.abandon();
         let _ = self.flush().await;
         let _ = self.io.shutdown().await;
     }
@@ -262,7 +265,7 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
         };
         match request {
             Request::Ehlo { host } => {
-                self.tx = None;
+                self.abandon();
                 self.greeted = true;
                 let size = self.advertised_size().await;
                 let name = self.shared.config.hostname.clone();
@@ -280,7 +283,7 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
                 ));
             }
             Request::Helo { .. } => {
-                self.tx = None;
+                self.abandon();
                 self.greeted = true;
                 let name = self.shared.config.hostname.clone();
                 self.reply(Reply::new(250, "", name));
@@ -303,11 +306,12 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
             }
             Request::Data => return self.data_command(),
             Request::Rset => {
-                self.tx = None;
+                self.abandon();
                 self.reply(Reply::new(250, "2.0.0", "reset"));
             }
             Request::Noop { .. } => self.reply(Reply::new(250, "2.0.0", "ok")),
             Request::Quit => {
+                self.abandon();
                 self.reply(Reply::new(221, "2.0.0", "bye"));
                 return Next::Close;
             }
@@ -464,6 +468,7 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
             sender: address.to_string(),
             recipients: Vec::new(),
             refused: 0,
+            last_refusal: None,
         });
         Reply::new(250, "2.1.0", "sender ok")
     }
@@ -490,6 +495,7 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
         };
         if let Some((rule, reply)) = refusal {
             tx.refused += 1;
+            tx.last_refusal = Some(rule.as_str());
             self.deny(rule);
             return reply;
         }
@@ -517,23 +523,6 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
             } else {
                 Next::Continue
             };
-        }
-        let rates = self.shared.rate_limiters(&tx.credential);
-        if let Err(rule) = rates.take(tx.recipients.len() as u32) {
-            let reply = rule.reply("rate exceeded, try again later");
-            self.deny(rule);
-            if let Some(tx) = self.tx.take() {
-                self.audit_tx(
-                    &tx,
-                    0,
-                    None,
-                    Duration::ZERO,
-                    "policy_denied",
-                    Some(rule.as_str()),
-                );
-            }
-            self.reply(reply);
-            return Next::Continue;
         }
         self.reply(Reply::new(354, "", "end data with <CR><LF>.<CR><LF>"));
         Next::Data
@@ -636,6 +625,18 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
                 }
             }
         };
+        // Rates last: a message the policy refuses anyway takes no token.
+        let refusal = refusal.or_else(|| {
+            let rates = self.shared.rate_limiters(&tx.credential);
+            rates.take(tx.recipients.len() as u32).err().map(|rule| {
+                self.deny(rule);
+                (
+                    rule.reply("rate exceeded, try again later"),
+                    "policy_denied",
+                    rule.as_str(),
+                )
+            })
+        });
         if let Some((reply, outcome, reason)) = refusal {
             self.count(outcome);
             self.audit_tx(&tx, size, None, started.elapsed(), outcome, Some(reason));
@@ -679,6 +680,17 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
         );
         self.reply(delivery.reply);
         Ok(true)
+    }
+
+    /// Ends a transaction that never reached the end of DATA. One whose recipients the
+    /// policy refused is audited as a refused message (the client gave up because of it).
+    fn abandon(&mut self) {
+        if let Some(tx) = self.tx.take()
+            && let Some(rule) = tx.last_refusal
+        {
+            self.count("policy_denied");
+            self.audit_tx(&tx, 0, None, Duration::ZERO, "policy_denied", Some(rule));
+        }
     }
 
     fn auth_start(&mut self, mechanism: u64, initial: &str) {

@@ -206,7 +206,7 @@ fn map_error(e: &lettre::transport::smtp::Error, latency: Duration) -> Delivery 
             "temporary_failure",
             "upstream_transient",
         ),
-        None if e.is_tls() => (
+        None if e.is_tls() || is_tls_failure(e) => (
             Reply::new(
                 454,
                 "4.7.5",
@@ -240,18 +240,37 @@ fn upstream_text(detail: &str) -> &str {
     detail.split_once("): ").map(|(_, t)| t).unwrap_or(detail)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// lettre reports a failed handshake as a connection error; the rustls error is in the chain.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The error and its causes, each said once (lettre's Display already repeats its source).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
-    let mut depth = 0;
-    while let Some(s) = source {
-        if depth >= 4 {
-            break;
+    for _ in 0..4 {
+        let Some(s) = source else { break };
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
         }
-        text.push_str(": ");
-        text.push_str(&s.to_string());
         source = s.source();
-        depth += 1;
     }
     text
 }

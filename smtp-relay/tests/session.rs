@@ -605,6 +605,22 @@ async fn rate_limits_answer_452_and_name_the_rule() {
     };
     let relay = start(policy).await;
     let mut c = Client::connect(&relay).await;
+    // A message the policy refuses takes no token.
+    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
+        .await;
+    assert!(
+        c.data(msg("evil@x.test").as_bytes())
+            .await
+            .starts_with("550")
+    );
+    // A message the policy refuses takes no token.
+    c.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
+        .await;
+    assert!(
+        c.data(msg("evil@x.test").as_bytes())
+            .await
+            .starts_with("550")
+    );
     for _ in 0..2 {
         c.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
             .await;
@@ -618,7 +634,7 @@ async fn rate_limits_answer_452_and_name_the_rule() {
     let mut c2 = Client::connect(&relay).await;
     c2.ehlo_mail_rcpt("app@example.test", &["a@example.test"])
         .await;
-    let r = c2.cmd("DATA").await;
+    let r = c2.data(msg("app@example.test").as_bytes()).await;
     assert!(
         r.starts_with("452 4.7.0") && r.contains("messagesPerMinute"),
         "{r}"
