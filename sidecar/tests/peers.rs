@@ -480,6 +480,8 @@ async fn relays_to_mailbox(implicit: bool) {
         sidecar.logs().contains("\"level\":\"TRACE\""),
         "the run logged at every level"
     );
+    assert_eq!(admin_get(sidecar.admin, "/healthz"), (true, "ok\n".to_string()));
+    assert_eq!(admin_get(sidecar.admin, "/readyz"), (true, "ready\n".to_string()));
     let metrics = reqwest_metrics(sidecar.admin);
     assert!(
         metrics.contains("mailcred_smtp_messages_total{outcome=\"relayed\"} 3"),
@@ -490,6 +492,17 @@ async fn relays_to_mailbox(implicit: bool) {
         "{metrics}"
     );
     assert_no_password(&s, &sidecar, &pw);
+}
+
+fn admin_get(port: u16, path: &str) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{port}{path}")])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn reqwest_metrics(port: u16) -> String {
