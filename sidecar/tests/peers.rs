@@ -480,8 +480,14 @@ async fn relays_to_mailbox(implicit: bool) {
         sidecar.logs().contains("\"level\":\"TRACE\""),
         "the run logged at every level"
     );
-    assert_eq!(admin_get(sidecar.admin, "/healthz"), (true, "ok\n".to_string()));
-    assert_eq!(admin_get(sidecar.admin, "/readyz"), (true, "ready\n".to_string()));
+    assert_eq!(
+        admin_get(sidecar.admin, "/healthz"),
+        (true, "ok\n".to_string())
+    );
+    assert_eq!(
+        admin_get(sidecar.admin, "/readyz"),
+        (true, "ready\n".to_string())
+    );
     let metrics = reqwest_metrics(sidecar.admin);
     assert!(
         metrics.contains("mailcred_smtp_messages_total{outcome=\"relayed\"} 3"),
@@ -845,13 +851,23 @@ async fn upstream_trouble_is_a_temporary_failure_with_a_reason() {
     let c = temporary_failure(&s, &f, &[], 451, "4.4.1").await;
     assert_eq!(c.audits()[0]["reason"], "upstream_unavailable");
 
-    // Certificate not verifiable: no caPem, so the system roots, which do not know the test CA.
-    let mut no_ca = s.endpoint(true);
-    no_ca.ca_pem = None;
-    let f = s
-        .credential_file("noca.yaml", no_ca, &user, &pw, SmtpPolicy::default())
-        .await;
-    temporary_failure(&s, &f, &[], 454, "4.7.5").await;
+    // Certificate not verifiable: no caPem, so the system roots, which do not know the test
+    // CA; both TLS modes (implicit TLS and STARTTLS take different paths to the handshake).
+    for implicit in [true, false] {
+        let mut no_ca = s.endpoint(implicit);
+        no_ca.ca_pem = None;
+        let f = s
+            .credential_file(
+                &format!("noca-{implicit}.yaml"),
+                no_ca,
+                &user,
+                &pw,
+                SmtpPolicy::default(),
+            )
+            .await;
+        let c = temporary_failure(&s, &f, &[], 454, "4.7.5").await;
+        assert_eq!(c.audits()[0]["reason"], "upstream_tls");
+    }
 
     // Wrong password sealed: upstream AUTH fails.
     let f = s
