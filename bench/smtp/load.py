@@ -6,6 +6,8 @@ Modes
           to a local Postfix relay)
   direct  new STARTTLS connection + AUTH per message (an app submitting directly)
   pooled  one STARTTLS+AUTH connection per client, reused (upstream's own per-message latency)
+  plain-pooled  one plaintext connection per client, reused (the sidecar's added latency,
+          compared with `pooled` straight to upstream)
 
 Prints one JSON object: sent, failed, seconds_to_accept, seconds_to_delivery, msgs_per_s
 (to delivery), p50_ms, p99_ms (client-seen latency per message).
@@ -22,7 +24,7 @@ def maildir_count(path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["plain", "direct", "pooled"], required=True)
+    ap.add_argument("--mode", choices=["plain", "direct", "pooled", "plain-pooled"], required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--tls-host", default="localhost")
@@ -50,7 +52,7 @@ def main():
         return (head + body)[: a.size]
 
     def connect():
-        if a.mode == "plain":
+        if a.mode in ("plain", "plain-pooled"):
             return smtplib.SMTP(a.host, a.port, local_hostname="bench.local", timeout=120)
         s = smtplib.SMTP(a.tls_host, a.port, local_hostname="bench.local", timeout=120)
         s.starttls(context=ctx)
@@ -64,7 +66,8 @@ def main():
     counter_lock = threading.Lock()
 
     def worker():
-        conn = connect() if a.mode == "pooled" else None
+        reuse = a.mode in ("pooled", "plain-pooled")
+        conn = connect() if reuse else None
         while True:
             with counter_lock:
                 i = next(counter, None)
@@ -73,7 +76,7 @@ def main():
             data = message(i)
             t0 = time.perf_counter()
             try:
-                if a.mode == "pooled":
+                if reuse:
                     conn.sendmail(a.sender, [a.rcpt], data)
                 else:
                     s = connect()
