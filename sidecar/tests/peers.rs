@@ -268,6 +268,19 @@ except smtplib.SMTPResponseException as e:
     print(json.dumps({'code': e.smtp_code, 'msg': e.smtp_error.decode(errors='replace')}))
 "#;
 
+const FETCH_PY: &str = r#"
+import imaplib, ssl, sys
+port, user, password, ca, needle = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(cafile=ca)
+m = imaplib.IMAP4_SSL('localhost', port, ssl_context=ctx)
+m.login(user, password)
+m.select('INBOX', readonly=True)
+typ, data = m.search(None, 'SUBJECT', '"' + needle + '"')
+typ, msg = m.fetch(data[0].split()[0], '(BODY.PEEK[TEXT])')
+sys.stdout.buffer.write(msg[0][1])
+m.logout()
+"#;
+
 const IMAP_PY: &str = r#"
 import imaplib, ssl, sys
 port, user, password, ca, needle = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
@@ -449,6 +462,26 @@ async fn relays_to_mailbox(implicit: bool) {
     for subject in &subjects {
         assert_delivered(&s, &user, &pw, subject);
     }
+    // The body arrives as the app sent it: the dot-stuffed line unstuffed once, no extra line.
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            FETCH_PY,
+            s.e("PEERS_IMAP_TLS_PORT"),
+            &user,
+            &pw,
+            s.e("PEERS_CA_PEM"),
+            &subjects[0],
+        ])
+        .output()
+        .unwrap();
+    let body = out.stdout;
+    let sent = message(&user, &user, &subjects[0], 1000);
+    let sent_body = &sent[sent.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        String::from_utf8_lossy(sent_body)
+    );
     let session = postfix_session_of(&s, &subjects[2]);
     assert!(
         session
