@@ -52,10 +52,14 @@ pub fn parse(sealed: &SealedSecret) -> Result<ParsedSealedSecret, Error> {
         });
     }
     let nonce_bytes = decode("nonce", &sealed.nonce)?;
-    let nonce: [u8; NONCE_LEN] = nonce_bytes.as_slice().try_into().map_err(|_| Error::Malformed {
-        field: "nonce",
-        reason: format!("{} bytes, a nonce has {NONCE_LEN}", nonce_bytes.len()),
-    })?;
+    let nonce: [u8; NONCE_LEN] =
+        nonce_bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Malformed {
+                field: "nonce",
+                reason: format!("{} bytes, a nonce has {NONCE_LEN}", nonce_bytes.len()),
+            })?;
     let ciphertext = decode("ciphertext", &sealed.ciphertext)?;
     let payload_len = ciphertext.len().wrapping_sub(aead::TAG_LEN);
     if ciphertext.len() < aead::TAG_LEN
@@ -175,7 +179,9 @@ fn decode_payload(payload: &[u8]) -> Result<MailPassword, Error> {
         field: "ciphertext",
         reason: format!("the decrypted payload {reason} (was it sealed by a mailcred tool?)"),
     };
-    let (len, rest) = payload.split_first_chunk::<2>().ok_or_else(|| malformed("is empty"))?;
+    let (len, rest) = payload
+        .split_first_chunk::<2>()
+        .ok_or_else(|| malformed("is empty"))?;
     let len = usize::from(u16::from_be_bytes(*len));
     if len > rest.len() || rest[len..].iter().any(|b| *b != 0) {
         return Err(malformed("has an invalid length or padding"));
@@ -204,10 +210,8 @@ pub fn fingerprint(sealed: &SealedSecret) -> String {
 }
 
 fn decode(field: &'static str, text: &str) -> Result<Vec<u8>, Error> {
-    STANDARD
-        .decode(text.trim())
-        .map_err(|e| Error::Malformed {
-            field,
-            reason: format!("not valid base64 ({e})"),
-        })
+    STANDARD.decode(text.trim()).map_err(|e| Error::Malformed {
+        field,
+        reason: format!("not valid base64 ({e})"),
+    })
 }

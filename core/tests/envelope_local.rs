@@ -75,14 +75,21 @@ async fn host_case_and_trailing_dot_are_not_an_edit() {
     let mut s = spec();
     s.smtp.as_mut().unwrap().host = "SMTP.Example.TEST.".into();
     let same = CredentialBinding::new("shop", "billing", &s).unwrap();
-    assert_eq!(envelope::open(&kms, &same, &sealed).await.unwrap().expose(), "pw");
+    assert_eq!(
+        envelope::open(&kms, &same, &sealed).await.unwrap().expose(),
+        "pw"
+    );
 }
 
 #[tokio::test]
 async fn a_copy_in_another_namespace_or_name_fails_in_the_key_provider() {
     let kms = LocalKms::generate().unwrap();
     let sealed = seal(&kms, "pw").await;
-    for (ns, name) in [("other", "billing"), ("shop", "billing2"), ("shopb", "illing")] {
+    for (ns, name) in [
+        ("other", "billing"),
+        ("shop", "billing2"),
+        ("shopb", "illing"),
+    ] {
         let moved = CredentialBinding::new(ns, name, &spec()).unwrap();
         let err = envelope::open(&kms, &moved, &sealed).await.unwrap_err();
         assert!(
@@ -97,16 +104,29 @@ async fn a_different_local_key_is_named_in_the_error() {
     let sealing = LocalKms::generate().unwrap();
     let other = LocalKms::generate().unwrap();
     let sealed = seal(&sealing, "pw").await;
-    let err = envelope::open(&other, &binding(), &sealed).await.unwrap_err();
+    let err = envelope::open(&other, &binding(), &sealed)
+        .await
+        .unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, Error::Kms(KmsError::WrongKey { .. })), "{err:?}");
-    assert!(message.contains(sealing.fingerprint()) && message.contains(other.fingerprint()), "{message}");
+    assert!(
+        matches!(err, Error::Kms(KmsError::WrongKey { .. })),
+        "{err:?}"
+    );
+    assert!(
+        message.contains(sealing.fingerprint()) && message.contains(other.fingerprint()),
+        "{message}"
+    );
 
     // Claiming the other key's id does not help: the wrapped key does not open under it.
     let mut forged = sealed.clone();
     forged.kms.key_id = other.fingerprint().to_string();
-    let err = envelope::open(&other, &binding(), &forged).await.unwrap_err();
-    assert!(matches!(err, Error::Kms(KmsError::ContextMismatch { .. })), "{err:?}");
+    let err = envelope::open(&other, &binding(), &forged)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Kms(KmsError::ContextMismatch { .. })),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -117,18 +137,43 @@ async fn unknown_version_and_malformed_fields_are_named() {
     let mut v2 = sealed.clone();
     v2.version = 2;
     let err = envelope::open(&kms, &binding(), &v2).await.unwrap_err();
-    assert!(matches!(err, Error::UnsupportedVersion { found: 2, supported: 1 }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+        ),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("version 2"));
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut SealedSecret)>)> = vec![
+    type Edit = Box<dyn Fn(&mut SealedSecret)>;
+    let cases: Vec<(&str, Edit)> = vec![
         ("nonce", Box::new(|s| s.nonce.truncate(5))),
         ("nonce", Box::new(|s| s.nonce = STANDARD.encode([0u8; 8]))),
         ("ciphertext", Box::new(|s| s.ciphertext.truncate(10))),
-        ("ciphertext", Box::new(|s| s.ciphertext = "not base64!".into())),
-        ("ciphertext", Box::new(|s| s.ciphertext = STANDARD.encode([0u8; 16]))),
-        ("encryptedDataKey", Box::new(|s| s.encrypted_data_key = String::new())),
-        ("encryptedDataKey", Box::new(|s| s.encrypted_data_key.insert(3, '%'))),
-        ("kms.keyId", Box::new(|s| s.kms.key_id = "sha256:xyz".into())),
+        (
+            "ciphertext",
+            Box::new(|s| s.ciphertext = "not base64!".into()),
+        ),
+        (
+            "ciphertext",
+            Box::new(|s| s.ciphertext = STANDARD.encode([0u8; 16])),
+        ),
+        (
+            "encryptedDataKey",
+            Box::new(|s| s.encrypted_data_key = String::new()),
+        ),
+        (
+            "encryptedDataKey",
+            Box::new(|s| s.encrypted_data_key.insert(3, '%')),
+        ),
+        (
+            "kms.keyId",
+            Box::new(|s| s.kms.key_id = "sha256:xyz".into()),
+        ),
     ];
     for (field, edit) in cases {
         let mut bad = sealed.clone();
@@ -138,7 +183,11 @@ async fn unknown_version_and_malformed_fields_are_named() {
             Error::Malformed { field: f, .. } => assert_eq!(*f, field, "{err}"),
             other => panic!("{field}: expected Malformed, got {other:?}"),
         }
-        assert!(err.to_string().contains(&format!("spec.sealedSecret.{field}")), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("spec.sealedSecret.{field}")),
+            "{err}"
+        );
     }
 }
 
@@ -150,7 +199,10 @@ async fn truncating_the_wrapped_key_fails_cleanly() {
     wrapped.truncate(wrapped.len() - 1);
     sealed.encrypted_data_key = STANDARD.encode(wrapped);
     let err = envelope::open(&kms, &binding(), &sealed).await.unwrap_err();
-    assert!(matches!(err, Error::Kms(KmsError::ContextMismatch { .. })), "{err:?}");
+    assert!(
+        matches!(err, Error::Kms(KmsError::ContextMismatch { .. })),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -187,7 +239,10 @@ fn key_files_round_trip_and_bad_files_are_explained() {
     let err = LocalKms::from_file(&dir.path().join("empty")).unwrap_err();
     assert!(err.to_string().contains("keygen"), "{err}");
     let err = LocalKms::from_file(&dir.path().join("missing")).unwrap_err();
-    assert!(err.to_string().contains("cannot read local key file"), "{err}");
+    assert!(
+        err.to_string().contains("cannot read local key file"),
+        "{err}"
+    );
 }
 
 fn flip(text: &str, bit: usize) -> String {

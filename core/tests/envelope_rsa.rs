@@ -6,7 +6,9 @@ mod common;
 
 use async_trait::async_trait;
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
-use aws_lc_rs::rsa::{KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey};
+use aws_lc_rs::rsa::{
+    KeySize, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDecryptingKey,
+};
 use mailcred_core::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind};
 use mailcred_core::kms::{KmsProvider, RsaPublicKeySealer};
 use mailcred_core::{CredentialBinding, DataKey, EncryptionContext, Error, KmsError, envelope};
@@ -32,8 +34,12 @@ impl KmsProvider for PrivateKeyKms {
         let mut out = Zeroizing::new(vec![0u8; oaep.min_output_size()]);
         let plain = oaep
             .decrypt(&OAEP_SHA256_MGF1SHA256, wrapped, &mut out, None)
-            .map_err(|_| KmsError::ContextMismatch { key_id: key.key_id.clone() })?;
-        DataKey::from_slice(plain).map_err(|_| KmsError::ContextMismatch { key_id: key.key_id.clone() })
+            .map_err(|_| KmsError::ContextMismatch {
+                key_id: key.key_id.clone(),
+            })?;
+        DataKey::from_slice(plain).map_err(|_| KmsError::ContextMismatch {
+            key_id: key.key_id.clone(),
+        })
     }
 }
 
@@ -46,8 +52,15 @@ fn key_pair() -> (PrivateDecryptingKey, Vec<u8>) {
 fn pem(der: &[u8]) -> String {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-    format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", lines.join("\n"))
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        lines.join("\n")
+    )
 }
 
 #[tokio::test]
@@ -57,10 +70,14 @@ async fn sealed_offline_opens_with_the_private_half() {
     let path = dir.path().join("kms-public.pem");
     std::fs::write(&path, pem(&der)).unwrap();
     let sealer = RsaPublicKeySealer::from_file(&path, KEY_ARN.into(), None).unwrap();
-    let sealed = envelope::seal(&sealer, &binding(), &password("offline")).await.unwrap();
+    let sealed = envelope::seal(&sealer, &binding(), &password("offline"))
+        .await
+        .unwrap();
     assert_eq!(sealed.kms.provider, KmsProviderKind::Aws);
     assert_eq!(sealed.kms.wrapping, DataKeyWrapping::RsaesOaepSha256);
-    let opened = envelope::open(&PrivateKeyKms(private), &binding(), &sealed).await.unwrap();
+    let opened = envelope::open(&PrivateKeyKms(private), &binding(), &sealed)
+        .await
+        .unwrap();
     assert_eq!(opened.expose(), "offline");
 }
 
@@ -68,16 +85,23 @@ async fn sealed_offline_opens_with_the_private_half() {
 async fn a_moved_copy_fails_in_gcm_even_when_the_key_unwraps() {
     let (private, der) = key_pair();
     let sealer = RsaPublicKeySealer::from_spki(&der, KEY_ARN.into(), None).unwrap();
-    let sealed = envelope::seal(&sealer, &binding(), &password("offline")).await.unwrap();
+    let sealed = envelope::seal(&sealer, &binding(), &password("offline"))
+        .await
+        .unwrap();
     let kms = PrivateKeyKms(private);
     for (ns, name) in [("other", "billing"), ("shop", "payroll")] {
         let moved = CredentialBinding::new(ns, name, &spec()).unwrap();
         let err = envelope::open(&kms, &moved, &sealed).await.unwrap_err();
-        assert!(matches!(err, Error::SealedSecretMismatch), "{ns}/{name}: {err:?}");
+        assert!(
+            matches!(err, Error::SealedSecretMismatch),
+            "{ns}/{name}: {err:?}"
+        );
     }
     // Relabelling the key id is caught by the associated data even if the key still unwraps.
     let mut relabelled = sealed.clone();
     relabelled.kms.key_id = "arn:aws:kms:us-east-1:111122223333:key/other".into();
-    let err = envelope::open(&kms, &binding(), &relabelled).await.unwrap_err();
+    let err = envelope::open(&kms, &binding(), &relabelled)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::SealedSecretMismatch), "{err:?}");
 }

@@ -11,8 +11,14 @@ use mailcred_core::{DataKey, MailPassword, envelope};
 const SECRET: &str = "Pl41ntext-Must-Not-Leak";
 
 fn assert_redacted(what: &str, rendered: &str) {
-    assert!(!rendered.contains(SECRET), "{what} printed the secret: {rendered}");
-    assert!(rendered.contains("REDACTED"), "{what} should say it redacts: {rendered}");
+    assert!(
+        !rendered.contains(SECRET),
+        "{what} printed the secret: {rendered}"
+    );
+    assert!(
+        rendered.contains("REDACTED"),
+        "{what} should say it redacts: {rendered}"
+    );
 }
 
 #[tokio::test]
@@ -20,7 +26,10 @@ async fn debug_of_every_secret_holding_type_redacts() {
     let password = MailPassword::new(SECRET.into()).unwrap();
     assert_redacted("MailPassword", &format!("{password:?}"));
     assert_redacted("MailPassword (pretty)", &format!("{password:#?}"));
-    assert_redacted("MailPassword duplicate", &format!("{:?}", password.duplicate()));
+    assert_redacted(
+        "MailPassword duplicate",
+        &format!("{:?}", password.duplicate()),
+    );
 
     let key = DataKey::generate().unwrap();
     assert_redacted("DataKey", &format!("{key:?}"));
@@ -28,8 +37,12 @@ async fn debug_of_every_secret_holding_type_redacts() {
     let kms = LocalKms::generate().unwrap();
     assert_redacted("LocalKms", &format!("{kms:?}"));
 
-    let sealed = envelope::seal(&kms, &common::binding(), &password).await.unwrap();
-    let opened = envelope::open(&kms, &common::binding(), &sealed).await.unwrap();
+    let sealed = envelope::seal(&kms, &common::binding(), &password)
+        .await
+        .unwrap();
+    let opened = envelope::open(&kms, &common::binding(), &sealed)
+        .await
+        .unwrap();
     assert_redacted("opened MailPassword", &format!("{opened:?}"));
 
     let spec = common::spec();

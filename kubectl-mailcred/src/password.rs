@@ -21,9 +21,8 @@ pub fn read(from_stdin: bool) -> anyhow::Result<MailPassword> {
     let first = Zeroizing::new(
         rpassword::prompt_password("Mail password: ").context("cannot read the password")?,
     );
-    let second = Zeroizing::new(
-        rpassword::prompt_password("Again: ").context("cannot read the password")?,
-    );
+    let second =
+        Zeroizing::new(rpassword::prompt_password("Again: ").context("cannot read the password")?);
     if first != second {
         bail!("the two passwords differ; nothing was sealed");
     }

@@ -8,7 +8,9 @@ use mailcred_core::crd::{
     Access, ImapPolicy, MailCredential, MailCredentialSpec, Policy, RateLimits, SealedSecret,
     SmtpPolicy, TlsMode, UpstreamEndpoint,
 };
-use mailcred_core::kms::{AwsKms, AwsKmsOptions, AwsKmsSealer, DataKeySealer, LocalKms, RsaPublicKeySealer};
+use mailcred_core::kms::{
+    AwsKms, AwsKmsOptions, AwsKmsSealer, DataKeySealer, LocalKms, RsaPublicKeySealer,
+};
 use mailcred_core::{CredentialBinding, envelope};
 
 use crate::cli::{KeygenArgs, SealArgs};
@@ -59,7 +61,8 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
     spec.sealed_secret = sealed;
     let mut resource = MailCredential::new(&args.name, spec);
     resource.metadata.namespace = Some(args.namespace.clone());
-    let yaml = serde_saphyr::to_string(&resource).context("cannot render the MailCredential as YAML")?;
+    let yaml =
+        serde_saphyr::to_string(&resource).context("cannot render the MailCredential as YAML")?;
     let text = format!("---\n{yaml}");
     match &args.output {
         Some(path) => std::fs::write(path, text)
@@ -85,12 +88,30 @@ fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
     let smtp = args
         .smtp
         .as_deref()
-        .map(|hp| endpoint("smtp", hp, args.smtp_tls.as_deref(), 465, &ca_pem, &args.insecure_reason))
+        .map(|hp| {
+            endpoint(
+                "smtp",
+                hp,
+                args.smtp_tls.as_deref(),
+                465,
+                &ca_pem,
+                &args.insecure_reason,
+            )
+        })
         .transpose()?;
     let imap = args
         .imap
         .as_deref()
-        .map(|hp| endpoint("imap", hp, args.imap_tls.as_deref(), 993, &ca_pem, &args.insecure_reason))
+        .map(|hp| {
+            endpoint(
+                "imap",
+                hp,
+                args.imap_tls.as_deref(),
+                993,
+                &ca_pem,
+                &args.insecure_reason,
+            )
+        })
         .transpose()?;
     if smtp.is_none() && imap.is_none() {
         bail!("give at least one upstream: --smtp HOST:PORT and/or --imap HOST:PORT");
@@ -189,7 +210,11 @@ fn endpoint(
         tls,
         ca_pem: ca_pem.clone(),
         insecure,
-        insecure_reason: if insecure { insecure_reason.clone() } else { None },
+        insecure_reason: if insecure {
+            insecure_reason.clone()
+        } else {
+            None
+        },
     })
 }
 
@@ -200,7 +225,11 @@ async fn build_sealer(kms: KmsScheme, args: &SealArgs) -> anyhow::Result<Box<dyn
             let key_id = args.kms_key_id.clone().context(
                 "--kms aws-public-key:<file> needs --kms-key-id <key ARN>: KMS Decrypt must know which key unwraps",
             )?;
-            Box::new(RsaPublicKeySealer::from_file(&path, key_id, args.kms_region.clone())?)
+            Box::new(RsaPublicKeySealer::from_file(
+                &path,
+                key_id,
+                args.kms_region.clone(),
+            )?)
         }
         KmsScheme::Aws(key_id) => {
             let kms = AwsKms::from_env(AwsKmsOptions::default()).await;
@@ -239,7 +268,10 @@ mod tests {
             parse_kms("aws:arn:aws:kms:us-east-1:111122223333:key/x").unwrap(),
             KmsScheme::Aws("arn:aws:kms:us-east-1:111122223333:key/x".into())
         );
-        assert_eq!(parse_kms("local:/k").unwrap(), KmsScheme::Local("/k".into()));
+        assert_eq!(
+            parse_kms("local:/k").unwrap(),
+            KmsScheme::Local("/k".into())
+        );
         assert_eq!(
             parse_kms("aws-public-key:pub.pem").unwrap(),
             KmsScheme::AwsPublicKey("pub.pem".into())

@@ -72,7 +72,8 @@ pub fn redirected_specs() -> Vec<(&'static str, MailCredentialSpec)> {
     smtp.insecure = true;
     out.push(("smtp plaintext", s));
     let mut s = spec();
-    s.imap.as_mut().unwrap().ca_pem = Some("-----BEGIN CERTIFICATE-----\nATTACKER\n-----END CERTIFICATE-----\n".into());
+    s.imap.as_mut().unwrap().ca_pem =
+        Some("-----BEGIN CERTIFICATE-----\nATTACKER\n-----END CERTIFICATE-----\n".into());
     out.push(("imap CA", s));
     let mut s = spec();
     s.imap.as_mut().unwrap().ca_pem = None;
