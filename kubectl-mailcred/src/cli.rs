@@ -21,6 +21,23 @@ pub enum Command {
     Seal(Box<SealArgs>),
     /// Create a key file for the `local` provider (development and single-machine use).
     Keygen(KeygenArgs),
+    /// Check that a MailCredential's sealed secret opens for its namespace, name and endpoints
+    /// (needs the key: the local key file, or KMS decrypt permission). Never prints the password.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// MailCredential YAML (a `seal` output or a manifest).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: PathBuf,
+    /// Key file for credentials sealed with the local provider.
+    #[arg(long, value_name = "FILE")]
+    pub local_key_file: Option<PathBuf>,
+    /// KMS endpoints to trust besides the AWS environment's (as the sidecar's
+    /// MAILCRED_TRUSTED_KMS_ENDPOINTS).
+    #[arg(long = "trusted-kms-endpoint", value_name = "URL")]
+    pub trusted_kms_endpoints: Vec<String>,
 }
 
 #[derive(Args, Debug)]

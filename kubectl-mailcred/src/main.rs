@@ -4,6 +4,7 @@
 mod cli;
 mod password;
 mod seal;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -34,5 +35,6 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Seal(args) => seal::run(*args).await,
         cli::Command::Keygen(args) => seal::keygen(&args),
+        cli::Command::Verify(args) => verify::run(&args).await,
     }
 }

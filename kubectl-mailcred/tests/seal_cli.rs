@@ -169,3 +169,52 @@ fn keygen_never_overwrites() {
     plugin().args(["keygen", "-o"]).arg(&key).assert().failure();
     assert_eq!(std::fs::read(&key).unwrap(), before);
 }
+
+#[test]
+fn verify_opens_the_original_and_refuses_an_edited_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = keygen(dir.path());
+    let file = dir.path().join("mcred.yaml");
+    plugin()
+        .args(seal_args(&key))
+        .arg("-o")
+        .arg(&file)
+        .write_stdin(PASSWORD)
+        .assert()
+        .success();
+    let ok = plugin()
+        .args(["verify", "-f"])
+        .arg(&file)
+        .arg("--local-key-file")
+        .arg(&key)
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&ok.get_output().stdout).to_string();
+    assert!(
+        stdout.starts_with("ok: the sealed secret of shop/billing opens"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(PASSWORD));
+
+    // An editor points SMTP at their own server: the secret no longer opens.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = dir.path().join("edited.yaml");
+    std::fs::write(
+        &edited,
+        text.replace("smtp.example.test", "smtp.attacker.test"),
+    )
+    .unwrap();
+    let bad = plugin()
+        .args(["verify", "-f"])
+        .arg(&edited)
+        .arg("--local-key-file")
+        .arg(&key)
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&bad.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("does not open for this MailCredential"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD));
+}
