@@ -16,13 +16,13 @@ venv_stamp="$venv/.mailcred-peers-requirements"
 apt_packages=(
   postfix dovecot-imapd dovecot-lmtpd
   swaks libnet-ssleay-perl libio-socket-ssl-perl
-  curl openssl ca-certificates python3 python3-venv
+  curl openssl ca-certificates python3 python3-venv iproute2
 )
 # Binaries start.sh and selftest.sh run; a package can be "installed" yet half-removed.
 needed_files=(
   /usr/sbin/postfix /usr/sbin/postconf /usr/lib/postfix/sbin/master
   /usr/sbin/dovecot /usr/bin/doveadm /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp
-  /usr/bin/swaks /usr/bin/curl /usr/bin/openssl /usr/bin/python3
+  /usr/bin/swaks /usr/bin/curl /usr/bin/openssl /usr/bin/python3 /usr/bin/ss
 )
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }

@@ -6,9 +6,15 @@ die() { log "ERROR: $*"; exit 1; }
 
 now_ms() { date +%s%3N; }
 
-# True when something accepts TCP connections on 127.0.0.1:PORT.
+# True when something listens on TCP PORT. ss looks without connecting, which keeps the
+# daemons' logs free of probe connections ("lost connection after CONNECT"); without ss,
+# fall back to a connect to 127.0.0.1.
 port_answers() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  if command -v ss >/dev/null; then
+    [[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]]
+  else
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  fi
 }
 
 port_is_free() { ! port_answers "$1"; }
