@@ -38,7 +38,7 @@ free_port() {
 pid_alive() {
   local pid="$1" stat state
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || return 1
   # Field 3, after the parenthesised command name (which may itself contain spaces).
   state="${stat##*) }"
   state="${state%% *}"
@@ -48,7 +48,7 @@ pid_alive() {
 # Session id of PID (field 6 of /proc/PID/stat), empty when gone.
 pid_session() {
   local stat rest
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 0
   rest="${stat##*) }"
   # rest: state ppid pgrp session ...
   read -r _ _ _ sid _ <<<"$rest"
@@ -57,9 +57,9 @@ pid_session() {
 
 # Live (non-zombie) processes whose session id is SID.
 session_pids() {
-  local sid="$1" p rest s
+  local sid="$1" p rest s state
   for p in /proc/[0-9]*; do
-    rest="$(cat "$p/stat" 2>/dev/null)" || continue
+    { read -r rest <"$p/stat"; } 2>/dev/null || continue
     rest="${rest##*) }"
     read -r state _ _ s _ <<<"$rest"
     [[ "$s" == "$sid" && "$state" != "Z" && "$state" != "X" ]] && printf '%s\n' "${p#/proc/}"

@@ -55,6 +55,15 @@ while [[ "$d" != "/" ]]; do
   fi
 done
 
+# From here on a failed start must not leave half the peers running.
+started=0
+cleanup_on_failure() {
+  if [[ $started -eq 0 ]]; then
+    "$here/stop.sh" "$dir" >&2 || true
+  fi
+}
+trap cleanup_on_failure EXIT
+
 rm -rf "$dir/tls" "$dir/postfix" "$dir/dovecot" "$dir/mail" "$dir/env" \
   "$dir"/postfix.log "$dir"/dovecot.log "$dir"/moto.log "$dir"/moto.pid
 mkdir -p "$dir/tls" "$dir/postfix" "$dir/dovecot" "$dir/mail"
@@ -379,7 +388,6 @@ wait_port() { # PORT NAME LOG
     if (( $(now_ms) > deadline )); then
       log "$name did not answer on 127.0.0.1:$port within ${timeout_s}s; last lines of $logf:"
       tail -n 30 "$logf" >&2 || true
-      "$here/stop.sh" "$dir" || true
       die "$name failed to start"
     fi
     sleep 0.02
@@ -394,12 +402,12 @@ until curl -fsS -o /dev/null --max-time 2 "$kms_endpoint/moto-api/data.json" 2>/
   if ! pid_alive "$(cat "$dir/moto.pid")" || (( $(now_ms) > deadline )); then
     log "moto_server did not answer on $kms_endpoint within ${timeout_s}s; last lines of $moto_log:"
     tail -n 30 "$moto_log" >&2 || true
-    "$here/stop.sh" "$dir" || true
     die "moto_server failed to start"
   fi
   sleep 0.05
 done
 
 mv "$env_tmp" "$dir/env"
+started=1
 log "peers up in $(( $(now_ms) - t0 )) ms; env: $dir/env" \
   "(smtp $smtp_starttls_port/$smtp_tls_port imap $imap_starttls_port/$imap_tls_port kms $kms_port)"

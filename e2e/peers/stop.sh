@@ -28,7 +28,7 @@ daemon_pids() {
   fi
   printf '%s\n' "$pid"
   for p in /proc/[0-9]*; do
-    rest="$(cat "$p/stat" 2>/dev/null)" || continue
+    { read -r rest <"$p/stat"; } 2>/dev/null || continue
     rest="${rest##*) }"
     read -r _ ppid _ <<<"$rest"
     [[ "$ppid" == "$pid" ]] && printf '%s\n' "${p#/proc/}"
@@ -64,8 +64,13 @@ for name in postfix dovecot moto; do
   esac || { log "pid $pid in ${pid_files[$name]} is not $name ($cmd); skipped"; continue; }
   mapfile -t members < <(daemon_pids "$pid")
   targets+=("${members[@]}")
+  # The main process first, then the rest at once: dovecot's master alone takes ~1.1 s to
+  # wind its children down, all together ~30 ms; the peers keep no state worth a clean exit.
   kill -TERM "$pid" 2>/dev/null || true
-  log "sent SIGTERM to $name (pid $pid, ${#members[@]} processes)"
+  for member in "${members[@]}"; do
+    [[ "$member" == "$pid" ]] || kill -TERM "$member" 2>/dev/null || true
+  done
+  log "sent SIGTERM to $name (pid $pid and ${#members[@]} processes of it)"
 done
 
 if [[ ${#targets[@]} -eq 0 ]]; then
