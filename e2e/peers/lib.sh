@@ -69,7 +69,11 @@ session_pids() {
 
 random_password() { openssl rand -hex 16; }
 
-# Reads one password line on stdin, prints a dovecot SHA512-CRYPT entry.
+# Reads one password line on stdin, prints a dovecot "{SHA512-CRYPT}$6$..." entry. doveadm
+# (not `openssl passwd`, which silently truncates passwords past 256 bytes) reads the password
+# twice from a non-tty stdin: "enter" and "retype".
 hash_password() {
-  printf '{SHA512-CRYPT}%s' "$(openssl passwd -6 -stdin)"
+  local password
+  IFS= read -r password || [[ -n "$password" ]] || return 1
+  printf '%s\n%s\n' "$password" "$password" | doveadm pw -s SHA512-CRYPT
 }

@@ -199,9 +199,10 @@ fi
 # ---- password rotation ---------------------------------------------------------------------
 rot_user="$PEERS_ROTATE_USER"
 old_pw="$PEERS_ROTATE_PASSWORD"
-# Spaces, quotes and a backslash: the rotated password must survive stdin, hashing, IMAP
-# quoting and SASL PLAIN unchanged.
-new_pw="rotated pw \"$(random_password)\" \\ %x"
+# Spaces, quotes, a backslash and 300 bytes: the rotated password must survive stdin,
+# hashing, IMAP quoting and SASL PLAIN unchanged.
+# 300 bytes: past the 256 where `openssl passwd` would have truncated it.
+new_pw="rotated pw \"$(random_password)\" \\ %x $(printf 'L%.0s' {1..265})"
 newer_pw="$(random_password)"
 imap_login "rotation user logs in with its first password" tls "$rot_user" "$old_pw" ok
 if printf '%s\n' "$new_pw" | "$here/set-password.sh" "$run_dir" "$rot_user" 2>/dev/null; then
