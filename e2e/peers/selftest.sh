@@ -196,6 +196,16 @@ else
   fail "KMS" "$out"
 fi
 
+# ---- load: 150 IMAP + 150 SMTP sessions of one user, logged in at the same moment ----------
+# More than postfix's default 100 processes per service and dovecot's default 10 connections
+# per user and IP: a proxy's load test must find the peers wide enough.
+t_load=$(now_ms)
+if out="$("$venv/bin/python" "$here/selftest.py" concurrent 150 150 2>&1)"; then
+  pass "$out ($(( $(now_ms) - t_load )) ms)"
+else
+  fail "concurrent sessions" "$out"
+fi
+
 # ---- password rotation ---------------------------------------------------------------------
 rot_user="$PEERS_ROTATE_USER"
 old_pw="$PEERS_ROTATE_PASSWORD"

@@ -200,8 +200,9 @@ service imap-login {
     port = $imap_tls_port
     ssl = yes
   }
+  # High-performance mode: long-lived login processes, one per core, many clients each.
   service_count = 0
-  process_min_avail = 1
+  process_min_avail = 2
   client_limit = 1000
 }
 service imap {
@@ -292,11 +293,13 @@ EOF
 } >"$pf/vmailbox"
 printf '!/@example\\.test$/ %s\n' "$sink_user" >"$pf/virtual_alias"
 
-# No port-25 listener; chroot off everywhere, so absolute socket paths work.
+# No port-25 listener; chroot off everywhere, so absolute socket paths work. Up to 300
+# concurrent sessions per port (default 100) for load tests through the proxy; loopback is
+# in mynetworks, so postfix's per-client connection limits do not apply to it.
 cat >"$pf/master.cf" <<EOF
-127.0.0.1:$smtp_starttls_port inet n - n - - smtpd
+127.0.0.1:$smtp_starttls_port inet n - n - 300 smtpd
   -o syslog_name=postfix/submission
-127.0.0.1:$smtp_tls_port inet n - n - - smtpd
+127.0.0.1:$smtp_tls_port inet n - n - 300 smtpd
   -o syslog_name=postfix/submissions
   -o smtpd_tls_wrappermode=yes
 pickup    unix  n       -       n       60      1       pickup
