@@ -153,6 +153,8 @@ instance_name = mailcred-peers-$(printf '%s' "$dir" | cksum | cut -d' ' -f1)
 base_dir = $dovecot_run
 state_dir = $dir/dovecot/state
 protocols = imap lmtp
+# Explicit, so nothing waits on resolving the machine's own host name.
+hostname = peers.example.test
 listen = 127.0.0.1
 log_path = $dovecot_log
 info_log_path = $dovecot_log
