@@ -272,6 +272,9 @@ virtual_mailbox_maps = texthash:$pf/vmailbox
 virtual_alias_domains =
 virtual_alias_maps = regexp:$pf/virtual_alias
 virtual_transport = lmtp:unix:$dovecot_run/lmtp
+# Fail closed: should the catch-all ever miss, a message is bounced here, never sent out.
+default_transport = error:5.7.1 mailcred test peer delivers nothing off this machine
+relay_transport = error:5.7.1 mailcred test peer delivers nothing off this machine
 lmtp_destination_recipient_limit = 50
 
 smtpd_tls_cert_file = $tls/server.pem
@@ -316,8 +319,6 @@ verify    unix  -       -       n       -       1       verify
 flush     unix  n       -       n       1000?   0       flush
 proxymap  unix  -       -       n       -       -       proxymap
 proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
 showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
