@@ -81,8 +81,10 @@ install_apt() {
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
 
-  local apt_opts=(-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold
-    --no-install-recommends)
+  # Wait for another apt run's lock instead of failing at once.
+  local lock_opt=(-o DPkg::Lock::Timeout=300)
+  local apt_opts=(-y -q "${lock_opt[@]}" -o Dpkg::Options::=--force-confdef
+    -o Dpkg::Options::=--force-confold --no-install-recommends)
   # Update the package lists only when they are missing or too old to name a candidate;
   # retry once after an update when the install fails on stale lists (404s).
   local need_update=0 pkg
@@ -94,11 +96,11 @@ install_apt() {
   done
   if [[ $need_update -eq 1 ]]; then
     log "apt: package lists lack candidates; running apt-get update"
-    apt-get update -q
+    apt-get update -q "${lock_opt[@]}"
   fi
   if ! apt-get install "${apt_opts[@]}" "${missing[@]}"; then
     log "apt: install failed; running apt-get update and retrying once"
-    apt-get update -q
+    apt-get update -q "${lock_opt[@]}"
     apt-get install "${apt_opts[@]}" "${missing[@]}"
   fi
 

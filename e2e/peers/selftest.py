@@ -139,6 +139,62 @@ def kms():
     return 1
 
 
+def concurrent(n_imap, n_smtp):
+    """n_imap IMAP TLS sessions and n_smtp SMTP STARTTLS+AUTH sessions, all open and logged in
+    at the same moment (a barrier holds every session until all are in), then each selects
+    INBOX or submits a message. Proves the peers take that many simultaneous sessions from one
+    user and one IP (process limits, mail_max_userip_connections) without refusing anyone."""
+    import smtplib
+    import threading
+
+    host, user, password = env("PEERS_HOST"), env("PEERS_USER"), env("PEERS_PASSWORD")
+    ctx = tls_context(env("PEERS_CA_PEM"))
+    all_in = threading.Barrier(n_imap + n_smtp)
+    errors = []
+    lock = threading.Lock()
+
+    def record(kind, i, err):
+        with lock:
+            errors.append(f"{kind} {i}: {type(err).__name__}: {err}")
+        all_in.abort()  # the others stop waiting for a session that will never arrive
+
+    def imap_one(i):
+        try:
+            conn = imaplib.IMAP4_SSL(host, int(env("PEERS_IMAP_TLS_PORT")), ssl_context=ctx, timeout=30)
+            conn.login(user, password)
+            all_in.wait(timeout=30)
+            conn.select("INBOX", readonly=True)
+            conn.logout()
+        except Exception as err:
+            record("imap", i, err)
+
+    def smtp_one(i):
+        try:
+            # local_hostname: no getfqdn() (a DNS lookup per session) for the EHLO name.
+            with smtplib.SMTP(host, int(env("PEERS_SMTP_STARTTLS_PORT")), local_hostname="selftest.example.test", timeout=30) as conn:
+                conn.starttls(context=ctx)
+                conn.login(user, password)
+                all_in.wait(timeout=30)
+                conn.sendmail(user, [user], f"Subject: load {i}\r\n\r\nload test {i}\r\n")
+        except Exception as err:
+            record("smtp", i, err)
+
+    threads = [threading.Thread(target=imap_one, args=(i,)) for i in range(n_imap)]
+    threads += [threading.Thread(target=smtp_one, args=(i,)) for i in range(n_smtp)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    if any(t.is_alive() for t in threads):
+        errors.append("some sessions still running after 90 s")
+    if errors:
+        real = [e for e in errors if "BrokenBarrierError" not in e] or errors
+        print(f"{len(real)} session(s) failed, first: {real[0]}")
+        return 1
+    print(f"{n_imap} IMAP TLS + {n_smtp} SMTP STARTTLS sessions logged in at the same time, all served")
+    return 0
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "imap-wait":
@@ -147,6 +203,8 @@ def main(argv):
         return imap_login(args[0], args[1], os.environ["SELFTEST_PASSWORD"], args[2])
     if cmd == "imap-untrusted-ca":
         return imap_untrusted_ca()
+    if cmd == "concurrent":
+        return concurrent(int(args[0]), int(args[1]))
     if cmd == "kms":
         return kms()
     sys.exit(f"unknown command {cmd}")

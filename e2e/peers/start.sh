@@ -153,6 +153,8 @@ instance_name = mailcred-peers-$(printf '%s' "$dir" | cksum | cut -d' ' -f1)
 base_dir = $dovecot_run
 state_dir = $dir/dovecot/state
 protocols = imap lmtp
+# Explicit, so nothing waits on resolving the machine's own host name.
+hostname = peers.example.test
 listen = 127.0.0.1
 log_path = $dovecot_log
 info_log_path = $dovecot_log
@@ -200,8 +202,9 @@ service imap-login {
     port = $imap_tls_port
     ssl = yes
   }
+  # High-performance mode: long-lived login processes, one per core, many clients each.
   service_count = 0
-  process_min_avail = 1
+  process_min_avail = 2
   client_limit = 1000
 }
 service imap {
@@ -269,6 +272,9 @@ virtual_mailbox_maps = texthash:$pf/vmailbox
 virtual_alias_domains =
 virtual_alias_maps = regexp:$pf/virtual_alias
 virtual_transport = lmtp:unix:$dovecot_run/lmtp
+# Fail closed: should the catch-all ever miss, a message is bounced here, never sent out.
+default_transport = error:5.7.1 mailcred test peer delivers nothing off this machine
+relay_transport = error:5.7.1 mailcred test peer delivers nothing off this machine
 lmtp_destination_recipient_limit = 50
 
 smtpd_tls_cert_file = $tls/server.pem
@@ -292,11 +298,13 @@ EOF
 } >"$pf/vmailbox"
 printf '!/@example\\.test$/ %s\n' "$sink_user" >"$pf/virtual_alias"
 
-# No port-25 listener; chroot off everywhere, so absolute socket paths work.
+# No port-25 listener; chroot off everywhere, so absolute socket paths work. Up to 300
+# concurrent sessions per port (default 100) for load tests through the proxy; loopback is
+# in mynetworks, so postfix's per-client connection limits do not apply to it.
 cat >"$pf/master.cf" <<EOF
-127.0.0.1:$smtp_starttls_port inet n - n - - smtpd
+127.0.0.1:$smtp_starttls_port inet n - n - 300 smtpd
   -o syslog_name=postfix/submission
-127.0.0.1:$smtp_tls_port inet n - n - - smtpd
+127.0.0.1:$smtp_tls_port inet n - n - 300 smtpd
   -o syslog_name=postfix/submissions
   -o smtpd_tls_wrappermode=yes
 pickup    unix  n       -       n       60      1       pickup
@@ -311,8 +319,6 @@ verify    unix  -       -       n       -       1       verify
 flush     unix  n       -       n       1000?   0       flush
 proxymap  unix  -       -       n       -       -       proxymap
 proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
 showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
