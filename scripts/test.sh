@@ -27,6 +27,9 @@ step "starting test peers in $run_dir/peers"
 e2e/peers/start.sh "$run_dir/peers"
 export MAILCRED_PEERS_ENV="$run_dir/peers/env"
 
+step "test peers self-test (real clients against postfix, dovecot, moto)"
+e2e/peers/selftest.sh
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
