@@ -48,6 +48,13 @@ if [[ -n "$ring_users" ]]; then
   exit 1
 fi
 
+step "supply chain: cargo deny (bans, licenses, sources)"
+if ! command -v cargo-deny >/dev/null; then
+  echo "installing cargo-deny 0.20.2 from crates.io (about 4 minutes, once)"
+  cargo install --locked --quiet cargo-deny@0.20.2
+fi
+cargo deny --log-level error check bans licenses sources
+
 step "cargo test (including the tests against real peers)"
 cargo test --locked --workspace -- --include-ignored
 
