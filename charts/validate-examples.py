@@ -5,6 +5,10 @@ does), its x-kubernetes-validations CEL rules (cel-python), and the object's kin
 
 Usage: validate-examples.py FILE...   (CRD: crds/mailcredential.yaml of the repository)
 Exit status 1 when any document of any FILE is invalid; prints every error.
+
+       validate-examples.py --invalid FILE...
+Each FILE must be refused, with every error its `# expect-error: TEXT` lines name (substrings
+of the messages), so a deliberately broken example fails for the reasons it claims.
 """
 
 import copy
@@ -96,9 +100,29 @@ def validate(doc, version):
 def main():
     crd = next(d for d in yaml.safe_load_all(CRD.read_text()) if d)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1")
+    args = sys.argv[1:]
+    invalid = bool(args) and args[0] == "--invalid"
+    if invalid:
+        args = args[1:]
     status = 0
-    for path in sys.argv[1:]:
-        for i, doc in enumerate(d for d in yaml.safe_load_all(Path(path).read_text()) if d):
+    for path in args:
+        text = Path(path).read_text()
+        if invalid:
+            expected = re.findall(r"^# expect-error: (.+)$", text, re.M)
+            found = [e for doc in yaml.safe_load_all(text) if doc for e in validate(doc, version)]
+            for e in found:
+                print(f"  {e}")
+            missing = [x for x in expected if not any(x in e for e in found)]
+            if not expected:
+                print(f"{path}: no '# expect-error:' lines", file=sys.stderr)
+                status = 1
+            elif missing:
+                print(f"{path}: expected errors not reported: {missing}", file=sys.stderr)
+                status = 1
+            else:
+                print(f"{path}: refused with all {len(expected)} expected errors")
+            continue
+        for i, doc in enumerate(d for d in yaml.safe_load_all(text) if d):
             errors = validate(doc, version)
             label = f"{path}#{i} {doc.get('metadata', {}).get('namespace', '')}/{doc.get('metadata', {}).get('name', '')}"
             if errors:
