@@ -7,9 +7,14 @@ RBAC, and that each value set renders what it is for.
   render-check.py check RENDERED SET   run the checks; SET names the value set (check.sh)
 
 When operator/src/config.rs exists, every flag the chart passes must be one of its clap flags.
+When MAILCRED_OPERATOR_BIN names a built mailcred-operator, it is run with the rendered flags
+(and no cluster to reach): it must get past flag parsing and validation (clap and
+Config::validate exit with status 2; a missing cluster is status 1).
 """
 
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -292,6 +297,19 @@ def check(rendered, set_name):
                     warnings.append(f"WARN operator has no {name} yet (rendered for this value set)")
                 else:
                     f.expect(False, f"mailcred-operator has no flag {name} (operator/src/config.rs)")
+    binary = os.environ.get("MAILCRED_OPERATOR_BIN")
+    if binary:
+        argv = [a for a in c.get("args", []) if a.split("=", 1)[0] not in PENDING_OPERATOR_FLAGS or (known is not None and a.split("=", 1)[0] in known)]
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")}
+        env["HOME"] = "/nonexistent"
+        for name in ("POD_NAMESPACE", "POD_NAME"):
+            env[name] = "mailcred-system" if name == "POD_NAMESPACE" else "mailcred-operator-0"
+        try:
+            run = subprocess.run([binary, *argv], env=env, capture_output=True, text=True, timeout=20)
+            f.expect(run.returncode == 1 and "invalid flags" not in run.stderr + run.stdout,
+                     f"{binary} refused the rendered flags (exit {run.returncode}): {(run.stderr or run.stdout).strip()[-600:]}")
+        except subprocess.TimeoutExpired:
+            f.expect(False, f"{binary} did not exit within 20 s without a cluster")
     for w in warnings:
         print(w)
     for item in f.items:
