@@ -174,6 +174,16 @@ for entry in "${value_sets[@]}"; do
   check "chart consistency [$name]" "$py" charts/render-check.py check "$out" "$name"
 done
 
+notes="$work/notes.txt"
+if "$HELM" install mailcred "$chart" --namespace mailcred-system --dry-run=client >"$notes" 2>&1; then
+  check "NOTES.txt: its seal command uses only kubectl-mailcred's flags" \
+    "$py" charts/notes-check.py "$notes"
+else
+  failed=$((failed + 1))
+  printf 'FAIL helm install --dry-run=client (NOTES.txt)\n'
+  sed 's/^/    /' "$notes"
+fi
+
 # Settings the chart must refuse.
 check_fails "values.schema.json refuses an unknown key" \
   "$HELM" template mailcred "$chart" --set operator.replica=2
