@@ -137,6 +137,9 @@ check "chart README is generated from values.yaml (charts/gen-readme.py)" \
 check "values.schema.json accepts values.yaml" \
   "$py" charts/values-check.py "$chart"
 check "helm lint --strict" "$HELM" lint --strict "$chart"
+check "yamllint (values, Chart.yaml, examples, e2e manifests, workflows)" \
+  "$venv/bin/yamllint" --strict -c charts/yamllint.yaml "$chart/values.yaml" "$chart/Chart.yaml" \
+  examples e2e/kind/manifests .github/workflows
 
 # Value sets: name, then --set/--values arguments. Every optional feature appears in one.
 value_sets=(
