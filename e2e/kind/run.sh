@@ -188,6 +188,7 @@ helm install mailcred charts/mailcred --kube-context "$ctx" \
   --set sidecar.extraEnv.AWS_REGION=us-east-1 \
   --set sidecar.extraEnv.AWS_ACCESS_KEY_ID=test \
   --set sidecar.extraEnv.AWS_SECRET_ACCESS_KEY=test \
+  --set webhook.tls.checkSeconds=15 \
   --wait --timeout "${timeout_s}s"
 
 check "operator: 2 replicas ready" \
