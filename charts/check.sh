@@ -130,8 +130,11 @@ check_fails() {
   fi
 }
 
-check "chart CRD is identical to crds/mailcredential.yaml" \
-  cmp crds/mailcredential.yaml "$chart/crds/mailcredential.yaml"
+crd_in_sync() {
+  cmp crds/mailcredential.yaml "$chart/crds/mailcredential.yaml" \
+    || { echo "fix: cp crds/mailcredential.yaml $chart/crds/mailcredential.yaml"; return 1; }
+}
+check "chart CRD is identical to crds/mailcredential.yaml" crd_in_sync
 check "chart README is generated from values.yaml (charts/gen-readme.py)" \
   "$py" charts/gen-readme.py --check
 check "values.schema.json accepts values.yaml" \
