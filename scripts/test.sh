@@ -58,6 +58,9 @@ cargo deny --log-level error check bans licenses sources
 step "cargo test (including the tests against real peers)"
 cargo test --locked --workspace -- --include-ignored
 
+step "Helm chart: lint, render, validate, examples against the CRD schema"
+charts/check.sh
+
 if [[ -x e2e/local/run.sh ]]; then
   step "local end-to-end suite"
   e2e/local/run.sh "$run_dir/e2e"
