@@ -38,17 +38,14 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             reconciles: Family::default(),
-            reconcile_duration: Histogram::new(
-                [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0].into_iter(),
-            ),
+            reconcile_duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
             status_patches: Counter::default(),
             admissions: Family::default(),
-            admission_duration: Histogram::new(
-                [
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 2.5,
-                ]
-                .into_iter(),
-            ),
+            admission_duration: Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 2.5,
+            ]),
             injections: Counter::default(),
             leader: Gauge::default(),
             webhook_cert_expiry: Gauge::default(),

@@ -21,6 +21,8 @@ use crate::config::{InvalidPodPolicy, SidecarArgs};
 use crate::status::READY;
 
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
+/// The API server may truncate longer warnings.
+const MAX_WARNING: usize = 256;
 
 /// How a review ended, for metrics and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +97,21 @@ pub struct Admission {
     pub policy: InvalidPodPolicy,
 }
 
-type Reply = (StatusCode, AdmissionReview<DynamicObject>, Outcome);
+type Reply = (StatusCode, serde_json::Value, Outcome);
+
+/// The review as JSON, with `response.patch` base64-encoded as the API server requires
+/// (kube-core serializes the bytes as a number array: kube-rs/kube#1781).
+pub fn review_json(review: &AdmissionReview<DynamicObject>) -> serde_json::Value {
+    use base64::Engine;
+    let mut value = serde_json::to_value(review).unwrap_or_else(|e| {
+        serde_json::json!({"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "response": {"uid": "", "allowed": false, "status": {"message": format!("mailcred: cannot encode the response: {e}")}}})
+    });
+    if let Some(patch) = review.response.as_ref().and_then(|r| r.patch.as_ref()) {
+        value["response"]["patch"] =
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+    }
+    value
+}
 
 impl Admission {
     /// Answers one request body.
@@ -123,7 +139,11 @@ impl Admission {
             Err(_) => return invalid("AdmissionReview has no request".to_string()),
         };
         let (response, outcome) = self.decide(&request).await;
-        (StatusCode::OK, response.into_review(), outcome)
+        (
+            StatusCode::OK,
+            review_json(&response.into_review()),
+            outcome,
+        )
     }
 
     async fn decide(&self, req: &AdmissionRequest<DynamicObject>) -> (AdmissionResponse, Outcome) {
@@ -191,8 +211,9 @@ impl Admission {
                             allowed_sas.join(", ")
                         ));
                     } else if let Some(not_ready) = not_ready(&c) {
-                        warnings.push(format!(
-                            "mailcred: MailCredential {namespace}/{name} is not Ready ({not_ready}); the sidecar will fail until it is fixed"
+                        warnings.push(crate::status::truncate(
+                            format!("mailcred: MailCredential {namespace}/{name} is not Ready ({not_ready}); the sidecar will fail until it is fixed"),
+                            MAX_WARNING,
                         ));
                     }
                 }
@@ -269,7 +290,7 @@ fn invalid(message: String) -> Reply {
     warn!(reason = %message, "invalid admission request");
     (
         StatusCode::BAD_REQUEST,
-        AdmissionResponse::invalid(format!("mailcred: {message}")).into_review(),
+        review_json(&AdmissionResponse::invalid(format!("mailcred: {message}")).into_review()),
         Outcome::Invalid,
     )
 }
