@@ -12,6 +12,8 @@ use mailcred_operator::metrics::Metrics;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+type LeaseState = Arc<Mutex<Option<Value>>>;
+
 const LEASE_URI: &str =
     "/apis/coordination.k8s.io/v1/namespaces/mailcred-system/leases/mailcred-operator";
 
@@ -35,7 +37,7 @@ fn lease_server(
     initial: Option<Value>,
 ) -> (
     impl Fn(&Recorded) -> (u16, Value) + Send + 'static,
-    Arc<Mutex<Option<Value>>>,
+    LeaseState,
 ) {
     let state = Arc::new(Mutex::new(initial));
     let shared = state.clone();
@@ -80,7 +82,7 @@ fn settings(identity: &str) -> LeaseSettings {
     }
 }
 
-fn holder(state: &Arc<Mutex<Option<Value>>>) -> Value {
+fn holder(state: &LeaseState) -> Value {
     state
         .lock()
         .unwrap()
