@@ -269,6 +269,7 @@ async fn injects_a_native_sidecar_and_app_env_then_is_idempotent() {
         "smtp"
     );
     assert_eq!(hook.count("injected"), 1);
+    assert_eq!(hook.metrics.injections.get(), 1);
 
     // Reinvocation (reinvocationPolicy: IfNeeded) sees the injected pod: nothing more to add.
     let (status, again) = hook.post(&with_pod(review.clone(), pod)).await;
@@ -279,6 +280,11 @@ async fn injects_a_native_sidecar_and_app_env_then_is_idempotent() {
         "idempotent: {again}"
     );
     assert_eq!(hook.count("unchanged"), 1);
+    assert_eq!(
+        hook.metrics.injections.get(),
+        1,
+        "a reinvocation is not a second injection"
+    );
 }
 
 #[tokio::test]

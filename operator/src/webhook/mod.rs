@@ -45,6 +45,9 @@ async fn mutate(State(s): State<WebhookState>, body: Bytes) -> Response {
     let started = Instant::now();
     let (status, review, outcome) = s.admission.review(&body).await;
     s.metrics.admitted(outcome.label(), started.elapsed());
+    if outcome == admission::Outcome::Injected {
+        s.metrics.injections.inc();
+    }
     (status, axum::Json(review)).into_response()
 }
 
