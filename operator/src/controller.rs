@@ -90,6 +90,8 @@ impl Context {
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    // Controller::new keeps whole objects in its cache; trimming them like the webhook's
+    // cache needs kube's unstable stream-control API, which this crate does not enable.
     Controller::new(
         Api::<MailCredential>::all(client.clone()),
         watcher::Config::default().any_semantic(),

@@ -4,6 +4,7 @@
 //! only to check its shape and fingerprint it.
 
 pub mod access;
+pub mod cache;
 pub mod config;
 pub mod controller;
 pub mod health;

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures::StreamExt;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::Client;
+use kube::runtime::reflector;
 use mailcred_core::crd::MailCredential;
+use mailcred_operator::cache;
 use mailcred_operator::config::{Config, TlsMode};
 use mailcred_operator::controller::{self, Context};
 use mailcred_operator::health::{self, HealthState, Readiness};
@@ -174,16 +175,9 @@ async fn start_webhook(
     tasks: &mut tokio::task::JoinSet<Result<()>>,
 ) -> Result<()> {
     let w = &config.webhook;
-    // The webhook's view of MailCredentials: a watch cache without managedFields (memory).
+    // The webhook's view of MailCredentials: a trimmed watch cache.
     let (store, writer) = reflector::store::<MailCredential>();
-    let stream = watcher(
-        Api::<MailCredential>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(|c| c.managed_fields_mut().clear())
-    .reflect(writer)
-    .applied_objects();
+    let stream = cache::credentials(client.clone(), writer);
     let cache_shutdown = shutdown.clone();
     tasks.spawn(async move {
         let mut stream = std::pin::pin!(stream);

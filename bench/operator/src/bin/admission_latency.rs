@@ -62,26 +62,46 @@ async fn post(client: &Https, url: &str, body: &Bytes) -> Duration {
         .expect("request");
     let response = client.request(request).await.expect("HTTPS request");
     assert_eq!(response.status(), 200);
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     let took = started.elapsed();
     if url.ends_with("/mutate") {
         let answer: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
-        assert!(answer["response"]["patch"].is_string(), "every review injects");
+        assert!(
+            answer["response"]["patch"].is_string(),
+            "every review injects"
+        );
     }
     took
 }
 
 fn percentiles(mut samples: Vec<Duration>) -> [Duration; 4] {
     samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
-    [at(0.50), at(0.90), at(0.99), *samples.last().expect("samples")]
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    [
+        at(0.50),
+        at(0.90),
+        at(0.99),
+        *samples.last().expect("samples"),
+    ]
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn scenario(client: &Https, url: &str, body: &Bytes, n: usize, concurrency: usize) -> Vec<Duration> {
+async fn scenario(
+    client: &Https,
+    url: &str,
+    body: &Bytes,
+    n: usize,
+    concurrency: usize,
+) -> Vec<Duration> {
     if concurrency <= 1 {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -118,8 +138,15 @@ async fn main() {
         serving: time::Duration::days(7),
         renew_before: time::Duration::days(1),
     };
-    let bundle = certs::generate_bundle(&["localhost".into()], time::OffsetDateTime::now_utc(), &lifetimes).expect("certs");
-    let config = tls::rustls_config(&bundle.cert, &bundle.key).await.expect("tls");
+    let bundle = certs::generate_bundle(
+        &["localhost".into()],
+        time::OffsetDateTime::now_utc(),
+        &lifetimes,
+    )
+    .expect("certs");
+    let config = tls::rustls_config(&bundle.cert, &bundle.key)
+        .await
+        .expect("tls");
 
     let (store, mut writer) = reflector::store::<MailCredential>();
     writer.apply_watcher_event(&watcher::Event::Init);
@@ -130,17 +157,29 @@ async fn main() {
         sidecar: Config::parse_from(["mailcred-operator"]).sidecar,
         policy: InvalidPodPolicy::Deny,
     });
-    let router = webhook::router(admission, Metrics::default()).route("/echo", post_route(|body: Bytes| async move { body }));
+    let router = webhook::router(admission, Metrics::default())
+        .route("/echo", post_route(|body: Bytes| async move { body }));
     let handle = axum_server::Handle::new();
-    tokio::spawn(webhook::serve("127.0.0.1:0".parse().expect("addr"), config, router, handle.clone()));
+    tokio::spawn(webhook::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        config,
+        router,
+        handle.clone(),
+    ));
     let addr = handle.listening().await.expect("listening");
 
     let mut roots = rustls::RootCertStore::empty();
     for der in CertificateDer::pem_slice_iter(bundle.ca_bundle.as_bytes()) {
         roots.add(der.expect("ca")).expect("root");
     }
-    let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
     let client: Https = HttpClient::builder(TokioExecutor::new()).build(https);
     let body = Bytes::from(REVIEW);
     let base = format!("https://localhost:{}", addr.port());
@@ -149,7 +188,11 @@ async fn main() {
     scenario(&client, &format!("{base}/mutate"), &body, 500, 1).await;
     scenario(&client, &format!("{base}/echo"), &body, 500, 1).await;
 
-    println!("review body: {} bytes; {} reviews per scenario", body.len(), args.reviews);
+    println!(
+        "review body: {} bytes; {} reviews per scenario",
+        body.len(),
+        args.reviews
+    );
     println!("| scenario | p50 ms | p90 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|");
     for concurrency in [1, args.concurrency] {
@@ -162,7 +205,12 @@ async fn main() {
             let [p50, p90, p99, max] = percentiles(samples.clone());
             println!(
                 "| {path}, {concurrency} client(s) | {:.3} | {:.3} | {:.3} | {:.3} |  ({} reviews, {:.0}/s)",
-                ms(p50), ms(p90), ms(p99), ms(max), samples.len(), samples.len() as f64 / wall.as_secs_f64()
+                ms(p50),
+                ms(p90),
+                ms(p99),
+                ms(max),
+                samples.len(),
+                samples.len() as f64 / wall.as_secs_f64()
             );
             p99s.push((p50, p99));
         }
@@ -170,7 +218,11 @@ async fn main() {
             "ratio mutate/echo at {concurrency} client(s): p50 {:.2}x, p99 {:.2}x; target p99 <= 10 ms: {}",
             ms(p99s[1].0) / ms(p99s[0].0),
             ms(p99s[1].1) / ms(p99s[0].1),
-            if p99s[1].1 <= Duration::from_millis(10) { "met" } else { "MISSED" }
+            if p99s[1].1 <= Duration::from_millis(10) {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
     }
     handle.shutdown();

@@ -15,8 +15,8 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::Client;
+use kube::runtime::reflector;
 use mailcred_core::crd::MailCredential;
 use mailcred_operator::controller::{self, Context};
 use mailcred_operator::metrics::{Metrics, ResultLabels};
@@ -103,12 +103,20 @@ async fn api(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Byte
     if method == Method::GET && query.contains("watch=true") {
         // An open watch with no changes: the cluster is quiet.
         let pending = futures::stream::pending::<Result<Bytes, std::io::Error>>();
-        return (StatusCode::OK, [("content-type", "application/json")], Body::from_stream(pending)).into_response();
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            Body::from_stream(pending),
+        )
+            .into_response();
     }
     match (method.as_str(), path.as_str()) {
-        ("GET", "/apis/mailcred.io/v1alpha1/mailcredentials") => {
-            (StatusCode::OK, [("content-type", "application/json")], fake.list.clone()).into_response()
-        }
+        ("GET", "/apis/mailcred.io/v1alpha1/mailcredentials") => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            fake.list.clone(),
+        )
+            .into_response(),
         ("GET", "/apis/rbac.authorization.k8s.io/v1/roles") => json_response(
             StatusCode::OK,
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleList", "metadata": {"resourceVersion": "1"}, "items": []}),
@@ -119,13 +127,25 @@ async fn api(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Byte
         ),
         ("PATCH", p) if p.ends_with("/status") => {
             let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let index: usize = p.split('/').nth_back(1).and_then(|n| n.strip_prefix("mail-")).and_then(|n| n.parse().ok()).unwrap_or(0);
+            let index: usize = p
+                .split('/')
+                .nth_back(1)
+                .and_then(|n| n.strip_prefix("mail-"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
             let mut obj = credential(index);
             obj["status"] = sent["status"].clone();
             json_response(StatusCode::OK, obj)
         }
-        ("PATCH", _) => (StatusCode::OK, [("content-type", "application/json")], body).into_response(),
-        ("POST", p) if p.ends_with("/events") => (StatusCode::CREATED, [("content-type", "application/json")], body).into_response(),
+        ("PATCH", _) => {
+            (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+        }
+        ("POST", p) if p.ends_with("/events") => (
+            StatusCode::CREATED,
+            [("content-type", "application/json")],
+            body,
+        )
+            .into_response(),
         _ => json_response(
             StatusCode::NOT_FOUND,
             json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 404, "reason": "NotFound", "message": format!("{method} {path}")}),
@@ -136,8 +156,12 @@ async fn api(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Byte
 async fn fake_api(n: usize) {
     let items: Vec<Value> = (0..n).map(credential).collect();
     let list = json!({"apiVersion": "mailcred.io/v1alpha1", "kind": "MailCredentialList", "metadata": {"resourceVersion": "50000"}, "items": items});
-    let fake = Arc::new(Fake { list: Bytes::from(list.to_string()) });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let fake = Arc::new(Fake {
+        list: Bytes::from(list.to_string()),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     println!("{}", listener.local_addr().expect("addr").port());
     let router = Router::new().fallback(api).with_state(fake);
     axum::serve(listener, router).await.expect("serve");
@@ -158,7 +182,9 @@ async fn main() {
         .spawn()
         .expect("fake API child");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("port");
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
     let port: u16 = line.trim().parse().expect("port number");
 
     let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().expect("url"));
@@ -167,11 +193,7 @@ async fn main() {
 
     // The webhook's cache, exactly as main.rs builds it.
     let (store, writer) = reflector::store::<MailCredential>();
-    let stream = watcher(Api::<MailCredential>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|c| c.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects();
+    let stream = mailcred_operator::cache::credentials(client.clone(), writer);
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         while stream.next().await.is_some() {}
@@ -183,10 +205,18 @@ async fn main() {
 
     // The controller: its own caches, and one reconcile per credential.
     let metrics = Metrics::default();
-    let ctx = Arc::new(Context::new(client, "bench".into(), metrics.clone(), Duration::from_secs(3600)));
+    let ctx = Arc::new(Context::new(
+        client,
+        "bench".into(),
+        metrics.clone(),
+        Duration::from_secs(3600),
+    ));
     let token = CancellationToken::new();
     tokio::spawn(controller::run(ctx, token.clone()));
-    let ok = metrics.reconciles.get_or_create(&ResultLabels { result: "ok" }).clone();
+    let ok = metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: "ok" })
+        .clone();
     let deadline = Instant::now() + Duration::from_secs(900);
     while (ok.get() as usize) < args.credentials && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -201,12 +231,19 @@ async fn main() {
     let _ = child.wait();
 
     let mib = |k: u64| k as f64 / 1024.0;
-    println!("credentials: {} (webhook cache held {cached}); reconciled ok: {reconciled} in {:.1} s", args.credentials, took.as_secs_f64());
+    println!(
+        "credentials: {} (webhook cache held {cached}); reconciled ok: {reconciled} in {:.1} s",
+        args.credentials,
+        took.as_secs_f64()
+    );
     println!("| point | RSS MiB |");
     println!("|---|---|");
     println!("| client built, nothing cached | {:.1} |", mib(rss_start));
     println!("| webhook cache synced | {:.1} |", mib(rss_cache));
-    println!("| controller caches + every credential reconciled | {:.1} |", mib(rss_end));
+    println!(
+        "| controller caches + every credential reconciled | {:.1} |",
+        mib(rss_end)
+    );
     println!("| peak (VmHWM) | {:.1} |", mib(hwm));
     println!(
         "per 1,000 credentials above the empty process: {:.2} MiB; end/start ratio {:.2}x; target <= 128 MiB: {}",
