@@ -257,8 +257,13 @@ async fn start_webhook(
     let handle = axum_server::Handle::new();
     let drain_handle = handle.clone();
     let drain_token = shutdown.clone();
+    let drain_ready = readiness.clone();
     tokio::spawn(async move {
         drain_token.cancelled().await;
+        // Keep answering while the API server and kube-proxy learn that this replica is
+        // going; reviews sent meanwhile would otherwise fail (failurePolicy decides how).
+        drain_ready.webhook.store(false, Ordering::Release);
+        tokio::time::sleep(webhook::ENDPOINT_PROPAGATION).await;
         drain_handle.graceful_shutdown(Some(webhook::DRAIN));
     });
     let listening = handle.clone();

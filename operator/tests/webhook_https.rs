@@ -427,7 +427,18 @@ async fn refusals_say_which_and_why() {
         "mailcred: annotation mailcred.io/inject names MailCredential \"smtp\" twice; list each credential once"
     );
 
-    assert_eq!(hook.count("denied"), 6);
+    let msg = denied(&hook, |r| {
+        r["request"]["object"]["spec"]["hostNetwork"] = json!(true)
+    })
+    .await;
+    assert!(
+        msg.contains(
+            "the pod uses hostNetwork: the sidecar's loopback listeners would be the node's"
+        ),
+        "{msg}"
+    );
+
+    assert_eq!(hook.count("denied"), 7);
 }
 
 #[tokio::test]

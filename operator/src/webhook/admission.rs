@@ -182,6 +182,12 @@ impl Admission {
             .or_else(|| pod.metadata.generate_name.as_ref().map(|g| format!("{g}*")))
             .unwrap_or_default();
         let spec = pod.spec.as_ref();
+        if spec.and_then(|s| s.host_network) == Some(true) {
+            return self.refuse(
+                allowed,
+                "the pod uses hostNetwork: the sidecar's loopback listeners would be the node's, open to every process on the node; run the pod without hostNetwork".to_string(),
+            );
+        }
         let service_account = spec
             .and_then(|s| {
                 s.service_account_name

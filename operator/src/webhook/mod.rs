@@ -67,3 +67,5 @@ pub async fn serve(
 
 /// How long in-flight reviews may take to finish at shutdown.
 pub const DRAIN: Duration = Duration::from_secs(10);
+/// How long the listener keeps accepting after SIGTERM, while endpoints drop this replica.
+pub const ENDPOINT_PROPAGATION: Duration = Duration::from_secs(3);
