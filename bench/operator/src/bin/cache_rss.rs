@@ -91,7 +91,7 @@ fn credential(i: usize) -> Value {
 }
 
 struct Fake {
-    list: Bytes,
+    items: Vec<Value>,
 }
 
 async fn api(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Bytes) -> Response {
@@ -111,12 +111,25 @@ async fn api(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Byte
             .into_response();
     }
     match (method.as_str(), path.as_str()) {
-        ("GET", "/apis/mailcred.io/v1alpha1/mailcredentials") => (
-            StatusCode::OK,
-            [("content-type", "application/json")],
-            fake.list.clone(),
-        )
-            .into_response(),
+        ("GET", "/apis/mailcred.io/v1alpha1/mailcredentials") => {
+            // Paginated like a real API server: `limit` items from the `continue` offset.
+            let param = |key: &str| {
+                query.split('&').find_map(|kv| {
+                    kv.strip_prefix(key)
+                        .and_then(|v| v.strip_prefix('='))
+                        .and_then(|v| v.parse::<usize>().ok())
+                })
+            };
+            let limit = param("limit").unwrap_or(fake.items.len()).max(1);
+            let offset = param("continue").unwrap_or(0).min(fake.items.len());
+            let end = (offset + limit).min(fake.items.len());
+            let mut metadata = json!({"resourceVersion": "50000"});
+            if end < fake.items.len() {
+                metadata["continue"] = json!(end.to_string());
+            }
+            let page = json!({"apiVersion": "mailcred.io/v1alpha1", "kind": "MailCredentialList", "metadata": metadata, "items": &fake.items[offset..end]});
+            json_response(StatusCode::OK, page)
+        }
         ("GET", "/apis/rbac.authorization.k8s.io/v1/roles") => json_response(
             StatusCode::OK,
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleList", "metadata": {"resourceVersion": "1"}, "items": []}),
@@ -154,10 +167,8 @@ async fn api(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Byte
 }
 
 async fn fake_api(n: usize) {
-    let items: Vec<Value> = (0..n).map(credential).collect();
-    let list = json!({"apiVersion": "mailcred.io/v1alpha1", "kind": "MailCredentialList", "metadata": {"resourceVersion": "50000"}, "items": items});
     let fake = Arc::new(Fake {
-        list: Bytes::from(list.to_string()),
+        items: (0..n).map(credential).collect(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
