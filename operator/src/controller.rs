@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use mailcred_core::crd::MailCredential;
 use serde_json::json;
@@ -94,24 +94,22 @@ impl Context {
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let owned = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
-    // Controller::new keeps whole objects in its cache; trimming them like the webhook's
-    // cache needs kube's unstable stream-control API, which this crate does not enable.
-    Controller::new(
-        Api::<MailCredential>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .owns(Api::<Role>::all(client.clone()), owned.clone())
-    .owns(Api::<RoleBinding>::all(client), owned)
-    .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
-    .graceful_shutdown_on(async move { shutdown.cancelled().await })
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        match res {
-            Ok((obj, _)) => debug!(credential = %obj, "reconciled"),
-            Err(e) => debug!(error = %e, "reconcile loop"),
-        }
-    })
-    .await;
+    // Its own trimmed cache (kube's stream-control API, feature unstable-runtime):
+    // Controller::new would keep managedFields and kubectl's last-applied copy of every spec.
+    let (store, writer) = reflector::store::<MailCredential>();
+    Controller::for_stream(crate::cache::credentials(client.clone(), writer), store)
+        .owns(Api::<Role>::all(client.clone()), owned.clone())
+        .owns(Api::<RoleBinding>::all(client), owned)
+        .with_config(ControllerConfig::default().concurrency(CONCURRENCY))
+        .graceful_shutdown_on(async move { shutdown.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => debug!(credential = %obj, "reconciled"),
+                Err(e) => debug!(error = %e, "reconcile loop"),
+            }
+        })
+        .await;
     info!("controller stopped");
 }
 
