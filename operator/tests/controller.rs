@@ -498,3 +498,66 @@ async fn real_sealed_secret_from_the_core_validates() {
         "no plaintext in any request"
     );
 }
+
+#[tokio::test]
+async fn invalid_service_account_name_is_not_bound_and_reported() {
+    let (client, log) = fake_client(echo);
+    let obj = credential(|v| {
+        v["spec"]["access"]["serviceAccounts"] = json!(["mailer", "Bad_Name", "mailer"])
+    });
+    reconcile(Arc::new(obj), context(client)).await.unwrap();
+    let log = requests(&log);
+    assert_eq!(
+        log[1].body["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "mailer", "namespace": "mail"}]),
+        "valid names bound once; the invalid one is not"
+    );
+    let status = status_of(&log[2]);
+    let access = condition(&status, "AccessConfigured");
+    assert_eq!(
+        (access.status.as_str(), access.reason.as_str()),
+        ("False", "InvalidServiceAccountName")
+    );
+    assert_not_ready(
+        &status,
+        &events(&log),
+        "InvalidServiceAccountName",
+        "spec.access.serviceAccounts[1] \"Bad_Name\" is not a valid ServiceAccount name",
+    );
+}
+
+#[tokio::test]
+async fn ca_pem_that_is_not_pem() {
+    let (status, events) = bad(|v| v["spec"]["imap"]["caPem"] = json!("hello")).await;
+    assert_not_ready(
+        &status,
+        &events,
+        "InvalidCaPem",
+        "spec.imap.caPem contains no PEM CERTIFICATE block",
+    );
+}
+
+#[tokio::test]
+async fn fixing_a_credential_turns_warnings_into_normal_events() {
+    let (_, first) = run(credential(|v| {
+        v["spec"]["sealedSecret"]["version"] = json!(2)
+    }))
+    .await;
+    let mut fixed = credential(|v| v["metadata"]["generation"] = json!(2));
+    fixed.status = Some(status_of(&first[2]));
+    let (_, log) = run(fixed).await;
+    let status = status_of(&log[2]);
+    assert_eq!(condition(&status, "Ready").status, "True");
+    assert_eq!(
+        condition(&status, "Ready").last_transition_time,
+        fixed_now()
+    );
+    let ev = events(&log);
+    assert_eq!(
+        ev.iter()
+            .map(|(t, r, _)| (t.as_str(), r.as_str()))
+            .collect::<Vec<_>>(),
+        [("Normal", "Ready"), ("Normal", "SealedSecretValid")],
+        "only the conditions that changed"
+    );
+}
