@@ -114,3 +114,61 @@ fn namespace_role_covers_lease_and_webhook_secret() {
         "only its own Secret"
     );
 }
+
+fn documents_of(file: &str) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(format!("{}/deploy/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    text.split("\n---\n")
+        .filter(|d| {
+            d.lines().any(|l| {
+                !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---"
+            })
+        })
+        .map(|d| serde_saphyr::from_str::<Value>(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn webhook_manifests_match_the_flag_defaults() {
+    use clap::Parser;
+    let config = mailcred_operator::config::Config::parse_from(["mailcred-operator"]);
+    let docs = documents_of("webhook.yaml");
+    let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
+    assert_eq!(
+        service["metadata"]["name"],
+        config.webhook.webhook_service.as_str()
+    );
+    assert_eq!(
+        service["spec"]["ports"][0]["targetPort"],
+        config.webhook.webhook_addr.port()
+    );
+    let hook_config = docs
+        .iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    assert_eq!(
+        hook_config["metadata"]["name"],
+        config.webhook.webhook_config.as_str()
+    );
+    let hook = &hook_config["webhooks"][0];
+    assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
+    assert_eq!(hook["clientConfig"]["service"]["path"], "/mutate");
+    assert_eq!(
+        hook["clientConfig"]["service"]["name"],
+        config.webhook.webhook_service.as_str()
+    );
+    assert_eq!(hook["reinvocationPolicy"], "IfNeeded");
+
+    let deployment = &documents_of("deployment.yaml")[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "mailcred-operator");
+    let ports: Vec<u64> = pod["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["containerPort"].as_u64().unwrap())
+        .collect();
+    assert!(ports.contains(&u64::from(config.webhook.webhook_addr.port())));
+    assert!(ports.contains(&u64::from(config.metrics_addr.port())));
+    assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > config.shutdown_grace_seconds);
+}
