@@ -174,6 +174,12 @@ async fn apply(obj: &MailCredential, ctx: &Context) -> Result<Action> {
         .controller_owner_ref(&())
         .ok_or(Error::MissingMetadata("metadata.uid"))?;
 
+    if obj.metadata.deletion_timestamp.is_some() {
+        // Going away (foreground deletion): the garbage collector removes the Role and
+        // RoleBinding; re-applying them would only recreate dependents of a deleted owner.
+        return Ok(Action::await_change());
+    }
+
     let v = validation::validate(namespace, name, &obj.spec);
 
     // RBAC first: access must follow spec.access even while the secret is being fixed, and

@@ -561,3 +561,14 @@ async fn fixing_a_credential_turns_warnings_into_normal_events() {
         "only the conditions that changed"
     );
 }
+
+#[tokio::test]
+async fn a_credential_being_deleted_is_left_to_the_garbage_collector() {
+    let obj = credential(|v| {
+        v["metadata"]["deletionTimestamp"] = json!("2026-11-23T06:00:00Z");
+        v["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+    });
+    let (result, log) = run(obj).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(log.is_empty(), "no request at all: {log:#?}");
+}
