@@ -22,12 +22,58 @@ use serde_json::{Value, json};
 
 #[derive(Default)]
 struct FakeState {
-    requests: Vec<(String, String, Value)>,
+    /// (server id, method, path?query, body)
+    requests: Vec<(usize, String, String, Value)>,
     secret: Option<Value>,
     webhook_config: Value,
+    lease: Option<Value>,
 }
 
 type Shared = Arc<Mutex<FakeState>>;
+
+/// One API endpoint of the shared fake cluster; `id` tells which operator process called.
+#[derive(Clone)]
+struct Server {
+    state: Shared,
+    id: usize,
+}
+
+const LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/mailcred-system/leases/mailcred-operator";
+
+/// RFC 7386 merge, standing in for strategic-merge and apply patches on a Lease.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+/// Held by someone else and not expired: what makes a real server's apply conflict.
+fn held_by_other(lease: &Value, me: &Value) -> bool {
+    let spec = &lease["spec"];
+    let Some(holder) = spec["holderIdentity"].as_str() else {
+        return false;
+    };
+    if Some(holder) == me.as_str() {
+        return false;
+    }
+    let renewed: Option<k8s_openapi::jiff::Timestamp> =
+        spec["renewTime"].as_str().and_then(|t| t.parse().ok());
+    let duration = spec["leaseDurationSeconds"].as_i64().unwrap_or(0);
+    renewed.is_some_and(|r| {
+        r + k8s_openapi::jiff::SignedDuration::from_secs(duration)
+            > k8s_openapi::jiff::Timestamp::now()
+    })
+}
 
 fn reply(code: StatusCode, v: Value) -> Response {
     (code, [("content-type", "application/json")], v.to_string()).into_response()
@@ -47,13 +93,26 @@ fn list(kind: &str, api_version: &str, items: Vec<Value>) -> Response {
     )
 }
 
-async fn api(State(state): State<Shared>, method: Method, uri: Uri, body: Bytes) -> Response {
+async fn api(
+    State(server): State<Server>,
+    method: Method,
+    uri: Uri,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_string();
     let query = uri.query().unwrap_or("").to_string();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut s = state.lock().unwrap();
-    s.requests
-        .push((method.to_string(), format!("{path}?{query}"), body.clone()));
+    let mut s = server.state.lock().unwrap();
+    s.requests.push((
+        server.id,
+        method.to_string(),
+        format!("{path}?{query}"),
+        body.clone(),
+    ));
+    let apply = headers
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/apply-patch"));
     if method == Method::GET && query.contains("watch=true") {
         let pending = futures::stream::pending::<Result<Bytes, std::io::Error>>();
         return (
@@ -104,6 +163,36 @@ async fn api(State(state): State<Shared>, method: Method, uri: Uri, body: Bytes)
             let patch: json_patch::Patch = serde_json::from_value(body).unwrap();
             json_patch::patch(&mut s.webhook_config, &patch).unwrap();
             reply(StatusCode::OK, s.webhook_config.clone())
+        }
+        ("GET", LEASE) => match s.lease.clone() {
+            Some(lease) => reply(StatusCode::OK, lease),
+            None => not_found("lease"),
+        },
+        ("POST", "/apis/coordination.k8s.io/v1/namespaces/mailcred-system/leases") => {
+            if s.lease.is_some() {
+                return reply(
+                    StatusCode::CONFLICT,
+                    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 409, "reason": "AlreadyExists", "message": "exists"}),
+                );
+            }
+            let mut lease = body;
+            lease["metadata"]["namespace"] = json!("mailcred-system");
+            s.lease = Some(lease.clone());
+            reply(StatusCode::CREATED, lease)
+        }
+        ("PATCH", LEASE) => {
+            let Some(mut lease) = s.lease.clone() else {
+                return not_found("lease");
+            };
+            if apply && held_by_other(&lease, &body["spec"]["holderIdentity"]) {
+                return reply(
+                    StatusCode::CONFLICT,
+                    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 409, "reason": "Conflict", "message": "Apply failed with 1 conflict: conflict with another manager: .spec.holderIdentity"}),
+                );
+            }
+            merge(&mut lease, &body);
+            s.lease = Some(lease.clone());
+            reply(StatusCode::OK, lease)
         }
         _ => not_found(&format!("{method} {path}")),
     }
@@ -179,19 +268,21 @@ async fn post_review(port: u16, ca_pem: &str, review: &Value) -> Value {
     serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap()
 }
 
-struct Operator(Child);
+struct Operator {
+    child: Child,
+    metrics_port: u16,
+    webhook_port: u16,
+}
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn binary_reconciles_serves_tls_it_made_and_shuts_down_cleanly() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let state: Shared = Arc::new(Mutex::new(FakeState {
+fn fake_cluster() -> Shared {
+    Arc::new(Mutex::new(FakeState {
         webhook_config: json!({
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
             "metadata": {"name": "mailcred-operator"},
@@ -199,19 +290,24 @@ async fn binary_reconciles_serves_tls_it_made_and_shuts_down_cleanly() {
                 "clientConfig": {"service": {"name": "mailcred-operator-webhook", "namespace": "mailcred-system", "path": "/mutate"}}}]
         }),
         ..FakeState::default()
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api_port = listener.local_addr().unwrap().port();
-    tokio::spawn(
-        axum::serve(
-            listener,
-            Router::new().fallback(api).with_state(state.clone()),
-        )
-        .into_future(),
-    );
+    }))
+}
 
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
+/// Serves the shared fake cluster on a new port, tagging requests with `id`.
+async fn serve_api(state: &Shared, id: usize) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = Router::new().fallback(api).with_state(Server {
+        state: state.clone(),
+        id,
+    });
+    tokio::spawn(axum::serve(listener, router).into_future());
+    port
+}
+
+/// Starts the binary with a kubeconfig pointing at `api_port`.
+fn start_operator(dir: &std::path::Path, api_port: u16, pod_name: &str, args: &[&str]) -> Operator {
+    let kubeconfig = dir.join(format!("kubeconfig-{pod_name}"));
     std::fs::write(
         &kubeconfig,
         format!(
@@ -222,29 +318,89 @@ async fn binary_reconciles_serves_tls_it_made_and_shuts_down_cleanly() {
     let (metrics_port, webhook_port) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_mailcred-operator"))
         .env_clear()
-        .env("HOME", dir.path())
+        .env("HOME", dir)
         .env("KUBECONFIG", &kubeconfig)
         .env("POD_NAMESPACE", "mailcred-system")
-        .env("POD_NAME", "mailcred-operator-0")
-        .args(["--leader-elect", "false", "--shutdown-grace-seconds", "15"])
+        .env("POD_NAME", pod_name)
+        .args(["--shutdown-grace-seconds", "15"])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .args(["--webhook-addr", &format!("127.0.0.1:{webhook_port}")])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut operator = Operator(child);
+    Operator {
+        child,
+        metrics_port,
+        webhook_port,
+    }
+}
 
-    // Ready once the certificate exists and the cache has synced.
-    let mut ready = false;
+async fn wait_ready(op: &Operator) {
     for _ in 0..1200 {
-        if let Some((200, _)) = http_get(metrics_port, "/readyz").await {
-            ready = true;
-            break;
+        if let Some((200, _)) = http_get(op.metrics_port, "/readyz").await {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(ready, "/readyz never turned 200");
+    panic!("/readyz never turned 200");
+}
+
+async fn metric(op: &Operator, name: &str) -> Option<String> {
+    let (_, text) = http_get(op.metrics_port, "/metrics").await?;
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .map(|l| l.to_string())
+}
+
+/// SIGTERM, then the exit status (within 30 s).
+async fn terminate(op: &mut Operator) -> std::process::ExitStatus {
+    let pid = op.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = op.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn status_patches_by(state: &Shared, id: usize) -> usize {
+    state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|(i, m, p, _)| {
+            *i == id && m == "PATCH" && p.contains("/mailcredentials/smtp/status")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_reconciles_serves_tls_it_made_and_shuts_down_cleanly() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let state = fake_cluster();
+    let api_port = serve_api(&state, 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut operator = start_operator(
+        dir.path(),
+        api_port,
+        "mailcred-operator-0",
+        &["--leader-elect", "false"],
+    );
+
+    // Ready once the certificate exists and the cache has synced.
+    wait_ready(&operator).await;
 
     // The controller did its work through the kubeconfig's API server.
     let status = wait_for("the status patch", || {
@@ -253,8 +409,8 @@ async fn binary_reconciles_serves_tls_it_made_and_shuts_down_cleanly() {
             .unwrap()
             .requests
             .iter()
-            .find(|(m, p, _)| m == "PATCH" && p.contains("/mailcredentials/smtp/status"))
-            .map(|(_, p, b)| (p.clone(), b.clone()))
+            .find(|(_, m, p, _)| m == "PATCH" && p.contains("/mailcredentials/smtp/status"))
+            .map(|(_, _, p, b)| (p.clone(), b.clone()))
     })
     .await;
     assert!(
@@ -270,7 +426,7 @@ async fn binary_reconciles_serves_tls_it_made_and_shuts_down_cleanly() {
             assert!(
                 s.requests
                     .iter()
-                    .any(|(m, p, _)| m == "PATCH" && p.contains(path)),
+                    .any(|(_, m, p, _)| m == "PATCH" && p.contains(path)),
                 "no apply of {path}"
             );
         }
@@ -308,11 +464,11 @@ async fn binary_reconciles_serves_tls_it_made_and_shuts_down_cleanly() {
         .unwrap(),
     )
     .unwrap();
-    let answer = post_review(webhook_port, &ca, &review).await;
+    let answer = post_review(operator.webhook_port, &ca, &review).await;
     assert_eq!(answer["response"]["allowed"], true);
     assert!(answer["response"]["patch"].is_string(), "{answer}");
 
-    let (code, metrics) = http_get(metrics_port, "/metrics").await.unwrap();
+    let (code, metrics) = http_get(operator.metrics_port, "/metrics").await.unwrap();
     assert_eq!(code, 200);
     for line in [
         "mailcred_operator_admission_requests_total{outcome=\"injected\"} 1",
@@ -323,26 +479,69 @@ async fn binary_reconciles_serves_tls_it_made_and_shuts_down_cleanly() {
         assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
     }
     assert_eq!(
-        http_get(metrics_port, "/healthz").await.unwrap(),
+        http_get(operator.metrics_port, "/healthz").await.unwrap(),
         (200, "ok".to_string())
     );
 
     // SIGTERM: drains and exits 0.
-    let pid = operator.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(status) = operator.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "no exit within 30 s of SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = terminate(&mut operator).await;
     assert!(exit.success(), "exit status {exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_controller_and_failover_on_sigterm() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let state = fake_cluster();
+    let (port_a, port_b) = (serve_api(&state, 1).await, serve_api(&state, 2).await);
+    let dir = tempfile::tempdir().unwrap();
+    let lease = ["--leader-elect", "true", "--lease-duration-seconds", "6"];
+    let mut a = start_operator(dir.path(), port_a, "replica-a", &lease);
+    let lease_held = || {
+        state
+            .lock()
+            .unwrap()
+            .lease
+            .as_ref()
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(String::from))
+    };
+    let first = wait_for("replica-a to take the Lease", lease_held).await;
+    assert_eq!(first, "replica-a");
+    let mut b = start_operator(dir.path(), port_b, "replica-b", &lease);
+    wait_ready(&a).await;
+    wait_ready(&b).await; // both serve the webhook
+
+    wait_for("replica-a to reconcile", || {
+        (status_patches_by(&state, 1) > 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(&a, "mailcred_operator_leader").await.as_deref(),
+        Some("mailcred_operator_leader 1")
+    );
+    assert_eq!(
+        metric(&b, "mailcred_operator_leader").await.as_deref(),
+        Some("mailcred_operator_leader 0")
+    );
+    assert_eq!(
+        status_patches_by(&state, 2),
+        0,
+        "the follower does not reconcile"
+    );
+
+    // The leader goes: it releases the Lease and the follower takes over.
+    assert!(terminate(&mut a).await.success());
+    let next = wait_for("replica-b to take the Lease", || {
+        lease_held().filter(|h| h == "replica-b")
+    })
+    .await;
+    assert_eq!(next, "replica-b");
+    wait_for("replica-b to reconcile", || {
+        (status_patches_by(&state, 2) > 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(&b, "mailcred_operator_leader").await.as_deref(),
+        Some("mailcred_operator_leader 1")
+    );
+    assert!(terminate(&mut b).await.success());
 }
