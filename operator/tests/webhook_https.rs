@@ -31,6 +31,7 @@ type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 struct Webhook {
     url: String,
     client: HttpClient<Https, Full<Bytes>>,
+    h2_client: HttpClient<Https, Full<Bytes>>,
     handle: axum_server::Handle<SocketAddr>,
     metrics: Metrics,
 }
@@ -104,6 +105,9 @@ async fn start(
         roots.add(der.unwrap()).unwrap();
     }
     let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+    let h2_tls = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
     let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -111,9 +115,18 @@ async fn start(
         .https_only()
         .enable_http1()
         .build();
+    // HTTP/2 only: the API server's webhook client negotiates h2 through ALPN.
+    let h2 = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(h2_tls)
+        .https_only()
+        .enable_http2()
+        .build();
     Webhook {
         url: format!("https://localhost:{}/mutate", addr.port()),
         client: HttpClient::builder(TokioExecutor::new()).build(https),
+        h2_client: HttpClient::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build(h2),
         handle,
         metrics,
     }
@@ -542,4 +555,30 @@ async fn wrong_version_no_request_no_object_and_garbage_never_panic() {
     assert!(answer["response"].get("patch").is_none());
 
     assert_eq!(hook.count("invalid"), 3);
+}
+
+#[tokio::test]
+async fn answers_over_http2_as_the_api_server_speaks_it() {
+    let hook = start(
+        InvalidPodPolicy::Deny,
+        SidecarMode::Native,
+        vec![ready_credential("smtp", &["mailer"])],
+    )
+    .await;
+    let review = fixture("pod-create.json");
+    let request = hyper::Request::post(&hook.url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(&review).unwrap())))
+        .unwrap();
+    let response = hook
+        .h2_client
+        .request(request)
+        .await
+        .expect("HTTP/2 over TLS (ALPN h2)");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    let answer: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(answer["response"]["allowed"], true);
+    assert!(answer["response"]["patch"].is_string());
 }
