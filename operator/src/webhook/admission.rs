@@ -23,6 +23,8 @@ use crate::status::READY;
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 /// The API server may truncate longer warnings.
 const MAX_WARNING: usize = 256;
+/// Several refusal reasons can be joined in one admit warning.
+const MAX_ADMIT_WARNING: usize = 2048;
 
 /// How a review ended, for metrics and logs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,8 +273,10 @@ impl Admission {
             InvalidPodPolicy::Admit => {
                 warn!(uid = %response.uid, reason = %message, "admitting pod without the sidecar");
                 let mut response = response;
-                response.warnings = Some(vec![format!(
-                    "{message} (admitted without the mailcred sidecar)"
+                // The API server shortens long warnings itself; this keeps the response bounded.
+                response.warnings = Some(vec![crate::status::truncate(
+                    format!("{message} (admitted without the mailcred sidecar)"),
+                    MAX_ADMIT_WARNING,
                 )]);
                 (response, Outcome::AdmittedUninjected)
             }
