@@ -1,0 +1,116 @@
+//! Command line and environment of the sidecar.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// mailcred sidecar: serves SMTP (and IMAP) on loopback to the application and authenticates
+/// upstream with a MailCredential's password, which the application never sees.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "mailcred-sidecar", version)]
+pub struct Args {
+    /// MailCredential name(s) in the pod's namespace (repeat or comma-separate).
+    #[arg(
+        long = "credential",
+        env = "MAILCRED_CREDENTIALS",
+        value_delimiter = ','
+    )]
+    pub credentials: Vec<String>,
+
+    /// Which of the credentials the SMTP relay uses (default: the first).
+    #[arg(long, env = "MAILCRED_SMTP_CREDENTIAL")]
+    pub smtp_credential: Option<String>,
+
+    /// Read the MailCredential from this YAML file instead of the Kubernetes API
+    /// (single-machine use, tests). The file is re-read when it changes.
+    #[arg(long, env = "MAILCRED_CREDENTIAL_FILE", conflicts_with = "credentials")]
+    pub credential_file: Option<PathBuf>,
+
+    /// Namespace of the credentials (default: the pod's, from the service account mount).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// The pod's ServiceAccount; when set, a credential that does not list it is refused.
+    #[arg(long, env = "MAILCRED_SERVICE_ACCOUNT")]
+    pub service_account: Option<String>,
+
+    /// Pod name for audit lines.
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    pub pod: String,
+
+    /// SMTP listener for the application.
+    #[arg(long, env = "MAILCRED_SMTP_LISTEN", default_value = "127.0.0.1:2525")]
+    pub smtp_listen: SocketAddr,
+
+    /// IMAP listener for the application (reserved: the IMAP front-end is not wired yet).
+    #[arg(long, env = "MAILCRED_IMAP_LISTEN", default_value = "127.0.0.1:1143")]
+    pub imap_listen: SocketAddr,
+
+    /// Health and metrics listener (/healthz, /readyz, /metrics).
+    #[arg(long, env = "MAILCRED_ADMIN_LISTEN", default_value = "127.0.0.1:9464")]
+    pub admin_listen: SocketAddr,
+
+    /// Allow listeners on non-loopback addresses. Exposes the account to the network.
+    #[arg(long)]
+    pub unsafe_listen_any: bool,
+
+    /// How long a decrypted password stays in memory (seconds) before it is dropped and zeroized.
+    #[arg(long, env = "MAILCRED_CACHE_TTL_SECONDS", default_value_t = 900)]
+    pub cache_ttl_seconds: u64,
+
+    /// Key file of the local KMS provider (development, single machine).
+    #[arg(long, env = "MAILCRED_LOCAL_KEY_FILE")]
+    pub local_key_file: Option<PathBuf>,
+
+    /// KMS endpoints a sealed secret may name (comma-separated).
+    #[arg(long, env = "MAILCRED_TRUSTED_KMS_ENDPOINTS", value_delimiter = ',')]
+    pub trusted_kms_endpoints: Vec<String>,
+
+    /// Disable the AWS KMS provider (no AWS environment needed).
+    #[arg(long, env = "MAILCRED_NO_AWS")]
+    pub no_aws: bool,
+
+    /// Longest SMTP command line, CRLF included (1000..8192).
+    #[arg(long, default_value_t = 1000)]
+    pub smtp_max_line: usize,
+
+    /// Idle timeout waiting for an SMTP command (seconds).
+    #[arg(long, default_value_t = 300)]
+    pub smtp_command_timeout: u64,
+
+    /// Timeout waiting for DATA bytes (seconds).
+    #[arg(long, default_value_t = 180)]
+    pub smtp_data_timeout: u64,
+
+    /// Timeout for one upstream delivery (seconds).
+    #[arg(long, default_value_t = 60)]
+    pub upstream_timeout: u64,
+
+    /// Pooled upstream connections.
+    #[arg(long, default_value_t = 8)]
+    pub upstream_pool_size: u32,
+
+    /// Maximum concurrent application connections per protocol.
+    #[arg(long, default_value_t = 256)]
+    pub max_connections: usize,
+
+    /// Grace period for in-flight messages on SIGTERM (seconds).
+    #[arg(long, default_value_t = 30)]
+    pub shutdown_grace: u64,
+
+    /// File holding a token the application must present with SMTP AUTH (optional).
+    #[arg(long, env = "MAILCRED_SMTP_TOKEN_FILE")]
+    pub smtp_token_file: Option<PathBuf>,
+
+    /// How often the credential file is checked for changes (milliseconds).
+    #[arg(long, default_value_t = 1000)]
+    pub file_poll_ms: u64,
+}
+
+impl Args {
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_seconds.max(1))
+    }
+}

@@ -1,0 +1,86 @@
+//! mailcred-sidecar: serves SMTP (and later IMAP) on loopback to the application of its pod,
+//! with the MailCredential's password decrypted on demand and never shown to the application.
+
+mod admin;
+mod cli;
+mod harden;
+mod listen;
+mod runtime;
+mod source;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+fn main() -> std::process::ExitCode {
+    // lettre logs every SMTP line it writes at DEBUG, AUTH (base64 password) and message
+    // content included: nothing from it below INFO is ever written, whatever RUST_LOG says.
+    let never_below_info = filter_fn(|meta| {
+        !(meta.target().starts_with("lettre") && *meta.level() > tracing::Level::INFO)
+    });
+    tracing_subscriber::registry()
+        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_filter(never_below_info),
+        )
+        .init();
+    // Before anything can hold a password: no core dumps, no same-uid ptrace.
+    if let Err(e) = harden::disable_core_dumps() {
+        tracing::error!(error = %e, "cannot disable core dumps; refusing to run");
+        return std::process::ExitCode::FAILURE;
+    }
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::warn!("a rustls crypto provider was already installed");
+    }
+    let args = cli::Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signals(shutdown.clone()));
+        runtime::run(args, shutdown).await
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "mailcred sidecar failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM (Kubernetes) or SIGINT: stop accepting, finish in-flight messages.
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+}

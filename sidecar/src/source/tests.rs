@@ -1,0 +1,219 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailcred_core::crd::{
+    Access, DataKeyWrapping, KmsKeyRef, KmsProviderKind, MailCredential, MailCredentialSpec,
+    Policy, SealedSecret, TlsMode, UpstreamEndpoint,
+};
+use mailcred_core::credential::CredentialSource;
+use mailcred_core::kms::{KmsProviders, LocalKms};
+use mailcred_core::{CredentialBinding, MailPassword, envelope};
+use tokio::sync::watch;
+
+use super::{CachedCredentialSource, SourceMetrics};
+
+fn placeholder() -> SealedSecret {
+    SealedSecret {
+        version: 1,
+        kms: KmsKeyRef {
+            provider: KmsProviderKind::Local,
+            key_id: "sha256:00000000000000000000000000000000".into(),
+            wrapping: DataKeyWrapping::SymmetricDefault,
+            region: None,
+            endpoint: None,
+        },
+        encrypted_data_key: String::new(),
+        nonce: String::new(),
+        ciphertext: String::new(),
+    }
+}
+
+async fn sealed_resource(kms: &LocalKms, name: &str, password: &str) -> MailCredential {
+    let spec = MailCredentialSpec {
+        smtp: Some(UpstreamEndpoint {
+            host: "smtp.example.test".into(),
+            port: 587,
+            tls: TlsMode::Starttls,
+            ca_pem: None,
+            insecure: false,
+            insecure_reason: None,
+        }),
+        imap: None,
+        username: "app@example.test".into(),
+        sealed_secret: placeholder(),
+        policy: Policy::default(),
+        access: Access {
+            service_accounts: vec!["app".into()],
+        },
+    };
+    let binding = CredentialBinding::new("ns", name, &spec).unwrap();
+    let sealed = envelope::seal(kms, &binding, &MailPassword::new(password.into()).unwrap())
+        .await
+        .unwrap();
+    let mut r = MailCredential::new(
+        name,
+        MailCredentialSpec {
+            sealed_secret: sealed,
+            ..spec
+        },
+    );
+    r.metadata.namespace = Some("ns".into());
+    r
+}
+
+fn source(
+    kms: &LocalKms,
+    first: MailCredential,
+    ttl: Duration,
+    sa: Option<&str>,
+) -> (
+    CachedCredentialSource,
+    watch::Sender<Option<Arc<MailCredential>>>,
+    SourceMetrics,
+) {
+    let key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::remove_file(key.path()).unwrap();
+    kms.write_new_key_file(key.path()).unwrap();
+    let providers = KmsProviders {
+        local: Some(LocalKms::from_file(key.path()).unwrap()),
+        ..Default::default()
+    };
+    let (tx, rx) = watch::channel(Some(Arc::new(first)));
+    let metrics = SourceMetrics::default();
+    let s = CachedCredentialSource::new(
+        rx,
+        Arc::new(providers),
+        ttl,
+        sa.map(str::to_owned),
+        metrics.clone(),
+    );
+    (s, tx, metrics)
+}
+
+fn decrypts(m: &SourceMetrics, result: &'static str) -> u64 {
+    m.kms_decrypts
+        .get_or_create(&super::ResultLabel { result })
+        .get()
+}
+
+#[tokio::test]
+async fn decrypts_once_then_serves_from_cache() {
+    let kms = LocalKms::generate().unwrap();
+    let (s, _tx, m) = source(
+        &kms,
+        sealed_resource(&kms, "mail", "pw-one").await,
+        Duration::from_secs(60),
+        Some("app"),
+    );
+    let a = s.credential().await.unwrap();
+    let b = s.credential().await.unwrap();
+    assert!(Arc::ptr_eq(&a, &b));
+    assert_eq!(a.password.expose(), "pw-one");
+    assert_eq!(a.id(), "ns/mail");
+    assert_eq!(decrypts(&m, "ok"), 1);
+    assert_eq!(m.cache_hits.get(), 1);
+}
+
+#[tokio::test]
+async fn plaintext_is_dropped_after_ttl_and_decrypted_again() {
+    let kms = LocalKms::generate().unwrap();
+    let (s, _tx, m) = source(
+        &kms,
+        sealed_resource(&kms, "mail", "pw").await,
+        Duration::from_millis(50),
+        None,
+    );
+    let first = s.credential().await.unwrap();
+    let weak = Arc::downgrade(&first);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    s.expire().await;
+    assert!(
+        weak.upgrade().is_none(),
+        "cache let go of the plaintext after the TTL"
+    );
+    assert_eq!(m.cache_expiries.get(), 1);
+    let again = s.credential().await.unwrap();
+    assert_eq!(again.password.expose(), "pw");
+    assert_eq!(decrypts(&m, "ok"), 2);
+}
+
+#[tokio::test]
+async fn resealed_secret_is_picked_up_and_open_sessions_keep_theirs() {
+    let kms = LocalKms::generate().unwrap();
+    let (s, tx, m) = source(
+        &kms,
+        sealed_resource(&kms, "mail", "old-pw").await,
+        Duration::from_secs(60),
+        None,
+    );
+    let held = s.credential().await.unwrap();
+    tx.send(Some(Arc::new(
+        sealed_resource(&kms, "mail", "new-pw").await,
+    )))
+    .unwrap();
+    let fresh = s.credential().await.unwrap();
+    assert_eq!(fresh.password.expose(), "new-pw");
+    assert_ne!(fresh.sealed_fingerprint, held.sealed_fingerprint);
+    assert_eq!(
+        held.password.expose(),
+        "old-pw",
+        "an open session finishes on its secret"
+    );
+    assert_eq!(decrypts(&m, "ok"), 2);
+}
+
+#[tokio::test]
+async fn policy_edit_needs_no_decrypt_but_gives_a_new_credential() {
+    let kms = LocalKms::generate().unwrap();
+    let original = sealed_resource(&kms, "mail", "pw").await;
+    let (s, tx, m) = source(&kms, original.clone(), Duration::from_secs(60), None);
+    let a = s.credential().await.unwrap();
+    let mut edited = original;
+    edited.spec.policy.smtp.max_recipients = 3;
+    tx.send(Some(Arc::new(edited))).unwrap();
+    let b = s.credential().await.unwrap();
+    assert!(!Arc::ptr_eq(&a, &b));
+    assert_eq!(b.policy.smtp.max_recipients, 3);
+    assert_eq!(b.password.expose(), "pw");
+    assert_eq!(decrypts(&m, "ok"), 1);
+}
+
+#[tokio::test]
+async fn ciphertext_moved_to_another_name_does_not_open() {
+    let kms = LocalKms::generate().unwrap();
+    let mut moved = sealed_resource(&kms, "mail", "pw").await;
+    moved.metadata.name = Some("other".into());
+    let (s, _tx, m) = source(&kms, moved, Duration::from_secs(60), None);
+    let err = s.credential().await.unwrap_err();
+    assert!(!err.to_string().contains("pw\""));
+    assert_eq!(decrypts(&m, err.metric_label()), 1);
+}
+
+#[tokio::test]
+async fn service_account_not_listed_is_refused() {
+    let kms = LocalKms::generate().unwrap();
+    let (s, _tx, _m) = source(
+        &kms,
+        sealed_resource(&kms, "mail", "pw").await,
+        Duration::from_secs(60),
+        Some("intruder"),
+    );
+    let err = s.credential().await.unwrap_err();
+    assert!(err.to_string().contains("intruder"), "{err}");
+}
+
+#[tokio::test]
+async fn deleted_resource_refuses() {
+    let kms = LocalKms::generate().unwrap();
+    let (s, tx, _m) = source(
+        &kms,
+        sealed_resource(&kms, "mail", "pw").await,
+        Duration::from_secs(60),
+        None,
+    );
+    assert!(s.loaded());
+    tx.send(None).unwrap();
+    assert!(!s.loaded());
+    assert!(s.credential().await.is_err());
+}

@@ -1,0 +1,63 @@
+//! Settings of the relay that come from the sidecar's command line, not from the credential.
+
+use std::time::Duration;
+
+/// RFC 5321's minimum line length (4.5.3.1.4), CRLF included.
+pub const RFC_MAX_LINE: usize = 1000;
+/// The most a deployment may raise the command-line limit to.
+pub const MAX_LINE_CEILING: usize = 8192;
+
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// Name in the greeting and EHLO reply.
+    pub hostname: String,
+    /// Pod name, for audit lines.
+    pub pod: String,
+    /// Longest command line accepted, CRLF included (1000..=8192).
+    pub max_line: usize,
+    /// Wait for the next command (RFC 5321 4.5.3.2.7 suggests 5 min).
+    pub command_timeout: Duration,
+    /// Wait for the next DATA bytes (RFC 5321 4.5.3.2.6 suggests 3 min).
+    pub data_timeout: Duration,
+    /// Bound on obtaining the credential (KMS decrypt included).
+    pub credential_timeout: Duration,
+    /// Bound on one upstream delivery, connection and AUTH included.
+    pub upstream_timeout: Duration,
+    /// Pooled upstream connections kept per credential.
+    pub upstream_pool_size: u32,
+    /// Idle pooled upstream connections are closed after this.
+    pub upstream_idle: Duration,
+    /// Concurrent application connections.
+    pub max_connections: usize,
+    /// On shutdown, how long in-flight sessions may take to finish.
+    pub shutdown_grace: Duration,
+    /// When set, the application's AUTH must present this password; otherwise AUTH is
+    /// accepted and ignored (frameworks that insist on authenticating).
+    pub local_token: Option<String>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            pod: String::new(),
+            max_line: RFC_MAX_LINE,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(180),
+            credential_timeout: Duration::from_secs(15),
+            upstream_timeout: Duration::from_secs(60),
+            upstream_pool_size: 8,
+            upstream_idle: Duration::from_secs(60),
+            max_connections: 256,
+            shutdown_grace: Duration::from_secs(30),
+            local_token: None,
+        }
+    }
+}
+
+impl RelayConfig {
+    /// The line limit clamped to what RFC 5321 requires and what we allow.
+    pub fn effective_max_line(&self) -> usize {
+        self.max_line.clamp(RFC_MAX_LINE, MAX_LINE_CEILING)
+    }
+}

@@ -1,0 +1,73 @@
+//! Prometheus metrics of the SMTP relay, registered into the sidecar's registry.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    pub rule: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct RelayMetrics {
+    pub messages: Family<OutcomeLabel, Counter>,
+    pub policy_denials: Family<RuleLabel, Counter>,
+    pub upstream_latency: Histogram,
+    pub open_connections: Gauge,
+    pub upstream_pools_built: Counter,
+}
+
+impl RelayMetrics {
+    /// Creates the metrics and registers them under `mailcred_smtp_`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            messages: Family::default(),
+            policy_denials: Family::default(),
+            // 1 ms .. ~33 s
+            upstream_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            open_connections: Gauge::default(),
+            upstream_pools_built: Counter::default(),
+        };
+        let r = registry.sub_registry_with_prefix("mailcred_smtp");
+        r.register(
+            "messages",
+            "Messages by outcome (relayed, policy_denied, upstream_rejected, temporary_failure, ...)",
+            m.messages.clone(),
+        );
+        r.register(
+            "policy_denials",
+            "Policy refusals by rule",
+            m.policy_denials.clone(),
+        );
+        r.register(
+            "upstream_latency_seconds",
+            "Time for the upstream server to accept or refuse one message",
+            m.upstream_latency.clone(),
+        );
+        r.register(
+            "open_connections",
+            "Application connections open",
+            m.open_connections.clone(),
+        );
+        r.register(
+            "upstream_pools_built",
+            "Upstream connection pools built (first use and each credential change)",
+            m.upstream_pools_built.clone(),
+        );
+        m
+    }
+
+    /// Metrics that are not registered anywhere (tests, tools).
+    pub fn unregistered() -> Self {
+        Self::register(&mut Registry::default())
+    }
+}
