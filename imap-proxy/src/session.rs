@@ -234,11 +234,15 @@ impl<'a> Session<'a> {
         let mut failures = 0;
         loop {
             self.app.flush().await?;
-            let first = match self
-                .app
-                .read_line(limits.max_line, login_timeout, "waiting for login")
-                .await
-            {
+            let shutdown = &mut self.shutdown;
+            let read = tokio::select! {
+                read = self.app.read_line(limits.max_line, login_timeout, "waiting for login") => read,
+                _ = stop_requested(shutdown) => {
+                    self.app.write(b"* BYE Server shutting down\r\n").await?;
+                    return Ok(Err("shutdown"));
+                }
+            };
+            let first = match read {
                 Ok(line) => line,
                 Err(Error::Timeout { .. }) => {
                     self.app
@@ -602,11 +606,9 @@ impl<'a> Session<'a> {
                     self.app.write(b"* BYE [UNAVAILABLE] Upstream server not responding\r\n").await?;
                     return Ok("upstream_timeout");
                 }
-                changed = self.shutdown.changed() => {
-                    if changed.is_err() || *self.shutdown.borrow() {
-                        self.app.write(b"* BYE Server shutting down\r\n").await?;
-                        return Ok("shutdown");
-                    }
+                _ = stop_requested(&mut self.shutdown) => {
+                    self.app.write(b"* BYE Server shutting down\r\n").await?;
+                    return Ok("shutdown");
                 }
             }
         }
@@ -1224,6 +1226,18 @@ impl<'a> Session<'a> {
         match resync(&mut self.app, Some(marker), &limits, "upstream_refused").await? {
             Read::Close(_) => Ok(Step::Close("closed_by_proxy")),
             _ => Ok(Step::Continue),
+        }
+    }
+}
+
+/// Completes once shutdown was requested (never, if the proxy is gone without asking).
+async fn stop_requested(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
