@@ -140,7 +140,7 @@ async fn tags_with_illegal_characters_get_untagged_bad() {
 #[tokio::test]
 async fn ten_thousand_pipelined_commands_are_all_answered_in_order() {
     let proxy = proxy_without_upstream(ImapProxyConfig::default()).await;
-    let mut c = Client::connect(proxy.addr).await;
+    let c = Client::connect(proxy.addr).await;
     let mut batch = Vec::new();
     for i in 0..10_000 {
         batch.extend_from_slice(format!("p{i} NOOP\r\n").as_bytes());

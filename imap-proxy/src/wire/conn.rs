@@ -262,7 +262,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Queues bytes for sending; large writes go straight to the socket after what is queued.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), Error> {
-        if self.out.len() + data.len() > self.out_cap {
+        // Order matters: whatever is queued goes first, then a large chunk directly.
+        if self.out.len() + data.len() > self.out_cap || data.len() >= DIRECT_WRITE_BYTES {
             self.write_out().await?;
         }
         if data.len() >= DIRECT_WRITE_BYTES {
@@ -400,6 +401,24 @@ mod tests {
             conn.read_line(1024, T, "test").await.unwrap(),
             Line::Complete(vec![b'y'; 1024])
         );
+    }
+
+    #[tokio::test]
+    async fn queued_bytes_go_out_before_a_large_direct_write() {
+        let (a, mut b) = tokio::io::duplex(1 << 20);
+        let mut conn = Conn::new(a, Side::App, 64, 1026, 32 * 1024, T);
+        conn.write(b"* 1 FETCH (BODY[] {20000}\r\n").await.unwrap();
+        conn.write(&[b'z'; 20000]).await.unwrap();
+        conn.write(b")\r\n").await.unwrap();
+        conn.flush().await.unwrap();
+        drop(conn);
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut b, &mut got)
+            .await
+            .unwrap();
+        assert!(got.starts_with(b"* 1 FETCH (BODY[] {20000}\r\nzzz"));
+        assert!(got.ends_with(b"zzz)\r\n"));
+        assert_eq!(got.len(), 27 + 20000 + 3);
     }
 
     #[tokio::test]
