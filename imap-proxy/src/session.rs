@@ -26,6 +26,7 @@ use crate::wire::command::{
 };
 use crate::wire::conn::{Conn, Line};
 use crate::wire::lexer::{Item, Lexer, LiteralMarker, trailing_literal};
+use crate::wire::stream::{copy_exact, stream_response};
 
 /// Application read buffer to start with; it grows to the line bound only for long lines.
 const APP_INITIAL_BUF: usize = 4 * 1024;
@@ -649,7 +650,8 @@ impl<'a> Session<'a> {
         }
         if let Some(rest) = head.strip_prefix(b"* ") {
             if rest.first().is_some_and(u8::is_ascii_digit) {
-                self.pass_through(r).await?;
+                stream_response(&mut r.up, &mut self.app, self.inner.config.upstream_timeout)
+                    .await?;
                 return Ok(Unit::Forwarded);
             }
             let word_len = rest
@@ -673,7 +675,10 @@ impl<'a> Session<'a> {
                     let out = rewrite_capability_code(&raw, 2 + word.len() + 1, &r.caps);
                     self.app.write(&out).await?;
                 }
-                _ => self.pass_through(r).await?,
+                _ => {
+                    stream_response(&mut r.up, &mut self.app, self.inner.config.upstream_timeout)
+                        .await?
+                }
             }
             return Ok(Unit::Forwarded);
         }
@@ -748,57 +753,6 @@ impl<'a> Session<'a> {
             .is_some_and(|name| r.patterns.allows_wire_lenient(name));
         if allowed {
             self.app.write(&raw).await?;
-        }
-        Ok(())
-    }
-
-    /// Streams a response the proxy does not need to look into (FETCH, SEARCH, EXISTS...):
-    /// bytes go to the application as they arrive; only line ends and literal lengths are
-    /// tracked.
-    async fn pass_through(&mut self, r: &mut Relay) -> Result<(), Error> {
-        let timeout = self.inner.config.upstream_timeout;
-        let mut tail: Vec<u8> = Vec::with_capacity(64);
-        loop {
-            if r.up.buffered().is_empty() {
-                r.up.fill_within(timeout, "reading a response").await?;
-            }
-            let data = r.up.buffered();
-            match memchr::memchr(b'\n', data) {
-                Some(pos) => {
-                    let chunk_len = pos + 1;
-                    push_tail(&mut tail, &data[..chunk_len]);
-                    self.app.write(&r.up.buffered()[..chunk_len]).await?;
-                    r.up.consume(chunk_len);
-                    match trailing_literal(&tail) {
-                        Some(len) => {
-                            self.copy_literal(r, len).await?;
-                            tail.clear();
-                        }
-                        None => return Ok(()),
-                    }
-                }
-                None => {
-                    let n = data.len();
-                    push_tail(&mut tail, data);
-                    self.app.write(&r.up.buffered()[..n]).await?;
-                    r.up.consume(n);
-                }
-            }
-        }
-    }
-
-    async fn copy_literal(&mut self, r: &mut Relay, mut remaining: u64) -> Result<(), Error> {
-        let timeout = self.inner.config.upstream_timeout;
-        while remaining > 0 {
-            if r.up.buffered().is_empty() {
-                r.up.fill_within(timeout, "reading a literal").await?;
-            }
-            let n = usize::try_from(remaining)
-                .unwrap_or(usize::MAX)
-                .min(r.up.buffered().len());
-            self.app.write(&r.up.buffered()[..n]).await?;
-            r.up.consume(n);
-            remaining -= n as u64;
         }
         Ok(())
     }
@@ -1182,20 +1136,14 @@ impl<'a> Session<'a> {
         }
         // An application that vanishes here leaves upstream inside a literal: the session
         // ends with an error and the upstream connection is closed, never reused.
-        let mut remaining = marker.len;
-        while remaining > 0 {
-            if self.app.buffered().is_empty() {
-                self.app
-                    .fill_within(limits.io_timeout, "reading an APPEND message")
-                    .await?;
-            }
-            let n = usize::try_from(remaining)
-                .unwrap_or(usize::MAX)
-                .min(self.app.buffered().len());
-            r.up.write(&self.app.buffered()[..n]).await?;
-            self.app.consume(n);
-            remaining -= n as u64;
-        }
+        copy_exact(
+            &mut self.app,
+            &mut r.up,
+            marker.len,
+            limits.io_timeout,
+            "reading an APPEND message",
+        )
+        .await?;
         match self
             .app
             .read_line(limits.max_line, limits.io_timeout, "reading a command")
@@ -1248,16 +1196,6 @@ enum LiteralGo {
     Close(&'static str),
 }
 
-/// Bytes kept from the end of a streamed line: enough for `{` + 20 digits + `+}` + CRLF.
-const TAIL_BYTES: usize = 32;
-
-fn push_tail(tail: &mut Vec<u8>, data: &[u8]) {
-    tail.extend_from_slice(&data[data.len().saturating_sub(TAIL_BYTES)..]);
-    if tail.len() > TAIL_BYTES {
-        tail.drain(..tail.len() - TAIL_BYTES);
-    }
-}
-
 /// Replaces a `[CAPABILITY ...]` response code starting at `at` with the proxy's own list.
 fn rewrite_capability_code(raw: &[u8], at: usize, caps: &str) -> Vec<u8> {
     let Some(text) = raw.get(at..) else {
@@ -1296,14 +1234,6 @@ mod tests {
         assert_eq!(out, b"a1 OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n");
         let same = rewrite_capability_code(b"* OK [READ-ONLY] x\r\n", 5, "X");
         assert_eq!(same, b"* OK [READ-ONLY] x\r\n");
-    }
-
-    #[test]
-    fn tails_keep_the_literal_marker() {
-        let mut tail = Vec::new();
-        push_tail(&mut tail, &[b'x'; 100]);
-        push_tail(&mut tail, b" BODY[] {20971520}\r\n");
-        assert_eq!(trailing_literal(&tail), Some(20_971_520));
     }
 
     #[test]

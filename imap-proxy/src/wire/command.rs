@@ -344,3 +344,120 @@ pub async fn reply<S: AsyncRead + AsyncWrite + Unpin>(
     out.extend_from_slice(b"\r\n");
     conn.write(&out).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Side;
+    use proptest::prelude::*;
+    use tokio::io::AsyncWriteExt;
+
+    const LIMITS: Limits = Limits {
+        max_line: 200,
+        max_inline_literal: 100,
+        max_command: 400,
+        max_append: 300,
+        io_timeout: Duration::from_secs(5),
+    };
+
+    /// Pieces an adversarial client sends: commands, literals of any announced size, junk.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"a1 NOOP\r\n".to_vec()),
+            Just(b"a2 SELECT {5}\r\n".to_vec()),
+            Just(b"a3 APPEND INBOX {250+}\r\n".to_vec()),
+            Just(b"a4 LOGIN {4294967296+}\r\n".to_vec()),
+            Just(b"a5 LOGIN \"x\" {99999}\r\n".to_vec()),
+            Just(b"a6 LOGIN (\"x\r\n".to_vec()),
+            Just(b"+bad NOOP\r\n".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..300),
+            proptest::collection::vec(
+                prop_oneof![Just(b'x'), Just(b'{'), Just(b'}'), Just(b'\n'), Just(b'"')],
+                0..300
+            ),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// Any byte stream: the reader answers or closes, never panics, never grows its
+        /// buffer past the line bound, and stops at the end of input.
+        #[test]
+        fn any_input_is_answered_within_bounds(pieces in proptest::collection::vec(piece(), 1..12)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (near, mut far) = tokio::io::duplex(1 << 20);
+                let input: Vec<u8> = pieces.concat();
+                far.write_all(&input).await.unwrap();
+                far.shutdown().await.unwrap();
+                let mut conn = Conn::new(near, Side::App, 64, LIMITS.max_line + 2, 4096, LIMITS.io_timeout);
+                let mut commands = 0;
+                loop {
+                    let first = match conn.read_line(LIMITS.max_line, LIMITS.io_timeout, "test").await {
+                        Ok(line) => line,
+                        Err(_) => break,
+                    };
+                    match read_command(&mut conn, first, &LIMITS, |_, _| None).await {
+                        Ok(Read::Close(_)) | Err(_) => break,
+                        Ok(Read::AppendMessage(_, m)) => {
+                            prop_assert!(m.len <= LIMITS.max_append);
+                            if conn.discard(m.len, LIMITS.io_timeout, "test").await.is_err() {
+                                break;
+                            }
+                        }
+                        Ok(Read::Command(c)) => {
+                            let held: usize = c.segments.iter().map(|s| s.text.len() + s.literal.as_ref().map_or(0, Vec::len)).sum();
+                            prop_assert!(held <= LIMITS.max_command + LIMITS.max_line);
+                        }
+                        Ok(Read::Rejected(_)) => {}
+                    }
+                    prop_assert!(conn.read_capacity() <= LIMITS.max_line + 2);
+                    commands += 1;
+                    prop_assert!(commands <= input.len() + 1);
+                }
+                Ok(())
+            })?;
+        }
+    }
+
+    #[tokio::test]
+    async fn literals_inside_a_command_are_read_after_a_continuation() {
+        let (near, mut far) = tokio::io::duplex(4096);
+        let mut conn = Conn::new(
+            near,
+            Side::App,
+            64,
+            LIMITS.max_line + 2,
+            4096,
+            LIMITS.io_timeout,
+        );
+        far.write_all(b"t1 RENAME {3}\r\n").await.unwrap();
+        let first = conn
+            .read_line(200, LIMITS.io_timeout, "test")
+            .await
+            .unwrap();
+        let reader = tokio::spawn(async move {
+            let read = read_command(&mut conn, first, &LIMITS, |_, _| None)
+                .await
+                .unwrap();
+            conn.flush().await.unwrap();
+            read
+        });
+        let mut cont = [0u8; 26];
+        tokio::io::AsyncReadExt::read_exact(&mut far, &mut cont)
+            .await
+            .unwrap();
+        assert_eq!(&cont, b"+ Ready for literal data\r\n");
+        far.write_all(b"a b \"c d\"\r\n").await.unwrap();
+        let Read::Command(cmd) = reader.await.unwrap() else {
+            panic!("not a command")
+        };
+        assert_eq!(cmd.name, b"RENAME");
+        assert_eq!(
+            cmd.items,
+            vec![Item::Str(b"a b".to_vec()), Item::Str(b"c d".to_vec())]
+        );
+        assert_eq!(cmd.segments.len(), 2);
+        assert_eq!(cmd.segments[0].text, b"t1 RENAME ");
+    }
+}

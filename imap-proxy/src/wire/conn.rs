@@ -36,10 +36,10 @@ pub enum Line {
     TooLong { tail: Vec<u8> },
 }
 
-/// Bytes kept from the end of a drained line: `{` + 20 digits + `+}` fit.
+/// Bytes kept from the end of a line: `{` + 20 digits + `+}` + CRLF fit.
 const TAIL_BYTES: usize = 32;
 
-fn push_tail(tail: &mut Vec<u8>, data: &[u8]) {
+pub(crate) fn push_tail(tail: &mut Vec<u8>, data: &[u8]) {
     tail.extend_from_slice(&data[data.len().saturating_sub(TAIL_BYTES)..]);
     if tail.len() > TAIL_BYTES {
         tail.drain(..tail.len() - TAIL_BYTES);
@@ -85,6 +85,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     pub fn get_ref(&self) -> &S {
         &self.io
+    }
+
+    /// Current size of the read buffer (bounded by the line limit).
+    pub fn read_capacity(&self) -> usize {
+        self.buf.len()
     }
 
     pub fn buffered(&self) -> &[u8] {

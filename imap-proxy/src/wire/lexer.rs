@@ -245,6 +245,75 @@ pub const MAX_TAG_BYTES: usize = 64;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn item() -> impl Strategy<Value = Item> {
+        let leaf = prop_oneof![
+            "[A-Za-z0-9.:*%<>\\\\\\[\\]-]{1,10}".prop_map(|a| Item::Atom(a.into_bytes())),
+            proptest::collection::vec(
+                any::<u8>().prop_filter("no CR/LF/NUL", |b| !matches!(b, 0 | b'\r' | b'\n')),
+                0..12
+            )
+            .prop_map(Item::Str),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            proptest::collection::vec(inner, 0..4).prop_map(Item::List)
+        })
+    }
+
+    fn render(items: &[Item], out: &mut Vec<u8>) {
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            match item {
+                Item::Atom(a) => out.extend_from_slice(a),
+                Item::Str(s) => {
+                    out.push(b'"');
+                    for &c in s {
+                        if c == b'"' || c == b'\\' {
+                            out.push(b'\\');
+                        }
+                        out.push(c);
+                    }
+                    out.push(b'"');
+                }
+                Item::List(l) => {
+                    out.push(b'(');
+                    render(l, out);
+                    out.push(b')');
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_any_line(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut l = Lexer::new();
+            if l.feed_line(&bytes).is_ok() {
+                let _ = l.finish();
+            }
+        }
+
+        #[test]
+        fn rendered_items_lex_back(items in proptest::collection::vec(item(), 0..6)) {
+            let mut line = Vec::new();
+            render(&items, &mut line);
+            let mut l = Lexer::new();
+            prop_assert_eq!(l.feed_line(&line), Ok(None));
+            prop_assert_eq!(l.finish(), Ok(items));
+        }
+
+        #[test]
+        fn literal_marker_survives_any_prefix(prefix in "[ -z]{0,30}", n in any::<u64>(), plus in any::<bool>()) {
+            let prefix = prefix.replace(['{', '}', '"', '(', ')'], "");
+            let line = format!("{prefix} {{{n}{}}}", if plus { "+" } else { "" });
+            let m = Lexer::new().feed_line(line.as_bytes()).unwrap().unwrap();
+            prop_assert_eq!((m.len, m.synchronizing), (n, !plus));
+            prop_assert_eq!(trailing_literal(format!("{line}\r\n").as_bytes()), Some(n));
+        }
+    }
 
     fn lex(text: &[u8]) -> Result<Vec<Item>, SyntaxError> {
         let mut l = Lexer::new();

@@ -3,3 +3,4 @@
 pub mod command;
 pub mod conn;
 pub mod lexer;
+pub mod stream;
