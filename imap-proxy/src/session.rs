@@ -578,10 +578,13 @@ impl<'a> Session<'a> {
             }
             self.app.flush().await?;
             r.up.flush().await?;
+            // IDLE may stay silent for as long as the application idles; once DONE went
+            // out, upstream owes the tagged answer like for any command.
             let owes_response = r
                 .pending
                 .iter()
-                .any(|p| !matches!(p.kind, PendingKind::Idle { .. }));
+                .any(|p| !matches!(p.kind, PendingKind::Idle { .. }))
+                || r.idle.as_ref().is_some_and(|i| i.done_sent);
             let upstream_deadline =
                 tokio::time::Instant::from_std(r.last_upstream + cfg.upstream_timeout);
             let idle_deadline = tokio::time::Instant::from_std(last_app + cfg.idle_timeout);
