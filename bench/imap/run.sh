@@ -4,6 +4,7 @@
 #   (b) direct to dovecot over TLS (what an application does without mailcred)
 #   (b') direct to dovecot in plaintext on loopback
 #   (c) nginx's mail proxy (plaintext to dovecot's plaintext port: nginx cannot do TLS upstream)
+#   (c') the proxy with a plaintext upstream (insecure: true), like for like with (c)
 # Workloads: FETCH 1:1000 BODY.PEEK[] of 50 KiB messages; 10,000 FLAGS-only FETCHes one at a
 # time. Then RSS of the proxy with 100 concurrent sessions. Prints ratios; numbers go to
 # bench/README-imap.md.
@@ -49,6 +50,11 @@ proxy_port=$(free_port)
 MAILCRED_PEERS_ENV="$env_file" "$repo/target/release/examples/serve_peers" "$proxy_port" implicit PEERS_SINK_USER 2>"$work/proxy.log" &
 pids+=($!); echo $! > "$work/proxy.pid"
 wait_port "$proxy_port"
+# The same proxy with a plaintext upstream (insecure: true), like for like with nginx.
+plain_port=$(free_port)
+MAILCRED_PEERS_ENV="$env_file" "$repo/target/release/examples/serve_peers" "$plain_port" none PEERS_SINK_USER 2>"$work/proxy-plain.log" &
+pids+=($!)
+wait_port "$plain_port"
 
 nginx_port=$(free_port); auth_port=$(free_port)
 module=/usr/lib/nginx/modules/ngx_mail_module.so
@@ -83,20 +89,26 @@ proxy=$(run "$proxy_port" x x "$mailbox" "$count")
 direct_tls=$(run "$PEERS_IMAP_TLS_PORT" "$user" "$pass" "$mailbox" "$count" --tls "$PEERS_CA_PEM")
 direct_plain=$(run "$PEERS_IMAP_STARTTLS_PORT" "$user" "$pass" "$mailbox" "$count")
 nginx=$(run "$nginx_port" "$user" "$pass" "$mailbox" "$count")
+proxy_plain=$(run "$plain_port" x x "$mailbox" "$count")
 rss=$(python3 "$here/client.py" hold 127.0.0.1 "$proxy_port" x x "$mailbox" 100 "$work/proxy.pid")
 
-python3 - "$proxy" "$direct_tls" "$direct_plain" "$nginx" "$rss" <<'PY'
+python3 - "$proxy" "$direct_tls" "$direct_plain" "$nginx" "$proxy_plain" "$rss" <<'PY'
 import json, sys
-names = ["proxy", "direct TLS", "direct plaintext", "nginx mail proxy"]
-runs = [json.loads(a) for a in sys.argv[1:5]]
-rss = json.loads(sys.argv[5])
+names = ["proxy (TLS upstream)", "direct TLS", "direct plaintext", "nginx mail proxy (plaintext upstream)", "proxy (plaintext upstream)"]
+runs = [json.loads(a) for a in sys.argv[1:6]]
+rss = json.loads(sys.argv[6])
 mib = runs[0]["bodies_bytes"] / 2**20
 print("| path | FETCH 1000 x 50 KiB BODY.PEEK[] | MiB/s | 10,000 FLAGS FETCHes | FETCH/s |")
 print("|---|---|---|---|---|")
 for n, r in zip(names, runs):
     print("| %s | %.3f s | %.0f | %.3f s | %.0f |" % (n, r["bodies_s"], mib / r["bodies_s"], r["flags_s"], 10000 / r["flags_s"]))
-p = runs[0]
-for n, r in zip(names[1:], runs[1:]):
-    print("proxy / %s throughput: bodies %.2fx, flags %.2fx" % (n, r["bodies_s"] / p["bodies_s"], r["flags_s"] / p["flags_s"]))
+def ratio(a, b):
+    return "bodies %.2fx, flags %.2fx" % (runs[b]["bodies_s"] / runs[a]["bodies_s"], runs[b]["flags_s"] / runs[a]["flags_s"])
+print("throughput ratios (higher is better for the first):")
+print("  proxy (TLS upstream) / direct TLS:            " + ratio(0, 1))
+print("  proxy (TLS upstream) / direct plaintext:      " + ratio(0, 2))
+print("  proxy (TLS upstream) / nginx (plaintext):     " + ratio(0, 3))
+print("  proxy (plaintext upstream) / nginx:           " + ratio(4, 3))
+print("  proxy (plaintext upstream) / direct plaintext: " + ratio(4, 2))
 print("proxy RSS: %d KiB idle, %d KiB with %d sessions (peak %d KiB)" % (rss["rss_before_kib"], rss["rss_with_sessions_kib"], rss["sessions"], rss["hwm_kib"]))
 PY

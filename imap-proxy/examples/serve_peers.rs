@@ -1,7 +1,7 @@
 //! Runs the IMAP proxy against the peers' dovecot for manual checks and the benchmark
 //! (bench/imap/run.sh). The credential is sealed here with a fresh local key, as a test does.
 //!
-//! `MAILCRED_PEERS_ENV=DIR/env cargo run --release -p mailcred-imap --example serve_peers -- PORT [implicit|starttls] [USER_KEY]`
+//! `MAILCRED_PEERS_ENV=DIR/env cargo run --release -p mailcred-imap --example serve_peers -- PORT [implicit|starttls|none] [USER_KEY]`
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +54,8 @@ async fn main() {
         .expect("usage: serve_peers PORT [implicit|starttls] [USER_KEY]");
     let tls = match args.get(2).map(String::as_str) {
         Some("starttls") => TlsMode::Starttls,
+        // Benchmark only: the like-for-like comparison with nginx, which cannot do TLS upstream.
+        Some("none") => TlsMode::None,
         _ => TlsMode::Implicit,
     };
     let user_key = args.get(3).cloned().unwrap_or_else(|| "PEERS_USER".into());
@@ -76,8 +78,9 @@ async fn main() {
         .unwrap(),
         tls,
         ca_pem: Some(std::fs::read_to_string(&env["PEERS_CA_PEM"]).unwrap()),
-        insecure: false,
-        insecure_reason: None,
+        insecure: tls == TlsMode::None,
+        insecure_reason: (tls == TlsMode::None)
+            .then(|| "benchmark against nginx on loopback".into()),
     };
     let kms = LocalKms::generate().unwrap();
     let mut spec = MailCredentialSpec {

@@ -7,12 +7,11 @@
 //! never land inside an upstream response.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mailcred_core::credential::UsableCredential;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::sleep_until;
 
 use crate::audit::SessionAudit;
 use crate::commands::{self, Class, ENABLEABLE, MailboxArgs, PRE_AUTH_CAPABILITIES};
@@ -34,6 +33,8 @@ const APP_INITIAL_BUF: usize = 4 * 1024;
 const APP_WRITE_BUF: usize = 32 * 1024;
 /// Bytes of a response needed to tell its kind.
 const CLASSIFY_BYTES: usize = 64;
+/// How often a session checks its idle and upstream deadlines.
+const TICK: Duration = Duration::from_secs(1);
 /// Failed local logins before the connection is closed.
 const MAX_LOGIN_FAILURES: u32 = 3;
 
@@ -560,6 +561,14 @@ impl<'a> Session<'a> {
     async fn relay(&mut self, r: &mut Relay) -> Result<&'static str, Error> {
         let cfg = &self.inner.config;
         let mut last_app = Instant::now();
+        // One timer checks the session's deadlines: a timer armed per request would wake the
+        // runtime's driver on every command.
+        let period = TICK
+            .min(cfg.idle_timeout / 4)
+            .min(cfg.upstream_timeout / 4)
+            .max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if !r.up.buffered().is_empty() {
                 if let Unit::Close(outcome) = self.upstream_unit(r, false).await? {
@@ -585,9 +594,8 @@ impl<'a> Session<'a> {
                 .iter()
                 .any(|p| !matches!(p.kind, PendingKind::Idle { .. }))
                 || r.idle.as_ref().is_some_and(|i| i.done_sent);
-            let upstream_deadline =
-                tokio::time::Instant::from_std(r.last_upstream + cfg.upstream_timeout);
-            let idle_deadline = tokio::time::Instant::from_std(last_app + cfg.idle_timeout);
+            let upstream_deadline = r.last_upstream + cfg.upstream_timeout;
+            let idle_deadline = last_app + cfg.idle_timeout;
             tokio::select! {
                 read = r.up.fill() => match read? {
                     0 if r.upstream_said_bye => return Ok("upstream_bye"),
@@ -601,14 +609,17 @@ impl<'a> Session<'a> {
                     0 => return Ok("app_closed"),
                     _ => last_app = Instant::now(),
                 },
-                _ = sleep_until(idle_deadline) => {
-                    self.app.write(b"* BYE Autologout; idle for too long\r\n").await?;
-                    return Ok("idle_timeout");
-                }
-                _ = sleep_until(upstream_deadline), if owes_response => {
-                    tracing::warn!(credential = %r.cred.id(), timeout = ?cfg.upstream_timeout, "upstream IMAP server stopped answering");
-                    self.app.write(b"* BYE [UNAVAILABLE] Upstream server not responding\r\n").await?;
-                    return Ok("upstream_timeout");
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if now >= idle_deadline {
+                        self.app.write(b"* BYE Autologout; idle for too long\r\n").await?;
+                        return Ok("idle_timeout");
+                    }
+                    if owes_response && now >= upstream_deadline {
+                        tracing::warn!(credential = %r.cred.id(), timeout = ?cfg.upstream_timeout, "upstream IMAP server stopped answering");
+                        self.app.write(b"* BYE [UNAVAILABLE] Upstream server not responding\r\n").await?;
+                        return Ok("upstream_timeout");
+                    }
                 }
                 _ = stop_requested(&mut self.shutdown) => {
                     self.app.write(b"* BYE Server shutting down\r\n").await?;

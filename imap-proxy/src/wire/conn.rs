@@ -145,7 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return Err(Error::Closed { side: self.side });
         }
         let side = self.side;
-        match tokio::time::timeout(timeout, self.fill()).await {
+        match deadline(timeout, self.fill()).await {
             Ok(Ok(0)) => Err(Error::Closed { side }),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e),
@@ -290,7 +290,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     async fn write_all_bounded(&mut self, data: &[u8], during: &'static str) -> Result<(), Error> {
         let (side, timeout) = (self.side, self.write_timeout);
-        match tokio::time::timeout(timeout, self.io.write_all(data)).await {
+        match deadline(timeout, self.io.write_all(data)).await {
             Ok(r) => r.map_err(Error::io(side)),
             Err(_) => Err(Error::Timeout {
                 side,
@@ -315,7 +315,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     pub async fn flush(&mut self) -> Result<(), Error> {
         self.write_out().await?;
         let (side, timeout) = (self.side, self.write_timeout);
-        match tokio::time::timeout(timeout, self.io.flush()).await {
+        match deadline(timeout, self.io.flush()).await {
             Ok(r) => r.map_err(Error::io(side)),
             Err(_) => Err(Error::Timeout {
                 side,
@@ -346,6 +346,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             let _ = self.io.shutdown().await;
         })
         .await;
+    }
+}
+
+/// Runs `fut` with a deadline, but arms a timer only if the first poll does not finish:
+/// most reads and writes complete at once, and a timer per socket call costs a wake-up of the
+/// runtime's driver on every request.
+pub async fn deadline<T>(
+    timeout: Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(v) => Ok(v),
+        std::task::Poll::Pending => tokio::time::timeout(timeout, fut).await,
     }
 }
 
