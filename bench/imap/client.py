@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""IMAP load client for bench/imap/run.sh: raw sockets, no imaplib overhead in the loop.
+
+  client.py fetch HOST PORT USER PASS MAILBOX COUNT [--tls CA]   -> JSON timings
+  client.py hold  HOST PORT USER PASS MAILBOX SESSIONS PIDFILE   -> RSS of PIDFILE's process
+"""
+import json
+import os
+import socket
+import ssl
+import sys
+import time
+
+
+class Conn:
+    def __init__(self, host, port, ca=None):
+        s = socket.create_connection((host, port), timeout=120)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ca:
+            ctx = ssl.create_default_context(cafile=ca)
+            s = ctx.wrap_socket(s, server_hostname="localhost")
+        self.s = s
+        self.buf = bytearray()
+        self.n = 0
+        self.line()  # greeting
+
+    def fill(self):
+        data = self.s.recv(1 << 20)
+        if not data:
+            raise EOFError("server closed the connection")
+        self.buf += data
+
+    def line(self):
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[: i + 1])
+                del self.buf[: i + 1]
+                return line
+            self.fill()
+
+    def skip(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        del self.buf[:n]
+
+    def cmd(self, text):
+        """Sends a command, reads to its tagged response; returns (tagged line, bytes read)."""
+        self.n += 1
+        tag = b"b%d" % self.n
+        self.s.sendall(tag + b" " + text.encode() + b"\r\n")
+        total = 0
+        while True:
+            line = self.line()
+            total += len(line)
+            if line.endswith(b"}\r\n"):
+                n = int(line[line.rindex(b"{") + 1 : -3].rstrip(b"+"))
+                self.skip(n)
+                total += n
+                continue
+            if line.startswith(tag + b" "):
+                if not line.startswith(tag + b" OK"):
+                    raise RuntimeError(line.decode(errors="replace"))
+                return line, total
+
+
+def login(c, user, password, mailbox):
+    c.cmd('LOGIN "%s" "%s"' % (user, password))
+    c.cmd("EXAMINE %s" % mailbox)
+
+
+def fetch(host, port, user, password, mailbox, count, ca=None):
+    c = Conn(host, port, ca)
+    login(c, user, password, mailbox)
+    t = time.perf_counter()
+    _, nbytes = c.cmd("FETCH 1:%d BODY.PEEK[]" % count)
+    bodies = time.perf_counter() - t
+    t = time.perf_counter()
+    for i in range(10000):
+        c.cmd("FETCH %d FLAGS" % (i % count + 1))
+    flags = time.perf_counter() - t
+    c.cmd("LOGOUT")
+    return {"bodies_s": bodies, "bodies_bytes": nbytes, "flags_s": flags}
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        fields = dict(l.split(":", 1) for l in f if ":" in l)
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def hold(host, port, user, password, mailbox, sessions, pidfile):
+    pid = int(open(pidfile).read().strip())
+    before = rss_kib(pid)
+    conns = []
+    for _ in range(sessions):
+        c = Conn(host, port)
+        login(c, user, password, mailbox)
+        c.cmd("FETCH 1 BODY.PEEK[]")
+        conns.append(c)
+    during = rss_kib(pid)
+    for c in conns:
+        c.cmd("LOGOUT")
+    return {"sessions": sessions, "rss_before_kib": before[0], "rss_with_sessions_kib": during[0], "hwm_kib": during[1]}
+
+
+def main():
+    mode = sys.argv[1]
+    host, port, user, password, mailbox = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+    if mode == "fetch":
+        count = int(sys.argv[7])
+        ca = sys.argv[9] if len(sys.argv) > 9 and sys.argv[8] == "--tls" else None
+        best = None
+        for _ in range(3):
+            r = fetch(host, port, user, password, mailbox, count, ca)
+            best = r if best is None else {
+                "bodies_s": min(best["bodies_s"], r["bodies_s"]),
+                "bodies_bytes": r["bodies_bytes"],
+                "flags_s": min(best["flags_s"], r["flags_s"]),
+            }
+        print(json.dumps(best))
+    elif mode == "hold":
+        print(json.dumps(hold(host, port, user, password, mailbox, int(sys.argv[7]), sys.argv[8])))
+
+
+if __name__ == "__main__":
+    main()
