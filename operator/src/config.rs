@@ -60,8 +60,10 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = 15)]
     pub lease_duration_seconds: u64,
 
-    /// Re-check every credential this often even without changes (seconds).
-    #[arg(long, default_value_t = 600)]
+    /// Re-check every credential this often even without changes (seconds). Changes to a
+    /// credential or its Role/RoleBinding trigger at once; this only bounds missed events.
+    /// Each pass costs two no-op applies per credential.
+    #[arg(long, default_value_t = 3600)]
     pub resync_seconds: u64,
 }
 
