@@ -60,8 +60,10 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = 15)]
     pub lease_duration_seconds: u64,
 
-    /// Re-check every credential this often even without changes (seconds).
-    #[arg(long, default_value_t = 600)]
+    /// Re-check every credential this often even without changes (seconds). Changes to a
+    /// credential or its Role/RoleBinding trigger at once; this only bounds missed events.
+    /// Each pass costs two no-op applies per credential.
+    #[arg(long, default_value_t = 3600)]
     pub resync_seconds: u64,
 }
 
@@ -169,6 +171,54 @@ pub struct SidecarArgs {
     /// UID and GID the sidecar runs as (non-root).
     #[arg(long, default_value_t = 65532)]
     pub sidecar_run_as_user: i64,
+
+    /// Seconds a decrypted password stays in the sidecar's memory (unset: the sidecar's
+    /// default). Passed as MAILCRED_CACHE_TTL_SECONDS.
+    #[arg(long)]
+    pub sidecar_cache_ttl_seconds: Option<u64>,
+
+    /// KMS endpoint override the sidecar may use (repeatable). Passed as
+    /// MAILCRED_TRUSTED_KMS_ENDPOINTS (comma-separated).
+    #[arg(long = "sidecar-trusted-kms-endpoint", value_name = "URL")]
+    pub sidecar_trusted_kms_endpoints: Vec<String>,
+
+    /// Extra environment of the injected sidecar, `NAME=value` (repeatable), e.g.
+    /// AWS_REGION=eu-west-1. Never a password: it is visible in the pod spec.
+    #[arg(long = "sidecar-env", value_name = "NAME=VALUE", value_parser = parse_env_var)]
+    pub sidecar_env: Vec<(String, String)>,
+}
+
+/// Env names the operator sets on the sidecar itself; `--sidecar-env` may not override them.
+pub const SIDECAR_RESERVED_ENV: &[&str] = &[
+    "POD_NAME",
+    "POD_NAMESPACE",
+    "MAILCRED_SERVICE_ACCOUNT",
+    "MAILCRED_SMTP_LISTEN",
+    "MAILCRED_IMAP_LISTEN",
+    "MAILCRED_ADMIN_LISTEN",
+    "MAILCRED_CACHE_TTL_SECONDS",
+    "MAILCRED_TRUSTED_KMS_ENDPOINTS",
+    "MAILCRED_CREDENTIALS",
+];
+
+fn parse_env_var(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not NAME=value"))?;
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(format!(
+            "{name:?} is not an environment variable name (letters, digits, _)"
+        ));
+    }
+    if SIDECAR_RESERVED_ENV.contains(&name) {
+        return Err(format!(
+            "{name} is set by the operator itself; use the matching --sidecar-* flag"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,6 +278,42 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.sidecar.sidecar_smtp_addr.to_string(), "127.0.0.1:2525");
         assert!(c.controller.leader_elect);
+    }
+
+    #[test]
+    fn sidecar_env_flags_parse_and_refuse_reserved_names() {
+        let c = Config::parse_from([
+            "mailcred-operator",
+            "--sidecar-env=AWS_REGION=eu-west-1",
+            "--sidecar-env",
+            "MAILCRED_SMTP_CREDENTIAL=smtp",
+            "--sidecar-trusted-kms-endpoint=http://127.0.0.1:5000",
+            "--sidecar-trusted-kms-endpoint=https://kms.vpce.example",
+            "--sidecar-cache-ttl-seconds=60",
+        ]);
+        assert_eq!(
+            c.sidecar.sidecar_env,
+            [
+                ("AWS_REGION".to_string(), "eu-west-1".to_string()),
+                ("MAILCRED_SMTP_CREDENTIAL".to_string(), "smtp".to_string())
+            ]
+        );
+        assert_eq!(c.sidecar.sidecar_trusted_kms_endpoints.len(), 2);
+        assert_eq!(c.sidecar.sidecar_cache_ttl_seconds, Some(60));
+        let err =
+            Config::try_parse_from(["mailcred-operator", "--sidecar-env=POD_NAME=x"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("POD_NAME is set by the operator itself"),
+            "{err}"
+        );
+        let err = Config::try_parse_from(["mailcred-operator", "--sidecar-env=1X=y"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("is not an environment variable name"),
+            "{err}"
+        );
+        assert!(Config::try_parse_from(["mailcred-operator", "--sidecar-env=NOVALUE"]).is_err());
     }
 
     #[test]

@@ -27,6 +27,9 @@ fn help_lists_the_chart_flags_with_defaults() {
         "[default: 127.0.0.1:2525]",
         "[default: 127.0.0.1:1143]",
         "[default: 127.0.0.1:15090]",
+        "--sidecar-cache-ttl-seconds <SIDECAR_CACHE_TTL_SECONDS>",
+        "--sidecar-trusted-kms-endpoint <URL>",
+        "--sidecar-env <NAME=VALUE>",
     ] {
         assert!(
             help.contains(expected),

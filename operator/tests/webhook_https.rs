@@ -229,6 +229,7 @@ async fn injects_a_native_sidecar_and_app_env_then_is_idempotent() {
             "env": [
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "MAILCRED_SERVICE_ACCOUNT", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
                 {"name": "MAILCRED_SMTP_LISTEN", "value": "127.0.0.1:2525"},
                 {"name": "MAILCRED_IMAP_LISTEN", "value": "127.0.0.1:1143"},
                 {"name": "MAILCRED_ADMIN_LISTEN", "value": "127.0.0.1:15090"}

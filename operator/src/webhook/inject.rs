@@ -41,7 +41,7 @@ pub fn sidecar_container(args: &SidecarArgs, credentials: &[String]) -> Containe
         }),
         ..EnvVarSource::default()
     };
-    let env = vec![
+    let mut env = vec![
         EnvVar {
             name: "POD_NAME".into(),
             value_from: Some(field("metadata.name")),
@@ -52,10 +52,29 @@ pub fn sidecar_container(args: &SidecarArgs, credentials: &[String]) -> Containe
             value_from: Some(field("metadata.namespace")),
             ..EnvVar::default()
         },
+        // The sidecar's own check (third after this webhook and RBAC): it refuses a
+        // credential that does not list the pod's ServiceAccount.
+        EnvVar {
+            name: "MAILCRED_SERVICE_ACCOUNT".into(),
+            value_from: Some(field("spec.serviceAccountName")),
+            ..EnvVar::default()
+        },
         plain_env("MAILCRED_SMTP_LISTEN", args.sidecar_smtp_addr.to_string()),
         plain_env("MAILCRED_IMAP_LISTEN", args.sidecar_imap_addr.to_string()),
         plain_env("MAILCRED_ADMIN_LISTEN", args.sidecar_admin_addr.to_string()),
     ];
+    if let Some(ttl) = args.sidecar_cache_ttl_seconds {
+        env.push(plain_env("MAILCRED_CACHE_TTL_SECONDS", ttl.to_string()));
+    }
+    if !args.sidecar_trusted_kms_endpoints.is_empty() {
+        env.push(plain_env(
+            "MAILCRED_TRUSTED_KMS_ENDPOINTS",
+            args.sidecar_trusted_kms_endpoints.join(","),
+        ));
+    }
+    for (name, value) in &args.sidecar_env {
+        env.push(plain_env(name, value.clone()));
+    }
 
     // The admin listener is loopback-only, which kubelet's httpGet (it dials the pod IP)
     // cannot reach; the sidecar binary probes itself from inside the pod instead.
@@ -228,4 +247,60 @@ fn add(out: &mut Injection, tokens: &[&str], value: &impl Serialize) -> Result<(
         value,
     }));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn env_of(c: &Container) -> Vec<(String, Option<String>)> {
+        c.env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn sidecar_gets_cache_ttl_kms_endpoints_and_extra_env_after_its_own() {
+        let args = Config::parse_from([
+            "mailcred-operator",
+            "--sidecar-cache-ttl-seconds=60",
+            "--sidecar-trusted-kms-endpoint=http://127.0.0.1:5000",
+            "--sidecar-trusted-kms-endpoint=https://kms.vpce.example",
+            "--sidecar-env=AWS_REGION=eu-west-1",
+        ])
+        .sidecar;
+        let env = env_of(&sidecar_container(&args, &["smtp".into()]));
+        let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "POD_NAME",
+                "POD_NAMESPACE",
+                "MAILCRED_SERVICE_ACCOUNT",
+                "MAILCRED_SMTP_LISTEN",
+                "MAILCRED_IMAP_LISTEN",
+                "MAILCRED_ADMIN_LISTEN",
+                "MAILCRED_CACHE_TTL_SECONDS",
+                "MAILCRED_TRUSTED_KMS_ENDPOINTS",
+                "AWS_REGION"
+            ]
+        );
+        assert_eq!(env[6].1.as_deref(), Some("60"));
+        assert_eq!(
+            env[7].1.as_deref(),
+            Some("http://127.0.0.1:5000,https://kms.vpce.example")
+        );
+        assert_eq!(env[8].1.as_deref(), Some("eu-west-1"));
+
+        let plain = env_of(&sidecar_container(
+            &Config::parse_from(["mailcred-operator"]).sidecar,
+            &["smtp".into()],
+        ));
+        assert_eq!(plain.len(), 6, "nothing optional by default");
+    }
 }
