@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # One-command demo on the embedded default (local key provider; no cloud account, no cluster).
-# Narrates: what is sealed, what is stored, that it opens only for the resource it was sealed for.
+# Narrates: what is sealed, what is stored, that it opens only for the resource it was sealed for;
+# then the live flow: real postfix + dovecot on loopback, the sidecar, an "app" that sends and
+# reads mail with no password, what the policy refuses and where the mail landed.
+# As root on Debian/Ubuntu it installs postfix, dovecot, swaks, curl and a Python venv if missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 command -v cargo >/dev/null || { echo "cargo not found: install Rust >= 1.94 with rustup" >&2; exit 1; }
 
-say "Building kubectl-mailcred (first build takes a few minutes)..."
-cargo build -q -p kubectl-mailcred
+say "Building kubectl-mailcred and mailcred-sidecar (the first build takes a few minutes)..."
+cargo build -q -p kubectl-mailcred -p mailcred-sidecar
 plugin=target/debug/kubectl-mailcred
 
-work=$(mktemp -d /tmp/mailcred-demo.XXXXXX)
+work=$(mktemp -d /tmp/mcd.XXXXXX)
+chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
 
 say "1. A key for the local provider (stands in for a cloud KMS key):"
@@ -47,4 +51,8 @@ if "$plugin" verify -f "$work/copied.yaml" --local-key-file "$work/local.key"; t
   echo "FAIL: a copied credential opened" >&2; exit 1
 fi
 
-say "Done: sealed once, stored as ciphertext, usable only as sealed."
+say "Now the live flow. Installing the local mail servers if missing (apt, PyPI)..."
+e2e/peers/install.sh >/dev/null
+.venv/bin/python e2e/local/run.py "$work/live" --demo
+
+say "Done: sealed once, stored as ciphertext, usable only as sealed; the app sent and read mail without ever seeing the password."
