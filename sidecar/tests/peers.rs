@@ -480,8 +480,14 @@ async fn relays_to_mailbox(implicit: bool) {
         sidecar.logs().contains("\"level\":\"TRACE\""),
         "the run logged at every level"
     );
-    assert_eq!(admin_get(sidecar.admin, "/healthz"), (true, "ok\n".to_string()));
-    assert_eq!(admin_get(sidecar.admin, "/readyz"), (true, "ready\n".to_string()));
+    assert_eq!(
+        admin_get(sidecar.admin, "/healthz"),
+        (true, "ok\n".to_string())
+    );
+    assert_eq!(
+        admin_get(sidecar.admin, "/readyz"),
+        (true, "ready\n".to_string())
+    );
     let metrics = reqwest_metrics(sidecar.admin);
     assert!(
         metrics.contains("mailcred_smtp_messages_total{outcome=\"relayed\"} 3"),
