@@ -693,9 +693,13 @@ async fn bad_input_after_login_keeps_upstream_sane() {
     proxy.stop().await;
 }
 
+/// Tests that kick or stop the rotate user's dovecot processes run one at a time.
+static ROTATE_USER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 #[ignore = "needs real peers (e2e/peers/start.sh); run by scripts/test.sh"]
 async fn upstream_dropping_mid_session_gives_bye() {
+    let _one_at_a_time = ROTATE_USER.lock().await;
     let peers = Peers::load();
     let user = peers.get("PEERS_ROTATE_USER").to_owned();
     peers.maildir(&user, None);
@@ -765,5 +769,89 @@ async fn untrusted_certificate_and_wrong_password_give_no_unavailable() {
         "a1 NO [UNAVAILABLE] Upstream IMAP server unavailable (upstream_auth); try again later"
     );
     assert!(!String::from_utf8_lossy(&c.transcript).contains("not-the-password"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs real peers (e2e/peers/start.sh); run by scripts/test.sh"]
+async fn upstream_that_stops_answering_gives_bye_after_the_bounded_wait() {
+    let _one_at_a_time = ROTATE_USER.lock().await;
+    let peers = Peers::load();
+    let user = peers.get("PEERS_ROTATE_USER").to_owned();
+    peers.maildir(&user, None);
+    let source = SealedSource::new(
+        Some(peers.imap(TlsMode::Implicit)),
+        &user,
+        peers.get("PEERS_ROTATE_PASSWORD"),
+        policy(true, &["INBOX"]),
+    )
+    .await;
+    let config = ImapProxyConfig {
+        upstream_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let proxy = start_proxy(config, source).await;
+    let mut c = logged_in(&proxy).await;
+    c.cmd("s1", "SELECT INBOX").await;
+    // Freeze this user's dovecot imap process: it holds the connection but never answers.
+    let who = std::process::Command::new("doveadm")
+        .args(["-c", peers.get("PEERS_DOVECOT_CONFIG"), "who", "-1", &user])
+        .output()
+        .unwrap();
+    let who = String::from_utf8_lossy(&who.stdout).into_owned();
+    let pids: Vec<String> = who
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+        .collect();
+    assert!(!pids.is_empty(), "no imap process for {user}: {who}");
+    let signal = |sig: &str| {
+        for pid in &pids {
+            std::process::Command::new("kill")
+                .args([sig, pid])
+                .status()
+                .unwrap();
+        }
+    };
+    signal("-STOP");
+    c.send(b"s2 NOOP\r\n").await;
+    let line = c.line().await;
+    signal("-CONT");
+    assert_eq!(
+        line.as_deref(),
+        Some("* BYE [UNAVAILABLE] Upstream server not responding")
+    );
+    assert!(c.closed().await);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs real peers (e2e/peers/start.sh); run by scripts/test.sh"]
+async fn idle_application_is_logged_out() {
+    let peers = Peers::load();
+    let user = peers.get("PEERS_USER").to_owned();
+    let source = SealedSource::new(
+        Some(peers.imap(TlsMode::Implicit)),
+        &user,
+        peers.get("PEERS_PASSWORD"),
+        policy(true, &["INBOX"]),
+    )
+    .await;
+    let config = ImapProxyConfig {
+        idle_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let proxy = start_proxy(config, source).await;
+    let mut c = logged_in(&proxy).await;
+    assert_eq!(
+        c.line().await.as_deref(),
+        Some("* BYE Autologout; idle for too long")
+    );
+    assert!(c.closed().await);
+    let text = proxy.metrics_text();
+    assert!(
+        text.contains("mailcred_imap_sessions_total{outcome=\"idle_timeout\"} 1"),
+        "{text}"
+    );
     proxy.stop().await;
 }
