@@ -104,12 +104,14 @@ runs = json.loads(sys.argv[1])
 names = [r["name"] for r in runs]
 rss = json.loads(sys.argv[2])
 mib = runs[0]["bodies_bytes"] / 2**20
-print("| path | FETCH 1000 x 50 KiB BODY.PEEK[] | MiB/s | 10,000 FLAGS FETCHes | FETCH/s |")
-print("|---|---|---|---|---|")
+print("| path | FETCH 1000 x 50 KiB BODY.PEEK[] | MiB/s | 10,000 FLAGS FETCHes | FETCH/s | FLAGS round trip median / p99 |")
+print("|---|---|---|---|---|---|")
 for n, r in zip(names, runs):
-    print("| %s | %.3f s | %.0f | %.3f s | %.0f |" % (n, r["bodies_s"], mib / r["bodies_s"], r["flags_s"], 10000 / r["flags_s"]))
+    print("| %s | %.3f s | %.0f | %.3f s | %.0f | %.0f / %.0f us |" % (n, r["bodies_s"], mib / r["bodies_s"], r["flags_s"], 10000 / r["flags_s"], r["flags_median_us"], r["flags_p99_us"]))
 def ratio(a, b):
-    return "bodies %.2fx, flags %.2fx" % (runs[b]["bodies_s"] / runs[a]["bodies_s"], runs[b]["flags_s"] / runs[a]["flags_s"])
+    return "bodies %.2fx, flags %.2fx (by median round trip %.2fx)" % (
+        runs[b]["bodies_s"] / runs[a]["bodies_s"], runs[b]["flags_s"] / runs[a]["flags_s"],
+        runs[b]["flags_median_us"] / runs[a]["flags_median_us"])
 print("throughput ratios (higher is better for the first):")
 print("  proxy (TLS upstream) / direct TLS:            " + ratio(0, 1))
 print("  proxy (TLS upstream) / direct plaintext:      " + ratio(0, 2))
