@@ -667,8 +667,21 @@ async fn bad_input_after_login_keeps_upstream_sane() {
         c.line().await.unwrap(),
         "q4 BAD Invalid mailbox name (modified UTF-7 expected)"
     );
-    let r = c.cmd("q5", "SELECT INBOX").await;
+    // Literals the application sends (synchronizing) reach dovecot (as LITERAL+ there).
+    c.send(b"q5 SELECT {5}\r\n").await;
+    assert_eq!(c.line().await.unwrap(), "+ Ready for literal data");
+    c.send(b"INBOX\r\n").await;
+    let r = c.until_tagged("q5").await;
     assert!(last(&r).starts_with("q5 OK [READ-WRITE]"), "{r:?}");
+    let subject = "Gr\u{fc}\u{df}e".as_bytes();
+    c.send(format!("q6 SEARCH CHARSET UTF-8 SUBJECT {{{}}}\r\n", subject.len()).as_bytes())
+        .await;
+    assert_eq!(c.line().await.unwrap(), "+ Ready for literal data");
+    c.send(subject).await;
+    c.send(b"\r\n").await;
+    let r = c.until_tagged("q6").await;
+    assert_eq!(r[0], "* SEARCH", "{r:?}");
+    assert!(last(&r).starts_with("q6 OK"), "{r:?}");
     drop(c);
 
     // A client that vanishes in the middle of an APPEND literal: the half message is not stored.
@@ -853,5 +866,55 @@ async fn idle_application_is_logged_out() {
         text.contains("mailcred_imap_sessions_total{outcome=\"idle_timeout\"} 1"),
         "{text}"
     );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs real peers (e2e/peers/start.sh); run by scripts/test.sh"]
+async fn synchronizing_literals_upstream_wait_for_continuations() {
+    let peers = Peers::load();
+    let user = peers.get("PEERS_USER2").to_owned();
+    peers.maildir(&user, None);
+    let source = SealedSource::new(
+        Some(peers.imap(TlsMode::Implicit)),
+        &user,
+        peers.get("PEERS_PASSWORD2"),
+        policy(false, &["INBOX"]),
+    )
+    .await;
+    let config = ImapProxyConfig {
+        upstream_literal_plus: false,
+        ..Default::default()
+    };
+    let proxy = start_proxy(config, source).await;
+    let mut c = logged_in(&proxy).await;
+    let tag = marker();
+    // A non-synchronizing APPEND from the application, synchronizing towards dovecot.
+    let mut msg = format!("Subject: sync {tag}\r\n\r\n").into_bytes();
+    msg.resize(256 * 1024, b'q');
+    c.send(format!("y1 APPEND INBOX (\\Seen) {{{}+}}\r\n", msg.len()).as_bytes())
+        .await;
+    c.send(&msg).await;
+    c.send(b"\r\n").await;
+    let r = c.until_tagged("y1").await;
+    assert!(last(&r).starts_with("y1 OK"), "{r:?}");
+    c.cmd("y2", "SELECT INBOX").await;
+    c.send(format!("y3 SEARCH SUBJECT {{{}}}\r\n", tag.len() + 5).as_bytes())
+        .await;
+    assert_eq!(c.line().await.unwrap(), "+ Ready for literal data");
+    c.send(format!("sync {tag}\r\n").as_bytes()).await;
+    let r = c.until_tagged("y3").await;
+    let hits = r[0]
+        .strip_prefix("* SEARCH ")
+        .unwrap_or_else(|| panic!("{r:?}"));
+    let uid = hits.split(' ').last().unwrap();
+    c.send(format!("y4 FETCH {uid} BODY.PEEK[]\r\n").as_bytes())
+        .await;
+    let head = c.line().await.unwrap();
+    assert_eq!(literal_len(&head), Some(msg.len()), "{head}");
+    let body = c.literal(msg.len()).await;
+    assert!(body == msg, "the APPENDed message came back different");
+    let r = c.until_tagged("y4").await;
+    assert!(last(&r).starts_with("y4 OK"), "{r:?}");
     proxy.stop().await;
 }
