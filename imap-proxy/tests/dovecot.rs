@@ -907,8 +907,8 @@ async fn synchronizing_literals_upstream_wait_for_continuations() {
     let hits = r[0]
         .strip_prefix("* SEARCH ")
         .unwrap_or_else(|| panic!("{r:?}"));
-    let uid = hits.split(' ').last().unwrap();
-    c.send(format!("y4 FETCH {uid} BODY.PEEK[]\r\n").as_bytes())
+    let seq = hits.split(' ').next_back().unwrap();
+    c.send(format!("y4 FETCH {seq} BODY.PEEK[]\r\n").as_bytes())
         .await;
     let head = c.line().await.unwrap();
     assert_eq!(literal_len(&head), Some(msg.len()), "{head}");
