@@ -20,7 +20,10 @@ set -a; . "$env_file"; set +a
 work="$(mktemp -d /tmp/mailcred-bench-imap.XXXXXX)"
 chmod 755 "$work"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [[ "${BENCH_KEEP:-0}" != 1 ]]; then rm -rf "$work"; fi
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
