@@ -1,7 +1,7 @@
 //! AES-256-GCM with a random 96-bit nonce (aws-lc-rs), shared by the envelope payload and the
 //! local provider's key wrapping.
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
 use crate::Error;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use aws_lc_rs::digest;
 
-use crate::crd::{EndpointKind, KmsKeyRef, MailCredential, MailCredentialSpec, TlsMode};
 use crate::Error;
+use crate::crd::{EndpointKind, KmsKeyRef, MailCredential, MailCredentialSpec, TlsMode};
 
 /// KMS EncryptionContext key for the namespace (IAM policies condition on it).
 pub const CONTEXT_NAMESPACE: &str = "mailcred.io/namespace";

@@ -5,6 +5,8 @@ use aws_lc_rs::aead::NONCE_LEN;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use zeroize::Zeroizing;
+
 use crate::binding::CredentialBinding;
 use crate::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealedSecret};
 use crate::kms::{DataKeySealer, KmsProvider};
@@ -15,6 +17,11 @@ use crate::{Error, aead};
 pub const FORMAT_VERSION: u32 = 1;
 /// Longest wrapped data key accepted (RSA-4096 gives 512 bytes, KMS blobs ~200).
 const MAX_WRAPPED_KEY_BYTES: usize = 4096;
+/// The payload is padded to a multiple of this, so the ciphertext does not reveal the
+/// password's exact length.
+const PAYLOAD_BLOCK: usize = 64;
+/// Largest payload: length prefix plus the longest password, padded.
+const MAX_PAYLOAD_BYTES: usize = (2 + MAX_PASSWORD_BYTES).div_ceil(PAYLOAD_BLOCK) * PAYLOAD_BLOCK;
 
 /// A sealed secret whose fields decode and have plausible sizes; nothing is decrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,19 +52,26 @@ pub fn parse(sealed: &SealedSecret) -> Result<ParsedSealedSecret, Error> {
         });
     }
     let nonce_bytes = decode("nonce", &sealed.nonce)?;
-    let nonce: [u8; NONCE_LEN] = nonce_bytes.as_slice().try_into().map_err(|_| Error::Malformed {
-        field: "nonce",
-        reason: format!("{} bytes, a nonce has {NONCE_LEN}", nonce_bytes.len()),
-    })?;
+    let nonce: [u8; NONCE_LEN] =
+        nonce_bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Malformed {
+                field: "nonce",
+                reason: format!("{} bytes, a nonce has {NONCE_LEN}", nonce_bytes.len()),
+            })?;
     let ciphertext = decode("ciphertext", &sealed.ciphertext)?;
-    let max = MAX_PASSWORD_BYTES + aead::TAG_LEN;
-    if ciphertext.len() <= aead::TAG_LEN || ciphertext.len() > max {
+    let payload_len = ciphertext.len().wrapping_sub(aead::TAG_LEN);
+    if ciphertext.len() < aead::TAG_LEN
+        || payload_len == 0
+        || payload_len > MAX_PAYLOAD_BYTES
+        || payload_len % PAYLOAD_BLOCK != 0
+    {
         return Err(Error::Malformed {
             field: "ciphertext",
             reason: format!(
-                "{} bytes, expected {} to {max} (password plus the 16-byte tag)",
-                ciphertext.len(),
-                aead::TAG_LEN + 1
+                "{} bytes; expected a multiple of {PAYLOAD_BLOCK} up to {MAX_PAYLOAD_BYTES}, plus the 16-byte tag",
+                ciphertext.len()
             ),
         });
     }
@@ -120,11 +134,8 @@ pub async fn seal(
     validate_key_ref(&kms)?;
     let generated = sealer.generate_data_key(&binding.context).await?;
     let aad = binding.associated_data(FORMAT_VERSION, &kms);
-    let (nonce, ciphertext) = aead::seal(
-        generated.key.expose(),
-        &aad,
-        password.expose().as_bytes(),
-    )?;
+    let payload = encode_payload(password);
+    let (nonce, ciphertext) = aead::seal(generated.key.expose(), &aad, &payload)?;
     Ok(SealedSecret {
         version: FORMAT_VERSION,
         kms,
@@ -146,9 +157,36 @@ pub async fn open(
         .decrypt_data_key(&sealed.kms, &parsed.wrapped_key, &binding.context)
         .await?;
     let aad = binding.associated_data(sealed.version, &sealed.kms);
-    let plaintext = aead::open(key.expose(), &parsed.nonce, &aad, &parsed.ciphertext)?
+    let payload = aead::open(key.expose(), &parsed.nonce, &aad, &parsed.ciphertext)?
         .ok_or(Error::SealedSecretMismatch)?;
-    MailPassword::from_bytes(plaintext)
+    decode_payload(&payload)
+}
+
+/// `u16 length (BE) || password || zero padding` to a multiple of [`PAYLOAD_BLOCK`].
+fn encode_payload(password: &MailPassword) -> Zeroizing<Vec<u8>> {
+    let bytes = password.expose().as_bytes();
+    let padded = (2 + bytes.len()).div_ceil(PAYLOAD_BLOCK) * PAYLOAD_BLOCK;
+    let mut payload = Zeroizing::new(Vec::with_capacity(padded));
+    // MailPassword caps the length at MAX_PASSWORD_BYTES, far below u16::MAX.
+    payload.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+    payload.extend_from_slice(bytes);
+    payload.resize(padded, 0);
+    payload
+}
+
+fn decode_payload(payload: &[u8]) -> Result<MailPassword, Error> {
+    let malformed = |reason: &str| Error::Malformed {
+        field: "ciphertext",
+        reason: format!("the decrypted payload {reason} (was it sealed by a mailcred tool?)"),
+    };
+    let (len, rest) = payload
+        .split_first_chunk::<2>()
+        .ok_or_else(|| malformed("is empty"))?;
+    let len = usize::from(u16::from_be_bytes(*len));
+    if len > rest.len() || rest[len..].iter().any(|b| *b != 0) {
+        return Err(malformed("has an invalid length or padding"));
+    }
+    MailPassword::from_bytes(Zeroizing::new(rest[..len].to_vec()))
 }
 
 /// `sha256:` of the sealed secret as stored; changes exactly when it is re-sealed or edited.
@@ -172,10 +210,8 @@ pub fn fingerprint(sealed: &SealedSecret) -> String {
 }
 
 fn decode(field: &'static str, text: &str) -> Result<Vec<u8>, Error> {
-    STANDARD
-        .decode(text.trim())
-        .map_err(|e| Error::Malformed {
-            field,
-            reason: format!("not valid base64 ({e})"),
-        })
+    STANDARD.decode(text.trim()).map_err(|e| Error::Malformed {
+        field,
+        reason: format!("not valid base64 ({e})"),
+    })
 }

@@ -9,7 +9,9 @@ pub enum Error {
     )]
     UnsupportedVersion { found: u32, supported: u32 },
 
-    #[error("spec.sealedSecret.{field} is malformed: {reason}; re-seal with `kubectl mailcred seal`")]
+    #[error(
+        "spec.sealedSecret.{field} is malformed: {reason}; re-seal with `kubectl mailcred seal`"
+    )]
     Malformed { field: &'static str, reason: String },
 
     #[error(
@@ -59,7 +61,9 @@ pub enum KmsError {
     )]
     Unreachable { key_id: String, detail: String },
 
-    #[error("KMS did not answer within {seconds} s for key {key_id}; it is retried on the next use")]
+    #[error(
+        "KMS did not answer within {seconds} s for key {key_id}; it is retried on the next use"
+    )]
     Timeout { key_id: String, seconds: u64 },
 
     #[error("KMS throttled requests for key {key_id}: {detail}; it is retried with backoff")]
@@ -70,10 +74,14 @@ pub enum KmsError {
     )]
     AccessDenied { key_id: String, detail: String },
 
-    #[error("KMS key {key_id} is disabled or pending deletion; enable it, or re-seal with another key")]
+    #[error(
+        "KMS key {key_id} is disabled or pending deletion; enable it, or re-seal with another key"
+    )]
     KeyDisabled { key_id: String },
 
-    #[error("KMS key {key_id} does not exist in this account and region; check spec.sealedSecret.kms.keyId and region")]
+    #[error(
+        "KMS key {key_id} does not exist in this account and region; check spec.sealedSecret.kms.keyId and region"
+    )]
     KeyNotFound { key_id: String },
 
     #[error(
@@ -86,7 +94,9 @@ pub enum KmsError {
     )]
     WrongKey { sealed: String, available: String },
 
-    #[error("the secret was sealed with the {sealed} provider, but this process is configured for {configured}")]
+    #[error(
+        "the secret was sealed with the {sealed} provider, but this process is configured for {configured}"
+    )]
     ProviderMismatch {
         sealed: &'static str,
         configured: &'static str,

@@ -4,8 +4,8 @@
 
 mod aead;
 pub mod binding;
-pub mod credential;
 pub mod crd;
+pub mod credential;
 pub mod envelope;
 mod error;
 pub mod kms;

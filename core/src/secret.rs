@@ -68,15 +68,13 @@ impl DataKey {
 
     /// Takes a key from a buffer, which is zeroized afterwards by its owner's `Zeroizing`.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
-        let array: [u8; 32] = bytes.try_into().map_err(|_| {
-            Error::Malformed {
-                field: "encryptedDataKey",
-                reason: format!(
-                    "it unwraps to {} bytes, a data key has {}",
-                    bytes.len(),
-                    Self::LEN
-                ),
-            }
+        let array: [u8; 32] = bytes.try_into().map_err(|_| Error::Malformed {
+            field: "encryptedDataKey",
+            reason: format!(
+                "it unwraps to {} bytes, a data key has {}",
+                bytes.len(),
+                Self::LEN
+            ),
         })?;
         Ok(Self(SecretBox::new(Box::new(array))))
     }

@@ -1,1 +1,40 @@
-fn main(){}
+//! `kubectl mailcred`: seal a mail password into a MailCredential; generate local keys.
+//! The password is read from a TTY prompt or stdin, never from argv or the environment.
+
+mod cli;
+mod password;
+mod seal;
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Seal(args) => seal::run(*args).await,
+        cli::Command::Keygen(args) => seal::keygen(&args),
+        cli::Command::Verify(args) => verify::run(&args).await,
+    }
+}

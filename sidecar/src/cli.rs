@@ -23,6 +23,10 @@ pub struct Args {
     #[arg(long, env = "MAILCRED_SMTP_CREDENTIAL")]
     pub smtp_credential: Option<String>,
 
+    /// Which of the credentials the IMAP proxy uses (default: the first).
+    #[arg(long, env = "MAILCRED_IMAP_CREDENTIAL")]
+    pub imap_credential: Option<String>,
+
     /// Read the MailCredential from this YAML file instead of the Kubernetes API
     /// (single-machine use, tests). The file is re-read when it changes.
     #[arg(long, env = "MAILCRED_CREDENTIAL_FILE", conflicts_with = "credentials")]
@@ -44,12 +48,12 @@ pub struct Args {
     #[arg(long, env = "MAILCRED_SMTP_LISTEN", default_value = "127.0.0.1:2525")]
     pub smtp_listen: SocketAddr,
 
-    /// IMAP listener for the application (reserved: the IMAP front-end is not wired yet).
+    /// IMAP listener for the application.
     #[arg(long, env = "MAILCRED_IMAP_LISTEN", default_value = "127.0.0.1:1143")]
     pub imap_listen: SocketAddr,
 
     /// Health and metrics listener (/healthz, /readyz, /metrics).
-    #[arg(long, env = "MAILCRED_ADMIN_LISTEN", default_value = "127.0.0.1:9464")]
+    #[arg(long, env = "MAILCRED_ADMIN_LISTEN", default_value = "127.0.0.1:15090")]
     pub admin_listen: SocketAddr,
 
     /// Allow listeners on non-loopback addresses. Exposes the account to the network.
@@ -103,6 +107,18 @@ pub struct Args {
     /// File holding a token the application must present with SMTP AUTH (optional).
     #[arg(long, env = "MAILCRED_SMTP_TOKEN_FILE")]
     pub smtp_token_file: Option<PathBuf>,
+
+    /// File holding a token the application must present with IMAP LOGIN (optional).
+    #[arg(long, env = "MAILCRED_IMAP_TOKEN_FILE")]
+    pub imap_token_file: Option<PathBuf>,
+
+    /// Longest IMAP APPEND message in bytes (streamed, never held whole).
+    #[arg(long, default_value_t = 25 * 1024 * 1024)]
+    pub imap_max_append: u64,
+
+    /// IMAP autologout: minutes without a command (RFC 3501 asks for at least 30).
+    #[arg(long, default_value_t = 30)]
+    pub imap_idle_minutes: u64,
 
     /// How often the credential file is checked for changes (milliseconds).
     #[arg(long, default_value_t = 1000)]

@@ -1,10 +1,11 @@
-//! mailcred-sidecar: serves SMTP (and later IMAP) on loopback to the application of its pod,
+//! mailcred-sidecar: serves SMTP and IMAP on loopback to the application of its pod,
 //! with the MailCredential's password decrypted on demand and never shown to the application.
 
 mod admin;
 mod cli;
 mod harden;
 mod listen;
+mod probe;
 mod runtime;
 mod source;
 
@@ -16,6 +17,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 fn main() -> std::process::ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("probe") {
+        return probe::run(&argv[2..]);
+    }
     // lettre logs every SMTP line it writes at DEBUG, AUTH (base64 password) and message
     // content included: nothing from it below INFO is ever written, whatever RUST_LOG says.
     let never_below_info = filter_fn(|meta| {

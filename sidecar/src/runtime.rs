@@ -7,8 +7,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
+use mailcred_core::MailPassword;
 use mailcred_core::credential::CredentialSource;
 use mailcred_core::kms::{AwsKms, AwsKmsOptions, KmsProviders, LocalKms};
+use mailcred_imap::{ImapMetrics, ImapProxy, ImapProxyConfig};
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -24,33 +26,46 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Bind first: a port clash or a non-loopback address fails before anything is decrypted.
     let smtp_listener = listen::bind("smtp", args.smtp_listen, args.unsafe_listen_any).await?;
+    let imap_listener = listen::bind("imap", args.imap_listen, args.unsafe_listen_any).await?;
     let admin_listener = listen::bind("admin", args.admin_listen, args.unsafe_listen_any).await?;
-    // IMAP: `args.imap_listen` is reserved for the IMAP front-end (see `serve_imap` below).
-    listen::check("imap", args.imap_listen, args.unsafe_listen_any)?;
 
     let mut registry = Registry::default();
     let source_metrics = SourceMetrics::register(&mut registry);
     let kms = Arc::new(kms_providers(&args).await?);
+    let new_source = |feed| {
+        Arc::new(CachedCredentialSource::new(
+            feed,
+            kms.clone(),
+            args.cache_ttl(),
+            args.service_account.clone(),
+            source_metrics.clone(),
+        ))
+    };
 
-    let feed = smtp_feed(&args, shutdown.clone()).await?;
-    let smtp_source = Arc::new(CachedCredentialSource::new(
-        feed,
-        kms.clone(),
-        args.cache_ttl(),
-        args.service_account.clone(),
-        source_metrics.clone(),
-    ));
+    let smtp_name = credential_name(&args, args.smtp_credential.as_ref());
+    let imap_name = credential_name(&args, args.imap_credential.as_ref());
+    let smtp_source = new_source(feed(&args, smtp_name.clone(), shutdown.clone()).await?);
+    // One credential for both protocols (the usual case) shares one feed and one cache.
+    let imap_source = if imap_name == smtp_name {
+        smtp_source.clone()
+    } else {
+        new_source(feed(&args, imap_name, shutdown.clone()).await?)
+    };
 
-    let relay_metrics = RelayMetrics::register(&mut registry);
     let relay = SmtpRelay::new(
         relay_config(&args)?,
         smtp_source.clone() as Arc<dyn CredentialSource>,
-        relay_metrics,
+        RelayMetrics::register(&mut registry),
     );
+    let imap = Arc::new(ImapProxy::new(
+        imap_config(&args)?,
+        imap_source.clone() as Arc<dyn CredentialSource>,
+        ImapMetrics::register(&mut registry),
+    ));
 
     let loaded = {
-        let s = smtp_source.clone();
-        Box::new(move || s.loaded())
+        let (s, i) = (smtp_source.clone(), imap_source.clone());
+        Box::new(move || s.loaded() && i.loaded())
     };
     let admin_state = Arc::new(AdminState {
         registry,
@@ -59,44 +74,90 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
     });
 
     let expiry = tokio::spawn({
-        let s = smtp_source.clone();
+        let sources = [smtp_source.clone(), imap_source.clone()];
         let shutdown = shutdown.clone();
         async move {
             let mut tick = tokio::time::interval(EXPIRE_EVERY);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => s.expire().await,
+                    _ = tick.tick() => for s in &sources { s.expire().await },
                 }
             }
         }
     });
 
-    let smtp_addr = smtp_listener
-        .local_addr()
-        .context("SMTP listener address")?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .context("admin listener address")?;
-    tracing::info!(smtp = %smtp_addr, admin = %admin_addr, "mailcred sidecar serving");
+    tracing::info!(
+        smtp = %smtp_listener.local_addr().context("SMTP listener address")?,
+        imap = %imap_listener.local_addr().context("IMAP listener address")?,
+        admin = %admin_listener.local_addr().context("admin listener address")?,
+        "mailcred sidecar serving"
+    );
     let smtp = tokio::spawn(relay.serve(smtp_listener, shutdown.clone()));
-    // IMAP front-end goes here, next to SMTP, sharing `kms`, `registry` and the feed pattern:
-    //   let imap_listener = listen::bind("imap", args.imap_listen, args.unsafe_listen_any).await?;
-    //   let imap_source = Arc::new(CachedCredentialSource::new(imap_feed, kms.clone(), ...));
-    //   let imap = tokio::spawn(mailcred_imap::ImapProxy::new(cfg, imap_source, ImapMetrics::register(&mut registry)).serve(imap_listener, shutdown.clone()));
-    // (register its metrics before `registry` moves into AdminState.)
+    let imap_task = tokio::spawn({
+        let (imap, shutdown) = (imap.clone(), shutdown.clone());
+        async move { imap.serve(imap_listener, shutdown.cancelled_owned()).await }
+    });
     admin_state.listening.store(true, Ordering::Relaxed);
     let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
 
-    let smtp_result = smtp.await.context("SMTP relay task")?;
-    shutdown.cancel();
+    // Either front-end ending (shutdown, or a fatal listener error) stops the whole sidecar.
+    let (smtp_result, imap_result) = tokio::join!(
+        async {
+            let r = smtp.await;
+            shutdown.cancel();
+            r
+        },
+        async {
+            let r = imap_task.await;
+            shutdown.cancel();
+            r
+        }
+    );
     let _ = admin.await;
     let _ = expiry.await;
     // Dropping the last source handles zeroizes any password still cached.
-    drop(smtp_source);
-    smtp_result.context("SMTP relay")?;
+    drop((smtp_source, imap_source, imap));
+    smtp_result
+        .context("SMTP relay task")?
+        .context("SMTP relay")?;
+    imap_result
+        .context("IMAP proxy task")?
+        .context("IMAP proxy")?;
     tracing::info!("mailcred sidecar stopped");
     Ok(())
+}
+
+fn imap_config(args: &Args) -> anyhow::Result<ImapProxyConfig> {
+    let local_token = match &args.imap_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading IMAP token file {}", path.display()))?;
+            Some(
+                MailPassword::new(text.trim_end_matches(['\r', '\n']).to_owned())
+                    .context("IMAP token file")?,
+            )
+        }
+        None => None,
+    };
+    Ok(ImapProxyConfig {
+        pod: args.pod.clone(),
+        local_token,
+        max_append_bytes: args.imap_max_append,
+        idle_timeout: Duration::from_secs(args.imap_idle_minutes.max(30) * 60),
+        upstream_timeout: Duration::from_secs(args.upstream_timeout),
+        max_connections: args.max_connections,
+        allow_non_loopback: args.unsafe_listen_any,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        ..ImapProxyConfig::default()
+    })
+}
+
+/// The credential a protocol uses: its own flag, else the first one named.
+fn credential_name(args: &Args, chosen: Option<&String>) -> Option<String> {
+    chosen
+        .cloned()
+        .or_else(|| args.credentials.first().cloned())
 }
 
 fn relay_config(args: &Args) -> anyhow::Result<RelayConfig> {
@@ -142,8 +203,12 @@ async fn kms_providers(args: &Args) -> anyhow::Result<KmsProviders> {
     Ok(KmsProviders { local, aws })
 }
 
-/// The resource the SMTP relay uses: the file, or the named credential from the API.
-async fn smtp_feed(args: &Args, shutdown: CancellationToken) -> anyhow::Result<ResourceFeed> {
+/// The resource behind one front-end: the file, or the named credential from the API.
+async fn feed(
+    args: &Args,
+    name: Option<String>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<ResourceFeed> {
     if let Some(path) = &args.credential_file {
         return Ok(source::file::watch_file(
             path.clone(),
@@ -153,11 +218,8 @@ async fn smtp_feed(args: &Args, shutdown: CancellationToken) -> anyhow::Result<R
         )
         .await?);
     }
-    let name = args
-        .smtp_credential
-        .clone()
-        .or_else(|| args.credentials.first().cloned())
-        .context("no credential given: pass --credential NAME (or --credential-file PATH)")?;
+    let name =
+        name.context("no credential given: pass --credential NAME (or --credential-file PATH)")?;
     let namespace = source::kube::pod_namespace(args.namespace.as_deref())?;
     Ok(source::kube::watch_resource(namespace, name, shutdown).await?)
 }

@@ -174,6 +174,8 @@ impl Sidecar {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--imap-listen",
+                "127.0.0.1:0",
                 "--file-poll-ms",
                 "200",
                 "--pod",

@@ -37,11 +37,14 @@ impl Default for AwsKmsOptions {
     }
 }
 
+/// (region, endpoint) of a cached client.
+type ClientKey = (Option<String>, Option<String>);
+
 /// Unwraps data keys with KMS Decrypt; one client per (region, endpoint).
 pub struct AwsKms {
     sdk: aws_config::SdkConfig,
     options: AwsKmsOptions,
-    clients: Mutex<HashMap<(Option<String>, Option<String>), Client>>,
+    clients: Mutex<HashMap<ClientKey, Client>>,
 }
 
 impl AwsKms {
@@ -67,7 +70,11 @@ impl AwsKms {
         };
         let endpoint = match &key.endpoint {
             Some(e) if self.trusts_endpoint(e) => Some(e.clone()),
-            Some(e) => return Err(KmsError::UntrustedEndpoint { endpoint: e.clone() }),
+            Some(e) => {
+                return Err(KmsError::UntrustedEndpoint {
+                    endpoint: e.clone(),
+                });
+            }
             None => None,
         };
         let mut clients = self
@@ -144,18 +151,19 @@ impl KmsProvider for AwsKms {
         };
         let output = self
             .bounded(&key.key_id, async {
-                request.send().await.map_err(|e| map_sdk_error(&key.key_id, e))
+                request
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk_error(&key.key_id, e))
             })
             .await?;
-        let plaintext = Zeroizing::new(
-            output
-                .plaintext
-                .map(Blob::into_inner)
-                .ok_or_else(|| KmsError::Other {
+        let plaintext =
+            Zeroizing::new(output.plaintext.map(Blob::into_inner).ok_or_else(|| {
+                KmsError::Other {
                     key_id: key.key_id.clone(),
                     detail: "Decrypt returned no plaintext".into(),
-                })?,
-        );
+                }
+            })?);
         DataKey::from_slice(&plaintext).map_err(|_| KmsError::ContextMismatch {
             key_id: key.key_id.clone(),
         })
@@ -261,7 +269,9 @@ where
                 "InvalidCiphertextException" | "IncorrectKeyException" => {
                     KmsError::ContextMismatch { key_id }
                 }
-                "DisabledException" | "KMSInvalidStateException" => KmsError::KeyDisabled { key_id },
+                "DisabledException" | "KMSInvalidStateException" => {
+                    KmsError::KeyDisabled { key_id }
+                }
                 "NotFoundException" => KmsError::KeyNotFound { key_id },
                 "AccessDeniedException"
                 | "UnrecognizedClientException"
@@ -274,12 +284,12 @@ where
                     key_id,
                     detail: detail(e),
                 },
-                "KeyUnavailableException" | "DependencyTimeoutException" | "KMSInternalException" => {
-                    KmsError::Unreachable {
-                        key_id,
-                        detail: detail(e),
-                    }
-                }
+                "KeyUnavailableException"
+                | "DependencyTimeoutException"
+                | "KMSInternalException" => KmsError::Unreachable {
+                    key_id,
+                    detail: detail(e),
+                },
                 _ => KmsError::Other {
                     key_id,
                     detail: detail(e),

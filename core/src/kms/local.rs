@@ -54,7 +54,10 @@ impl LocalKms {
     /// Reads a key file written by `kubectl mailcred keygen` (comment lines, one base64 line).
     pub fn from_file(path: &Path) -> Result<Self, KmsError> {
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            KmsError::Config(format!("cannot read local key file {}: {e}", path.display()))
+            KmsError::Config(format!(
+                "cannot read local key file {}: {e}",
+                path.display()
+            ))
         })?);
         let line = text
             .lines()
@@ -127,7 +130,8 @@ impl KmsProvider for LocalKms {
         wrapped: &[u8],
         context: &EncryptionContext,
     ) -> Result<DataKey, KmsError> {
-        if key.provider != KmsProviderKind::Local || key.wrapping != DataKeyWrapping::SymmetricDefault
+        if key.provider != KmsProviderKind::Local
+            || key.wrapping != DataKeyWrapping::SymmetricDefault
         {
             return Err(KmsError::ProviderMismatch {
                 sealed: key.provider.as_str(),

@@ -112,23 +112,48 @@ mod tests {
     async fn wrapped_key_unwraps_with_the_private_half_only() {
         let private = PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
         let der = AsDer::<PublicKeyX509Der>::as_der(&private.public_key()).unwrap();
-        let sealer = RsaPublicKeySealer::from_spki(der.as_ref(), "arn:aws:kms:us-east-1:111122223333:key/k".into(), None).unwrap();
-        let ctx = EncryptionContext { namespace: "ns".into(), name: "n".into() };
+        let sealer = RsaPublicKeySealer::from_spki(
+            der.as_ref(),
+            "arn:aws:kms:us-east-1:111122223333:key/k".into(),
+            None,
+        )
+        .unwrap();
+        let ctx = EncryptionContext {
+            namespace: "ns".into(),
+            name: "n".into(),
+        };
         let generated = sealer.generate_data_key(&ctx).await.unwrap();
         assert_eq!(generated.wrapped.len(), 256);
-        assert_eq!(unwrap_locally(&private, &generated.wrapped), generated.key.expose().to_vec());
+        assert_eq!(
+            unwrap_locally(&private, &generated.wrapped),
+            generated.key.expose().to_vec()
+        );
 
         let other = PrivateDecryptingKey::generate(KeySize::Rsa2048).unwrap();
         let oaep = OaepPrivateDecryptingKey::new(other).unwrap();
         let mut out = vec![0u8; oaep.min_output_size()];
-        assert!(oaep.decrypt(&OAEP_SHA256_MGF1SHA256, &generated.wrapped, &mut out, None).is_err());
+        assert!(
+            oaep.decrypt(&OAEP_SHA256_MGF1SHA256, &generated.wrapped, &mut out, None)
+                .is_err()
+        );
     }
 
     #[test]
     fn rejects_non_rsa_or_garbage_keys() {
-        let err = RsaPublicKeySealer::from_spki(b"not a key", "k".into(), None).err().unwrap();
-        assert!(err.to_string().contains("not an RSA SubjectPublicKeyInfo"), "{err}");
-        let err = RsaPublicKeySealer::from_spki(b"-----BEGIN PUBLIC KEY-----\n!!\n-----END PUBLIC KEY-----\n", "k".into(), None).err().unwrap();
+        let err = RsaPublicKeySealer::from_spki(b"not a key", "k".into(), None)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("not an RSA SubjectPublicKeyInfo"),
+            "{err}"
+        );
+        let err = RsaPublicKeySealer::from_spki(
+            b"-----BEGIN PUBLIC KEY-----\n!!\n-----END PUBLIC KEY-----\n",
+            "k".into(),
+            None,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("public key"), "{err}");
     }
 }

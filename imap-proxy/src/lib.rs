@@ -1,0 +1,31 @@
+//! The sidecar's IMAP front-end. Applications connect to a loopback port and log in with
+//! anything (or a local token); the proxy logs in upstream over verified TLS with the sealed
+//! credential and relays the session through a streaming filter that enforces the
+//! credential's IMAP policy: read-only, allowed mailboxes, allow-listed commands.
+//!
+//! ```no_run
+//! # async fn run(source: std::sync::Arc<dyn mailcred_core::credential::CredentialSource>) -> Result<(), mailcred_imap::Error> {
+//! let mut registry = prometheus_client::registry::Registry::default();
+//! let metrics = mailcred_imap::ImapMetrics::register(&mut registry);
+//! let proxy = mailcred_imap::ImapProxy::new(Default::default(), source, metrics);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:1143").await.unwrap();
+//! proxy.serve(listener, std::future::pending()).await
+//! # }
+//! ```
+
+mod audit;
+mod commands;
+mod config;
+mod error;
+pub mod mailbox;
+mod metrics;
+mod proxy;
+mod session;
+mod upstream;
+pub mod wire;
+
+pub use commands::{PRE_AUTH_CAPABILITIES, post_auth_capabilities};
+pub use config::ImapProxyConfig;
+pub use error::{Error, Side};
+pub use metrics::ImapMetrics;
+pub use proxy::ImapProxy;

@@ -1,0 +1,130 @@
+//! Command-line shape. Validation that needs more than clap lives in `seal`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubectl-mailcred",
+    version,
+    about = "Seal mail passwords into MailCredential resources (used as `kubectl mailcred`)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Encrypt a mail password for one MailCredential and print the resource as YAML.
+    Seal(Box<SealArgs>),
+    /// Create a key file for the `local` provider (development and single-machine use).
+    Keygen(KeygenArgs),
+    /// Check that a MailCredential's sealed secret opens for its namespace, name and endpoints
+    /// (needs the key: the local key file, or KMS decrypt permission). Never prints the password.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// MailCredential YAML (a `seal` output or a manifest).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: PathBuf,
+    /// Key file for credentials sealed with the local provider.
+    #[arg(long, value_name = "FILE")]
+    pub local_key_file: Option<PathBuf>,
+    /// KMS endpoints to trust besides the AWS environment's (as the sidecar's
+    /// MAILCRED_TRUSTED_KMS_ENDPOINTS).
+    #[arg(long = "trusted-kms-endpoint", value_name = "URL")]
+    pub trusted_kms_endpoints: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SealArgs {
+    /// MailCredential name (bound into the ciphertext).
+    #[arg(long)]
+    pub name: String,
+    /// Namespace (bound into the ciphertext).
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+    /// Upstream account name (bound into the ciphertext).
+    #[arg(long)]
+    pub username: String,
+
+    /// Upstream SMTP server, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub smtp: Option<String>,
+    /// implicit | starttls | none; default: implicit for 465, starttls otherwise.
+    #[arg(long, value_name = "MODE")]
+    pub smtp_tls: Option<String>,
+    /// Upstream IMAP server, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub imap: Option<String>,
+    /// implicit | starttls | none; default: implicit for 993, starttls otherwise.
+    #[arg(long, value_name = "MODE")]
+    pub imap_tls: Option<String>,
+    /// PEM CA bundle the upstream servers' certificates must chain to (instead of system roots).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Allow `none` TLS modes; requires a reason, recorded in the resource. Tests only.
+    #[arg(long, value_name = "REASON")]
+    pub insecure_reason: Option<String>,
+
+    /// Key-encryption key: aws:<key-arn>, aws-public-key:<pem-or-der-file>, local:<key-file>.
+    #[arg(long, value_name = "SCHEME:VALUE")]
+    pub kms: String,
+    /// KMS key ARN or id for aws-public-key (the key whose public half is given).
+    #[arg(long, value_name = "ARN")]
+    pub kms_key_id: Option<String>,
+    /// AWS region of the key (default: from the ARN, then the AWS environment).
+    #[arg(long)]
+    pub kms_region: Option<String>,
+    /// KMS endpoint override, recorded in the resource (sidecars must be told to trust it).
+    #[arg(long, value_name = "URL")]
+    pub kms_endpoint: Option<String>,
+
+    /// ServiceAccount allowed to use the credential (repeatable; at least one).
+    #[arg(long = "service-account", value_name = "NAME", required = true)]
+    pub service_accounts: Vec<String>,
+    /// Allowed sender address or *@domain (repeatable; default: the username only).
+    #[arg(long = "allowed-sender", value_name = "ADDR")]
+    pub allowed_senders: Vec<String>,
+    /// Allowed recipient address, *@domain or * (repeatable; default: any).
+    #[arg(long = "allowed-recipient", value_name = "ADDR")]
+    pub allowed_recipients: Vec<String>,
+    #[arg(long)]
+    pub max_recipients: Option<u32>,
+    #[arg(long)]
+    pub max_message_bytes: Option<u64>,
+    #[arg(long)]
+    pub messages_per_minute: Option<u32>,
+    #[arg(long)]
+    pub messages_per_hour: Option<u32>,
+    #[arg(long)]
+    pub recipients_per_hour: Option<u32>,
+    /// Allowed IMAP mailbox or pattern (repeatable; default: INBOX).
+    #[arg(long = "allowed-mailbox", value_name = "PATTERN")]
+    pub allowed_mailboxes: Vec<String>,
+    /// Let applications change mailboxes over IMAP (default: read-only).
+    #[arg(long)]
+    pub imap_read_write: bool,
+
+    /// Read the password from standard input (one trailing newline is removed).
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Refused: a password on the command line leaks into ps, shell history and audit logs.
+    #[arg(long, hide = true, value_name = "REFUSED")]
+    pub password: Option<String>,
+
+    /// Write the YAML here (created with mode 0644) instead of standard output.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Where to write the new key (never overwritten; mode 0600).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+}

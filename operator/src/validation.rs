@@ -1,0 +1,219 @@
+//! What the CRD schema cannot check: the sealed secret's format (without decrypting it), the
+//! key id's shape for its provider, that the binding can be formed, policy pattern syntax,
+//! the insecure flags and CA bundles, and ServiceAccount names. Every problem carries the
+//! field and what to do, because it ends up verbatim in status and Events.
+
+use mailcred_core::crd::{MailCredentialSpec, TlsMode, UpstreamEndpoint};
+use mailcred_core::{CredentialBinding, envelope};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::policy_patterns::{AddressPatternKind, check_address_pattern, check_mailbox_pattern};
+
+/// One thing a platform engineer has to fix. `reason` is a CamelCase condition reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything the controller learned from the spec alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validation {
+    /// `Ok(fingerprint)` when the sealed secret parses, else why not.
+    pub sealed: Result<String, Problem>,
+    /// Endpoint, username and policy problems (the binding and what the sidecar enforces).
+    pub spec: Vec<Problem>,
+    /// ServiceAccount names that can be bound, in spec order, without duplicates.
+    pub service_accounts: Vec<String>,
+    /// Problems with `access.serviceAccounts`.
+    pub access: Vec<Problem>,
+    /// `smtp host:port`-style labels of endpoints that run without TLS.
+    pub insecure_endpoints: Vec<String>,
+}
+
+/// Validates one MailCredential's spec; `namespace`/`name` are the ones the secret is bound to.
+pub fn validate(namespace: &str, name: &str, spec: &MailCredentialSpec) -> Validation {
+    Validation {
+        sealed: validate_sealed(spec),
+        spec: validate_spec(namespace, name, spec),
+        service_accounts: bindable_service_accounts(&spec.access.service_accounts),
+        access: validate_access(&spec.access.service_accounts),
+        insecure_endpoints: insecure_endpoints(spec),
+    }
+}
+
+fn validate_sealed(spec: &MailCredentialSpec) -> Result<String, Problem> {
+    // parse() checks the version first, then the key reference, then every field's encoding.
+    match envelope::parse(&spec.sealed_secret) {
+        Ok(_) => Ok(envelope::fingerprint(&spec.sealed_secret)),
+        Err(e) => {
+            let reason = match e {
+                mailcred_core::Error::UnsupportedVersion { .. } => "UnsupportedVersion",
+                mailcred_core::Error::Malformed {
+                    field: "kms.keyId", ..
+                } => "InvalidKeyId",
+                mailcred_core::Error::Malformed { .. } => "MalformedSealedSecret",
+                _ => "InvalidSealedSecret",
+            };
+            Err(Problem::new(reason, e.to_string()))
+        }
+    }
+}
+
+fn validate_spec(namespace: &str, name: &str, spec: &MailCredentialSpec) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Err(e) = CredentialBinding::new(namespace, name, spec) {
+        let reason = if spec.smtp.is_none() && spec.imap.is_none() {
+            "NoEndpoints"
+        } else {
+            "InvalidSpec"
+        };
+        problems.push(Problem::new(reason, e.to_string()));
+    }
+    for (kind, endpoint) in spec.endpoints() {
+        check_endpoint(kind.as_str(), endpoint, &mut problems);
+    }
+    check_policy(spec, &mut problems);
+    problems
+}
+
+fn check_endpoint(kind: &str, e: &UpstreamEndpoint, problems: &mut Vec<Problem>) {
+    let field = format!("spec.{kind}");
+    let has_reason = e
+        .insecure_reason
+        .as_deref()
+        .is_some_and(|r| !r.trim().is_empty());
+    if e.tls == TlsMode::None && !e.insecure {
+        problems.push(Problem::new(
+            "InsecureNotAllowed",
+            format!(
+                "{field}.tls is none (plaintext) but {field}.insecure is not true; use tls: implicit or starttls, or set insecure: true with an insecureReason (tests only)"
+            ),
+        ));
+    }
+    if e.insecure && !has_reason {
+        problems.push(Problem::new(
+            "InsecureWithoutReason",
+            format!("{field}.insecure is true but {field}.insecureReason is empty; say why plaintext is acceptable, or turn insecure off"),
+        ));
+    }
+    if e.insecure && e.tls != TlsMode::None {
+        problems.push(Problem::new(
+            "InsecureWithTls",
+            format!(
+                "{field}.insecure is true but {field}.tls is {}: insecure only permits tls: none and never disables certificate checks; remove insecure",
+                e.tls.as_str()
+            ),
+        ));
+    }
+    if let Some(pem) = &e.ca_pem {
+        let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>();
+        match certs {
+            Ok(certs) if !certs.is_empty() => {}
+            Ok(_) => problems.push(Problem::new(
+                "InvalidCaPem",
+                format!("{field}.caPem contains no PEM CERTIFICATE block; paste the CA certificate(s) in PEM form or remove caPem to use the system roots"),
+            )),
+            Err(err) => problems.push(Problem::new(
+                "InvalidCaPem",
+                format!("{field}.caPem is not valid PEM ({err}); paste the CA certificate(s) in PEM form"),
+            )),
+        }
+    }
+}
+
+fn check_policy(spec: &MailCredentialSpec, problems: &mut Vec<Problem>) {
+    let smtp = &spec.policy.smtp;
+    for (i, p) in smtp.allowed_senders.iter().enumerate() {
+        if let Err(why) = check_address_pattern(p, AddressPatternKind::Sender) {
+            problems.push(Problem::new(
+                "InvalidPolicy",
+                format!("spec.policy.smtp.allowedSenders[{i}] {p:?}: {why}"),
+            ));
+        }
+    }
+    for (i, p) in smtp.allowed_recipients.iter().enumerate() {
+        if let Err(why) = check_address_pattern(p, AddressPatternKind::Recipient) {
+            problems.push(Problem::new(
+                "InvalidPolicy",
+                format!("spec.policy.smtp.allowedRecipients[{i}] {p:?}: {why}"),
+            ));
+        }
+    }
+    let imap = &spec.policy.imap;
+    if imap.enabled && spec.imap.is_some() && imap.allowed_mailboxes.is_empty() {
+        problems.push(Problem::new(
+            "InvalidPolicy",
+            "spec.policy.imap.allowedMailboxes is empty, so IMAP could open no mailbox; list the mailboxes (e.g. INBOX) or set spec.policy.imap.enabled: false",
+        ));
+    }
+    for (i, p) in imap.allowed_mailboxes.iter().enumerate() {
+        if let Err(why) = check_mailbox_pattern(p) {
+            problems.push(Problem::new(
+                "InvalidPolicy",
+                format!("spec.policy.imap.allowedMailboxes[{i}] {p:?}: {why}"),
+            ));
+        }
+    }
+}
+
+fn bindable_service_accounts(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in names {
+        if is_dns_subdomain(n) && !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
+}
+
+fn validate_access(names: &[String]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if names.is_empty() {
+        problems.push(Problem::new(
+            "NoServiceAccounts",
+            "spec.access.serviceAccounts is empty, so no workload may use this credential; list the ServiceAccounts (in this namespace) of the pods that send or read mail",
+        ));
+    }
+    for (i, n) in names.iter().enumerate() {
+        if !is_dns_subdomain(n) {
+            problems.push(Problem::new(
+                "InvalidServiceAccountName",
+                format!("spec.access.serviceAccounts[{i}] {n:?} is not a valid ServiceAccount name (lowercase letters, digits, '-' and '.', at most 253); it was not granted access"),
+            ));
+        }
+    }
+    problems
+}
+
+fn insecure_endpoints(spec: &MailCredentialSpec) -> Vec<String> {
+    spec.endpoints()
+        .filter(|(_, e)| e.tls == TlsMode::None && e.insecure)
+        .map(|(kind, e)| format!("{} {}:{}", kind.as_str(), e.host, e.port))
+        .collect()
+}
+
+/// RFC 1123 subdomain, as Kubernetes requires for object names.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}

@@ -1,0 +1,306 @@
+//! The sidecar container and the JSON patch that adds it, built from typed objects. The patch
+//! is computed against the pod as it is now, so a reinvocation (or a pod that already has the
+//! sidecar) yields only what is still missing, usually nothing.
+
+use std::collections::BTreeMap;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, Pod, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde::Serialize;
+
+use super::annotation::INJECTED_ANNOTATION;
+use crate::config::{SidecarArgs, SidecarMode};
+use crate::{Error, Result};
+
+/// Name of the injected container; its presence marks a pod as injected.
+pub const SIDECAR_NAME: &str = "mailcred-sidecar";
+/// Env the application containers get.
+pub const SMTP_URL_ENV: &str = "MAILCRED_SMTP_URL";
+pub const IMAP_URL_ENV: &str = "MAILCRED_IMAP_URL";
+
+/// The sidecar container serving `credentials`.
+pub fn sidecar_container(args: &SidecarArgs, credentials: &[String]) -> Container {
+    let mut argv = Vec::with_capacity(credentials.len() * 2 + 2);
+    for name in credentials {
+        argv.push("--credential".to_string());
+        argv.push(name.clone());
+    }
+    // $(POD_NAMESPACE) is expanded by the kubelet from the downward-API env below.
+    argv.push("--namespace".to_string());
+    argv.push("$(POD_NAMESPACE)".to_string());
+
+    let field = |path: &str| EnvVarSource {
+        field_ref: Some(ObjectFieldSelector {
+            field_path: path.to_string(),
+            api_version: None,
+        }),
+        ..EnvVarSource::default()
+    };
+    let mut env = vec![
+        EnvVar {
+            name: "POD_NAME".into(),
+            value_from: Some(field("metadata.name")),
+            ..EnvVar::default()
+        },
+        EnvVar {
+            name: "POD_NAMESPACE".into(),
+            value_from: Some(field("metadata.namespace")),
+            ..EnvVar::default()
+        },
+        // The sidecar's own check (third after this webhook and RBAC): it refuses a
+        // credential that does not list the pod's ServiceAccount.
+        EnvVar {
+            name: "MAILCRED_SERVICE_ACCOUNT".into(),
+            value_from: Some(field("spec.serviceAccountName")),
+            ..EnvVar::default()
+        },
+        plain_env("MAILCRED_SMTP_LISTEN", args.sidecar_smtp_addr.to_string()),
+        plain_env("MAILCRED_IMAP_LISTEN", args.sidecar_imap_addr.to_string()),
+        plain_env("MAILCRED_ADMIN_LISTEN", args.sidecar_admin_addr.to_string()),
+    ];
+    if let Some(ttl) = args.sidecar_cache_ttl_seconds {
+        env.push(plain_env("MAILCRED_CACHE_TTL_SECONDS", ttl.to_string()));
+    }
+    if !args.sidecar_trusted_kms_endpoints.is_empty() {
+        env.push(plain_env(
+            "MAILCRED_TRUSTED_KMS_ENDPOINTS",
+            args.sidecar_trusted_kms_endpoints.join(","),
+        ));
+    }
+    for (name, value) in &args.sidecar_env {
+        env.push(plain_env(name, value.clone()));
+    }
+
+    // The admin listener is loopback-only, which kubelet's httpGet (it dials the pod IP)
+    // cannot reach; the sidecar binary probes itself from inside the pod instead.
+    let probe = |period: i32, failures: i32| Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![
+                "mailcred-sidecar".into(),
+                "probe".into(),
+                "--url".into(),
+                format!("http://{}/readyz", args.sidecar_admin_addr),
+            ]),
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
+    let native = args.sidecar_mode == SidecarMode::Native;
+
+    Container {
+        name: SIDECAR_NAME.into(),
+        image: Some(args.sidecar_image.clone()),
+        image_pull_policy: Some(args.sidecar_image_pull_policy.clone()),
+        args: Some(argv),
+        env: Some(env),
+        // Native sidecar: started before the app (and its later init containers), stopped after.
+        restart_policy: native.then(|| "Always".to_string()),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(args.sidecar_run_as_user),
+            run_as_group: Some(args.sidecar_run_as_user),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                (
+                    "cpu".to_string(),
+                    Quantity(args.sidecar_cpu_request.clone()),
+                ),
+                (
+                    "memory".to_string(),
+                    Quantity(args.sidecar_memory_request.clone()),
+                ),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity(args.sidecar_memory_limit.clone()),
+            )])),
+            ..ResourceRequirements::default()
+        }),
+        readiness_probe: Some(probe(5, 3)),
+        // With a native sidecar the app starts only once this succeeds: no "connection
+        // refused" on the app's first mail.
+        startup_probe: native.then(|| probe(1, 60)),
+        ..Container::default()
+    }
+}
+
+fn plain_env(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..EnvVar::default()
+    }
+}
+
+/// The env added to every application container.
+pub fn app_env(args: &SidecarArgs) -> Vec<EnvVar> {
+    vec![
+        plain_env(SMTP_URL_ENV, format!("smtp://{}", args.sidecar_smtp_addr)),
+        plain_env(IMAP_URL_ENV, format!("imap://{}", args.sidecar_imap_addr)),
+    ]
+}
+
+/// True when the pod already runs the sidecar (as init or regular container).
+pub fn has_sidecar(pod: &Pod) -> bool {
+    let Some(spec) = &pod.spec else { return false };
+    spec.containers.iter().any(|c| c.name == SIDECAR_NAME)
+        || spec
+            .init_containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == SIDECAR_NAME)
+}
+
+/// What injection changes on `pod`.
+#[derive(Debug, Default)]
+pub struct Injection {
+    pub operations: Vec<PatchOperation>,
+    /// False when the sidecar was already there (reinvocation).
+    pub added_sidecar: bool,
+}
+
+/// Operations that bring `pod` to the injected state for `credentials`.
+pub fn injection(pod: &Pod, args: &SidecarArgs, credentials: &[String]) -> Result<Injection> {
+    let mut out = Injection::default();
+    let Some(spec) = &pod.spec else {
+        return Ok(out);
+    };
+
+    if !has_sidecar(pod) {
+        let sidecar = sidecar_container(args, credentials);
+        match args.sidecar_mode {
+            SidecarMode::Native => match &spec.init_containers {
+                Some(list) if !list.is_empty() => {
+                    // First, so init containers that send mail can use it.
+                    add(&mut out, &["spec", "initContainers", "0"], &sidecar)?;
+                }
+                _ => add(&mut out, &["spec", "initContainers"], &[sidecar])?,
+            },
+            SidecarMode::Container => add(&mut out, &["spec", "containers", "-"], &sidecar)?,
+        }
+        out.added_sidecar = true;
+    }
+
+    let names = credentials.join(",");
+    let annotations = pod.metadata.annotations.as_ref();
+    if annotations.and_then(|a| a.get(INJECTED_ANNOTATION)) != Some(&names) {
+        if annotations.is_some() {
+            add(
+                &mut out,
+                &["metadata", "annotations", INJECTED_ANNOTATION],
+                &names,
+            )?;
+        } else {
+            let map = BTreeMap::from([(INJECTED_ANNOTATION.to_string(), names)]);
+            add(&mut out, &["metadata", "annotations"], &map)?;
+        }
+    }
+
+    let wanted = app_env(args);
+    for (i, container) in spec.containers.iter().enumerate() {
+        if container.name == SIDECAR_NAME {
+            continue;
+        }
+        let index = i.to_string();
+        match &container.env {
+            None => add(&mut out, &["spec", "containers", &index, "env"], &wanted)?,
+            Some(existing) => {
+                // A value the app set itself wins: it may point at another proxy on purpose.
+                for var in &wanted {
+                    if !existing.iter().any(|e| e.name == var.name) {
+                        add(&mut out, &["spec", "containers", &index, "env", "-"], var)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn add(out: &mut Injection, tokens: &[&str], value: &impl Serialize) -> Result<()> {
+    let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
+        what: "injection patch value",
+        source,
+    })?;
+    out.operations.push(PatchOperation::Add(AddOperation {
+        path: PointerBuf::from_tokens(tokens.iter().copied()),
+        value,
+    }));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn env_of(c: &Container) -> Vec<(String, Option<String>)> {
+        c.env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn sidecar_gets_cache_ttl_kms_endpoints_and_extra_env_after_its_own() {
+        let args = Config::parse_from([
+            "mailcred-operator",
+            "--sidecar-cache-ttl-seconds=60",
+            "--sidecar-trusted-kms-endpoint=http://127.0.0.1:5000",
+            "--sidecar-trusted-kms-endpoint=https://kms.vpce.example",
+            "--sidecar-env=AWS_REGION=eu-west-1",
+        ])
+        .sidecar;
+        let env = env_of(&sidecar_container(&args, &["smtp".into()]));
+        let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "POD_NAME",
+                "POD_NAMESPACE",
+                "MAILCRED_SERVICE_ACCOUNT",
+                "MAILCRED_SMTP_LISTEN",
+                "MAILCRED_IMAP_LISTEN",
+                "MAILCRED_ADMIN_LISTEN",
+                "MAILCRED_CACHE_TTL_SECONDS",
+                "MAILCRED_TRUSTED_KMS_ENDPOINTS",
+                "AWS_REGION"
+            ]
+        );
+        assert_eq!(env[6].1.as_deref(), Some("60"));
+        assert_eq!(
+            env[7].1.as_deref(),
+            Some("http://127.0.0.1:5000,https://kms.vpce.example")
+        );
+        assert_eq!(env[8].1.as_deref(), Some("eu-west-1"));
+
+        let plain = env_of(&sidecar_container(
+            &Config::parse_from(["mailcred-operator"]).sidecar,
+            &["smtp".into()],
+        ));
+        assert_eq!(plain.len(), 6, "nothing optional by default");
+    }
+}

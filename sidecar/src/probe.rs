@@ -1,0 +1,107 @@
+//! `mailcred-sidecar probe --url http://127.0.0.1:15090/readyz`: the exec probe the operator
+//! injects. kubelet's httpGet dials the pod IP, which the loopback-only admin listener does not
+//! serve, and the distroless image has no curl; so the binary probes itself.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Exit code of the probe: 0 when the endpoint answers 200.
+pub fn run(args: &[String]) -> std::process::ExitCode {
+    match probe(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("probe failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe(args: &[String]) -> Result<(), String> {
+    let url = match args {
+        [flag, url] if flag == "--url" => url.as_str(),
+        _ => return Err("usage: mailcred-sidecar probe --url http://127.0.0.1:PORT/PATH".into()),
+    };
+    let (addr, path) = parse_url(url)?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("{addr}: {e}"))?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).map_err(|e| format!("{addr}: {e}"))?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    match status_line.split_whitespace().nth(1) {
+        Some("200") => Ok(()),
+        Some(code) => Err(format!("{url} answered {code}")),
+        None => Err(format!("{url} sent no HTTP status")),
+    }
+}
+
+/// Only `http://IP:PORT/PATH` on loopback: the probe never reaches off the pod.
+fn parse_url(url: &str) -> Result<(SocketAddr, &str), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs"))?;
+    let (host_port, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = host_port
+        .parse()
+        .map_err(|_| format!("{url}: expected IP:PORT"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("{url}: the probe only checks loopback addresses"));
+    }
+    Ok((addr, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_loopback_ip_and_port_only() {
+        assert_eq!(
+            parse_url("http://127.0.0.1:15090/readyz").unwrap(),
+            ("127.0.0.1:15090".parse().unwrap(), "/readyz")
+        );
+        assert!(parse_url("http://10.0.0.1:15090/readyz").is_err());
+        assert!(parse_url("https://127.0.0.1:1/").is_err());
+        assert!(parse_url("http://localhost:1/").is_err());
+    }
+
+    #[test]
+    fn a_closed_port_fails_and_a_200_passes() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        assert!(probe(&["--url".into(), url]).is_err());
+
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/readyz", server.local_addr().unwrap());
+        let answer = std::thread::spawn(move || {
+            for code in ["200 OK", "503 Service Unavailable"] {
+                let (mut s, _) = server.accept().unwrap();
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf).unwrap();
+                write!(s, "HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").unwrap();
+            }
+        });
+        assert!(probe(&["--url".into(), url.clone()]).is_ok());
+        let err = probe(&["--url".into(), url]).unwrap_err();
+        assert!(err.contains("503"), "{err}");
+        answer.join().unwrap();
+    }
+}
