@@ -46,7 +46,7 @@ seal keygen "$work/key"
 seal "$work/key" "$PEERS_HOST" "$PEERS_SMTP_STARTTLS_PORT" starttls "$PEERS_CA_PEM" "$PEERS_USER" <"$work/pw" >"$work/cred.json"
 
 "$bin" --credential-file "$work/cred.json" --local-key-file "$work/key" --no-aws \
-  --smtp-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream-pool-size "$C" \
+  --smtp-listen 127.0.0.1:0 --imap-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream-pool-size "$C" \
   --max-connections 512 >"$work/sidecar.log" 2>&1 &
 sidecar=$!; pids+=("$sidecar")
 for _ in $(seq 200); do grep -q 'mailcred sidecar serving' "$work/sidecar.log" && break; sleep 0.05; done
