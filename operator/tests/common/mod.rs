@@ -105,7 +105,7 @@ pub fn credential_json() -> Value {
                 "kms": {"provider": "local", "keyId": "sha256:00112233445566778899aabbccddeeff"},
                 "encryptedDataKey": b64(&[7u8; 60]),
                 "nonce": b64(&[1u8; 12]),
-                "ciphertext": b64(&[2u8; 40])
+                "ciphertext": b64(&[2u8; 80])
             },
             "policy": {
                 "smtp": {"allowedSenders": ["app@example.com", "*@example.com"], "allowedRecipients": ["*"]},
