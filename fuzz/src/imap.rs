@@ -216,6 +216,8 @@ fn fixture() -> &'static Fixture {
 /// The scripted upstream: greeting, capabilities, LOGIN (LITERAL+), then, once the
 /// application's first command arrived, the fuzzed responses, then EOF.
 async fn upstream(stream: TcpStream, responses: &[u8]) -> std::io::Result<()> {
+    // Small writes in a row: without NODELAY, Nagle and delayed ACKs add 40 ms stalls.
+    stream.set_nodelay(true)?;
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut line = Vec::new();
