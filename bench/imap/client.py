@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """IMAP load client for bench/imap/run.sh: raw sockets, no imaplib overhead in the loop.
 
-  client.py fetch HOST PORT USER PASS MAILBOX COUNT [--tls CA]   -> JSON timings
+  client.py compare ROUNDS COUNT MAILBOX TARGETS_JSON             -> JSON timings per target
+      TARGETS_JSON: [{"name": .., "port": .., "user": .., "pass": .., "ca": null|path}, ...]
+      Rounds interleave the targets (a burst of load from elsewhere hits all of them alike);
+      each target's best round is kept.
   client.py hold  HOST PORT USER PASS MAILBOX SESSIONS PIDFILE   -> RSS of PIDFILE's process
 """
 import json
@@ -75,12 +78,18 @@ def fetch(host, port, user, password, mailbox, count, ca=None):
     t = time.perf_counter()
     _, nbytes = c.cmd("FETCH 1:%d BODY.PEEK[]" % count)
     bodies = time.perf_counter() - t
+    lat = []
     t = time.perf_counter()
     for i in range(10000):
+        t1 = time.perf_counter()
         c.cmd("FETCH %d FLAGS" % (i % count + 1))
+        lat.append(time.perf_counter() - t1)
     flags = time.perf_counter() - t
     c.cmd("LOGOUT")
-    return {"bodies_s": bodies, "bodies_bytes": nbytes, "flags_s": flags}
+    lat.sort()
+    # The median round trip resists bursts of load from other processes better than a total.
+    return {"bodies_s": bodies, "bodies_bytes": nbytes, "flags_s": flags,
+            "flags_median_us": lat[len(lat) // 2] * 1e6, "flags_p99_us": lat[int(len(lat) * 0.99)] * 1e6}
 
 
 def rss_kib(pid):
@@ -104,8 +113,42 @@ def hold(host, port, user, password, mailbox, sessions, pidfile):
     return {"sessions": sessions, "rss_before_kib": before[0], "rss_with_sessions_kib": during[0], "hwm_kib": during[1]}
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process (and its waited-for children), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def compare(rounds, count, mailbox, targets):
+    best = {}
+    cpu = {}
+    for _ in range(rounds):
+        for t in targets:
+            pid = t.get("pid")
+            before = cpu_seconds(pid) if pid else 0.0
+            r = fetch("127.0.0.1", t["port"], t["user"], t["pass"], mailbox, count, t.get("ca"))
+            if pid:
+                cpu[t["name"]] = cpu.get(t["name"], 0.0) + cpu_seconds(pid) - before
+            b = best.setdefault(t["name"], r)
+            b["bodies_s"] = min(b["bodies_s"], r["bodies_s"])
+            b["flags_s"] = min(b["flags_s"], r["flags_s"])
+            b["flags_median_us"] = min(b["flags_median_us"], r["flags_median_us"])
+            b["flags_p99_us"] = min(b["flags_p99_us"], r["flags_p99_us"])
+    out = []
+    for t in targets:
+        row = dict(best[t["name"]], name=t["name"])
+        if t["name"] in cpu:
+            row["middle_cpu_s_per_run"] = cpu[t["name"]] / rounds
+        out.append(row)
+    return out
+
+
 def main():
     mode = sys.argv[1]
+    if mode == "compare":
+        print(json.dumps(compare(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], json.loads(sys.argv[5]))))
+        return
     host, port, user, password, mailbox = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
     if mode == "fetch":
         count = int(sys.argv[7])

@@ -7,6 +7,7 @@
 #   (c') the proxy with a plaintext upstream (insecure: true), like for like with (c)
 # Workloads: FETCH 1:1000 BODY.PEEK[] of 50 KiB messages; 10,000 FLAGS-only FETCHes one at a
 # time. Then RSS of the proxy with 100 concurrent sessions. Prints ratios; numbers go to
+# (BENCH_ROUNDS interleaved rounds, default 5, best round per path)
 # bench/README-imap.md.
 #
 # Usage: bench/imap/run.sh PEERS_ENV_FILE     (peers from e2e/peers/start.sh; nginx +
@@ -19,7 +20,10 @@ set -a; . "$env_file"; set +a
 work="$(mktemp -d /tmp/mailcred-bench-imap.XXXXXX)"
 chmod 755 "$work"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [[ "${BENCH_KEEP:-0}" != 1 ]]; then rm -rf "$work"; fi
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -48,18 +52,19 @@ echo "building the proxy (release)..." >&2
 (cd "$repo" && cargo build --release -q -p mailcred-imap --example serve_peers)
 proxy_port=$(free_port)
 MAILCRED_PEERS_ENV="$env_file" "$repo/target/release/examples/serve_peers" "$proxy_port" implicit PEERS_SINK_USER 2>"$work/proxy.log" &
-pids+=($!); echo $! > "$work/proxy.pid"
+pids+=($!); echo $! > "$work/proxy.pid"; proxy_pid=$!
 wait_port "$proxy_port"
 # The same proxy with a plaintext upstream (insecure: true), like for like with nginx.
 plain_port=$(free_port)
 MAILCRED_PEERS_ENV="$env_file" "$repo/target/release/examples/serve_peers" "$plain_port" none PEERS_SINK_USER 2>"$work/proxy-plain.log" &
-pids+=($!)
+pids+=($!); plain_pid=$!
 wait_port "$plain_port"
 
 nginx_port=$(free_port); auth_port=$(free_port)
 module=/usr/lib/nginx/modules/ngx_mail_module.so
 cat > "$work/nginx.conf" <<NGX
 daemon off;
+master_process off;  # one process doing the work, so its CPU time can be read
 worker_processes 1;
 pid $work/nginx.pid;
 error_log $work/nginx-error.log;
@@ -80,35 +85,44 @@ mail {
 }
 NGX
 nginx -c "$work/nginx.conf" -p "$work" &
-pids+=($!)
+pids+=($!); nginx_pid=$!
 wait_port "$nginx_port"
 
-run() { python3 "$here/client.py" fetch 127.0.0.1 "$@"; }
-echo "measuring (best of 3 each)..." >&2
-proxy=$(run "$proxy_port" x x "$mailbox" "$count")
-direct_tls=$(run "$PEERS_IMAP_TLS_PORT" "$user" "$pass" "$mailbox" "$count" --tls "$PEERS_CA_PEM")
-direct_plain=$(run "$PEERS_IMAP_STARTTLS_PORT" "$user" "$pass" "$mailbox" "$count")
-nginx=$(run "$nginx_port" "$user" "$pass" "$mailbox" "$count")
-proxy_plain=$(run "$plain_port" x x "$mailbox" "$count")
+rounds="${BENCH_ROUNDS:-5}"
+echo "measuring ($rounds interleaved rounds, best per path)..." >&2
+targets=$(python3 -c 'import json,sys; a=sys.argv[1:]; print(json.dumps([
+  {"name": "proxy (TLS upstream)", "port": int(a[0]), "user": "x", "pass": "x", "pid": int(a[8])},
+  {"name": "direct TLS", "port": int(a[1]), "user": a[5], "pass": a[6], "ca": a[7]},
+  {"name": "direct plaintext", "port": int(a[2]), "user": a[5], "pass": a[6]},
+  {"name": "nginx mail proxy (plaintext upstream)", "port": int(a[3]), "user": a[5], "pass": a[6], "pid": int(a[9])},
+  {"name": "proxy (plaintext upstream)", "port": int(a[4]), "user": "x", "pass": "x", "pid": int(a[10])}]))' \
+  "$proxy_port" "$PEERS_IMAP_TLS_PORT" "$PEERS_IMAP_STARTTLS_PORT" "$nginx_port" "$plain_port" "$user" "$pass" "$PEERS_CA_PEM" "$proxy_pid" "$nginx_pid" "$plain_pid")
+results=$(python3 "$here/client.py" compare "$rounds" "$count" "$mailbox" "$targets")
 rss=$(python3 "$here/client.py" hold 127.0.0.1 "$proxy_port" x x "$mailbox" 100 "$work/proxy.pid")
 
-python3 - "$proxy" "$direct_tls" "$direct_plain" "$nginx" "$proxy_plain" "$rss" <<'PY'
+echo "load average: $(cut -d" " -f1-3 /proc/loadavg) (2 cores)"
+python3 - "$results" "$rss" <<'PY'
 import json, sys
-names = ["proxy (TLS upstream)", "direct TLS", "direct plaintext", "nginx mail proxy (plaintext upstream)", "proxy (plaintext upstream)"]
-runs = [json.loads(a) for a in sys.argv[1:6]]
-rss = json.loads(sys.argv[6])
+runs = json.loads(sys.argv[1])
+names = [r["name"] for r in runs]
+rss = json.loads(sys.argv[2])
 mib = runs[0]["bodies_bytes"] / 2**20
-print("| path | FETCH 1000 x 50 KiB BODY.PEEK[] | MiB/s | 10,000 FLAGS FETCHes | FETCH/s |")
-print("|---|---|---|---|---|")
+print("| path | FETCH 1000 x 50 KiB BODY.PEEK[] | MiB/s | 10,000 FLAGS FETCHes | FETCH/s | FLAGS round trip median / p99 |")
+print("|---|---|---|---|---|---|")
 for n, r in zip(names, runs):
-    print("| %s | %.3f s | %.0f | %.3f s | %.0f |" % (n, r["bodies_s"], mib / r["bodies_s"], r["flags_s"], 10000 / r["flags_s"]))
+    print("| %s | %.3f s | %.0f | %.3f s | %.0f | %.0f / %.0f us |" % (n, r["bodies_s"], mib / r["bodies_s"], r["flags_s"], 10000 / r["flags_s"], r["flags_median_us"], r["flags_p99_us"]))
 def ratio(a, b):
-    return "bodies %.2fx, flags %.2fx" % (runs[b]["bodies_s"] / runs[a]["bodies_s"], runs[b]["flags_s"] / runs[a]["flags_s"])
+    return "bodies %.2fx, flags %.2fx (by median round trip %.2fx)" % (
+        runs[b]["bodies_s"] / runs[a]["bodies_s"], runs[b]["flags_s"] / runs[a]["flags_s"],
+        runs[b]["flags_median_us"] / runs[a]["flags_median_us"])
 print("throughput ratios (higher is better for the first):")
 print("  proxy (TLS upstream) / direct TLS:            " + ratio(0, 1))
 print("  proxy (TLS upstream) / direct plaintext:      " + ratio(0, 2))
 print("  proxy (TLS upstream) / nginx (plaintext):     " + ratio(0, 3))
 print("  proxy (plaintext upstream) / nginx:           " + ratio(4, 3))
 print("  proxy (plaintext upstream) / direct plaintext: " + ratio(4, 2))
+for r in runs:
+    if "middle_cpu_s_per_run" in r:
+        print("CPU of the middle process per run (1000 bodies + 10,000 FLAGS): %-40s %.3f s" % (r["name"], r["middle_cpu_s_per_run"]))
 print("proxy RSS: %d KiB idle, %d KiB with %d sessions (peak %d KiB)" % (rss["rss_before_kib"], rss["rss_with_sessions_kib"], rss["sessions"], rss["hwm_kib"]))
 PY

@@ -172,7 +172,7 @@ def seal(suite, peers, workdir, password, kms_flag, out, aws_env):
         str(PLUGIN), "seal", "--name", "mail", "--namespace", "e2e",
         "--username", peers["PEERS_USER"],
         "--smtp", f"localhost:{peers['PEERS_SMTP_STARTTLS_PORT']}",
-        "--imap", f"localhost:{peers['PEERS_IMAP_TLS_PORT']}",
+        "--imap", f"localhost:{peers['PEERS_IMAP_TLS_PORT']}", "--imap-tls", "implicit",
         "--ca-file", peers["PEERS_CA_PEM"],
         "--service-account", "app",
         "--allowed-sender", peers["PEERS_USER"],
@@ -295,7 +295,7 @@ def main():
         suite.check("IMAP CAPABILITY has no upstream AUTH= or STARTTLS", "AUTH=" not in caps.replace("AUTH=PLAIN", "") and "STARTTLS" not in caps, caps)
         typ, _ = m.login("app", "anything")
         suite.check("IMAP LOGIN accepted locally", typ == "OK")
-        typ, data = m.select("INBOX")
+        typ, data = m.select("INBOX", readonly=True)
         suite.check("SELECT INBOX ok", typ == "OK", repr(data))
         typ, data = m.search(None, "SUBJECT", f'"{subject}"')
         ids = data[0].split() if typ == "OK" else []

@@ -31,6 +31,9 @@ pub struct ImapProxyConfig {
     pub max_pending_commands: usize,
     /// Concurrent application connections; more are answered `* BYE` and closed.
     pub max_connections: usize,
+    /// Send literals upstream as LITERAL+ (non-synchronizing) when upstream offers it; when
+    /// false, every literal waits for upstream's continuation request (interoperability checks).
+    pub upstream_literal_plus: bool,
     /// Serve on a non-loopback address (DESIGN invariant 2: only when told explicitly).
     pub allow_non_loopback: bool,
     /// How long sessions get to finish after shutdown was requested.
@@ -52,6 +55,7 @@ impl Default for ImapProxyConfig {
             app_io_timeout: Duration::from_secs(120),
             max_pending_commands: 256,
             max_connections: 256,
+            upstream_literal_plus: true,
             allow_non_loopback: false,
             shutdown_grace: Duration::from_secs(10),
         }

@@ -543,7 +543,7 @@ impl<'a> Session<'a> {
             &format!("[CAPABILITY {caps}] Logged in"),
         )
         .await?;
-        let literal_plus = up.has("LITERAL+");
+        let literal_plus = up.has("LITERAL+") && cfg.upstream_literal_plus;
         Ok(Some(Relay {
             up: up.conn,
             patterns: MailboxPatterns::new(&policy.allowed_mailboxes),

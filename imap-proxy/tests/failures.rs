@@ -213,3 +213,19 @@ async fn connection_limit_answers_bye() {
     assert_eq!(buf, b"* BYE [UNAVAILABLE] Too many connections\r\n");
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn no_login_in_time_gives_bye() {
+    let config = ImapProxyConfig {
+        login_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let proxy = start_proxy(config, std::sync::Arc::new(KmsDown)).await;
+    let mut c = Client::connect(proxy.addr).await;
+    assert_eq!(
+        c.line().await.as_deref(),
+        Some("* BYE Autologout; no login in time")
+    );
+    assert!(c.closed().await);
+    proxy.stop().await;
+}

@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
+use mailcred_core::MailPassword;
 use mailcred_core::credential::CredentialSource;
 use mailcred_core::kms::{AwsKms, AwsKmsOptions, KmsProviders, LocalKms};
-use mailcred_core::MailPassword;
 use mailcred_imap::{ImapMetrics, ImapProxy, ImapProxyConfig};
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
 use prometheus_client::registry::Registry;
@@ -118,8 +118,12 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
     let _ = expiry.await;
     // Dropping the last source handles zeroizes any password still cached.
     drop((smtp_source, imap_source, imap));
-    smtp_result.context("SMTP relay task")?.context("SMTP relay")?;
-    imap_result.context("IMAP proxy task")?.context("IMAP proxy")?;
+    smtp_result
+        .context("SMTP relay task")?
+        .context("SMTP relay")?;
+    imap_result
+        .context("IMAP proxy task")?
+        .context("IMAP proxy")?;
     tracing::info!("mailcred sidecar stopped");
     Ok(())
 }
@@ -151,7 +155,9 @@ fn imap_config(args: &Args) -> anyhow::Result<ImapProxyConfig> {
 
 /// The credential a protocol uses: its own flag, else the first one named.
 fn credential_name(args: &Args, chosen: Option<&String>) -> Option<String> {
-    chosen.cloned().or_else(|| args.credentials.first().cloned())
+    chosen
+        .cloned()
+        .or_else(|| args.credentials.first().cloned())
 }
 
 fn relay_config(args: &Args) -> anyhow::Result<RelayConfig> {

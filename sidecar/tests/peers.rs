@@ -174,6 +174,8 @@ impl Sidecar {
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
+                "--imap-listen",
+                "127.0.0.1:0",
                 "--file-poll-ms",
                 "200",
                 "--pod",
@@ -266,6 +268,19 @@ except smtplib.SMTPRecipientsRefused as e:
     print(json.dumps({'code': v[0], 'msg': v[1].decode(), 'stage': 'rcpt'}))
 except smtplib.SMTPResponseException as e:
     print(json.dumps({'code': e.smtp_code, 'msg': e.smtp_error.decode(errors='replace')}))
+"#;
+
+const FETCH_PY: &str = r#"
+import imaplib, ssl, sys
+port, user, password, ca, needle = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(cafile=ca)
+m = imaplib.IMAP4_SSL('localhost', port, ssl_context=ctx)
+m.login(user, password)
+m.select('INBOX', readonly=True)
+typ, data = m.search(None, 'SUBJECT', '"' + needle + '"')
+typ, msg = m.fetch(data[0].split()[0], '(BODY.PEEK[TEXT])')
+sys.stdout.buffer.write(msg[0][1])
+m.logout()
 "#;
 
 const IMAP_PY: &str = r#"
@@ -449,6 +464,26 @@ async fn relays_to_mailbox(implicit: bool) {
     for subject in &subjects {
         assert_delivered(&s, &user, &pw, subject);
     }
+    // The body arrives as the app sent it: the dot-stuffed line unstuffed once, no extra line.
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            FETCH_PY,
+            s.e("PEERS_IMAP_TLS_PORT"),
+            &user,
+            &pw,
+            s.e("PEERS_CA_PEM"),
+            &subjects[0],
+        ])
+        .output()
+        .unwrap();
+    let body = out.stdout;
+    let sent = message(&user, &user, &subjects[0], 1000);
+    let sent_body = &sent[sent.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        String::from_utf8_lossy(sent_body)
+    );
     let session = postfix_session_of(&s, &subjects[2]);
     assert!(
         session
@@ -480,8 +515,14 @@ async fn relays_to_mailbox(implicit: bool) {
         sidecar.logs().contains("\"level\":\"TRACE\""),
         "the run logged at every level"
     );
-    assert_eq!(admin_get(sidecar.admin, "/healthz"), (true, "ok\n".to_string()));
-    assert_eq!(admin_get(sidecar.admin, "/readyz"), (true, "ready\n".to_string()));
+    assert_eq!(
+        admin_get(sidecar.admin, "/healthz"),
+        (true, "ok\n".to_string())
+    );
+    assert_eq!(
+        admin_get(sidecar.admin, "/readyz"),
+        (true, "ready\n".to_string())
+    );
     let metrics = reqwest_metrics(sidecar.admin);
     assert!(
         metrics.contains("mailcred_smtp_messages_total{outcome=\"relayed\"} 3"),
@@ -845,13 +886,23 @@ async fn upstream_trouble_is_a_temporary_failure_with_a_reason() {
     let c = temporary_failure(&s, &f, &[], 451, "4.4.1").await;
     assert_eq!(c.audits()[0]["reason"], "upstream_unavailable");
 
-    // Certificate not verifiable: no caPem, so the system roots, which do not know the test CA.
-    let mut no_ca = s.endpoint(true);
-    no_ca.ca_pem = None;
-    let f = s
-        .credential_file("noca.yaml", no_ca, &user, &pw, SmtpPolicy::default())
-        .await;
-    temporary_failure(&s, &f, &[], 454, "4.7.5").await;
+    // Certificate not verifiable: no caPem, so the system roots, which do not know the test
+    // CA; both TLS modes (implicit TLS and STARTTLS take different paths to the handshake).
+    for implicit in [true, false] {
+        let mut no_ca = s.endpoint(implicit);
+        no_ca.ca_pem = None;
+        let f = s
+            .credential_file(
+                &format!("noca-{implicit}.yaml"),
+                no_ca,
+                &user,
+                &pw,
+                SmtpPolicy::default(),
+            )
+            .await;
+        let c = temporary_failure(&s, &f, &[], 454, "4.7.5").await;
+        assert_eq!(c.audits()[0]["reason"], "upstream_tls");
+    }
 
     // Wrong password sealed: upstream AUTH fails.
     let f = s

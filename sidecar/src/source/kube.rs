@@ -52,6 +52,16 @@ pub async fn watch_resource(
     let client = kube::Client::try_default()
         .await
         .map_err(KubeSourceError::Config)?;
+    watch_with_client(client, namespace, name, shutdown).await
+}
+
+/// [`watch_resource`] with a given client (tests use a mock API server).
+pub async fn watch_with_client(
+    client: kube::Client,
+    namespace: String,
+    name: String,
+    shutdown: CancellationToken,
+) -> Result<ResourceFeed, KubeSourceError> {
     let api: Api<MailCredential> = Api::namespaced(client, &namespace);
     let first = api
         .get(&name)
@@ -95,4 +105,134 @@ pub async fn watch_resource(
         }
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{Request, Response};
+    use kube::client::Body;
+    use mailcred_core::crd::{
+        Access, DataKeyWrapping, KmsKeyRef, KmsProviderKind, MailCredential, MailCredentialSpec,
+        Policy, SealedSecret,
+    };
+    use tokio_util::sync::CancellationToken;
+
+    fn resource(max_recipients: u32) -> MailCredential {
+        let mut policy = Policy::default();
+        policy.smtp.max_recipients = max_recipients;
+        let mut r = MailCredential::new(
+            "mail",
+            MailCredentialSpec {
+                smtp: None,
+                imap: None,
+                username: "app@example.test".into(),
+                sealed_secret: SealedSecret {
+                    version: 1,
+                    kms: KmsKeyRef {
+                        provider: KmsProviderKind::Local,
+                        key_id: "sha256:00000000000000000000000000000000".into(),
+                        wrapping: DataKeyWrapping::SymmetricDefault,
+                        region: None,
+                        endpoint: None,
+                    },
+                    encrypted_data_key: "AA==".into(),
+                    nonce: "AA==".into(),
+                    ciphertext: "AA==".into(),
+                },
+                policy,
+                access: Access {
+                    service_accounts: vec!["app".into()],
+                },
+            },
+        );
+        r.metadata.namespace = Some("ns".into());
+        r.metadata.resource_version = Some(max_recipients.to_string());
+        r
+    }
+
+    fn json(value: serde_json::Value) -> Response<Body> {
+        Response::new(Body::from(serde_json::to_vec(&value).unwrap()))
+    }
+
+    /// Get, then list + watch restricted to the one name; a change and a deletion reach the feed.
+    #[tokio::test]
+    async fn get_then_watch_of_the_named_credential() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let seen_first = std::sync::Arc::new(tokio::sync::Notify::new());
+        let notify = seen_first.clone();
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.expect("get");
+            assert_eq!(req.method(), http::Method::GET);
+            assert_eq!(
+                req.uri().path(),
+                "/apis/mailcred.io/v1alpha1/namespaces/ns/mailcredentials/mail"
+            );
+            send.send_response(json(serde_json::to_value(resource(1)).unwrap()));
+
+            let (req, send) = handle.next_request().await.expect("list");
+            let uri = req.uri().to_string();
+            assert!(uri.contains("/namespaces/ns/mailcredentials?"), "{uri}");
+            assert!(uri.contains("fieldSelector=metadata.name%3Dmail"), "{uri}");
+            send.send_response(json(serde_json::json!({
+                "apiVersion": "mailcred.io/v1alpha1", "kind": "MailCredentialList",
+                "metadata": {"resourceVersion": "1"}, "items": [resource(1)],
+            })));
+
+            // One event per watch response; the second waits until the test saw the first
+            // (the feed keeps the latest version only, by design).
+            for (kind, obj) in [("MODIFIED", resource(7)), ("DELETED", resource(7))] {
+                let (req, send) = handle.next_request().await.expect("watch");
+                let uri = req.uri().to_string();
+                assert!(
+                    uri.contains("watch=true")
+                        && uri.contains("fieldSelector=metadata.name%3Dmail"),
+                    "{uri}"
+                );
+                if kind == "DELETED" {
+                    seen_first.notified().await;
+                }
+                let mut event =
+                    serde_json::to_vec(&serde_json::json!({"type": kind, "object": obj})).unwrap();
+                event.push(b'\n');
+                send.send_response(Response::new(Body::from(event)));
+            }
+            // Later re-watches stay unanswered; keep the handle alive.
+            let _pending = handle.next_request().await;
+            std::future::pending::<()>().await;
+        });
+        let client = kube::Client::new(service, "ns");
+        let shutdown = CancellationToken::new();
+        let mut feed =
+            super::watch_with_client(client, "ns".into(), "mail".into(), shutdown.clone())
+                .await
+                .unwrap();
+        assert_eq!(
+            feed.borrow()
+                .as_ref()
+                .unwrap()
+                .spec
+                .policy
+                .smtp
+                .max_recipients,
+            1
+        );
+        let mut seen = Vec::new();
+        while seen.last() != Some(&None) {
+            tokio::time::timeout(Duration::from_secs(10), feed.changed())
+                .await
+                .expect("feed updated")
+                .unwrap();
+            let v = feed
+                .borrow_and_update()
+                .as_ref()
+                .map(|r| r.spec.policy.smtp.max_recipients);
+            seen.push(v);
+            notify.notify_one();
+        }
+        assert_eq!(seen, vec![Some(7), None]);
+        shutdown.cancel();
+        server.abort();
+    }
 }
