@@ -3,3 +3,6 @@
 //! in the normal test suite. Each must never panic, whatever the input.
 
 pub mod envelope;
+pub mod imap;
+pub mod mem;
+pub mod smtp;

@@ -25,3 +25,73 @@ fn envelope_yaml_corpus() {
 fn envelope_fields_corpus() {
     replay("envelope_fields", mailcred_fuzz::envelope::envelope_fields);
 }
+
+#[test]
+fn smtp_session_corpus() {
+    replay("smtp_session", mailcred_fuzz::smtp::smtp_session);
+}
+
+#[test]
+fn smtp_data_corpus() {
+    replay("smtp_data", mailcred_fuzz::smtp::smtp_data);
+}
+
+#[test]
+fn imap_command_corpus() {
+    replay("imap_command", mailcred_fuzz::imap::imap_command);
+}
+
+#[test]
+fn imap_response_corpus() {
+    replay("imap_response", mailcred_fuzz::imap::imap_response);
+}
+
+/// The harnesses reach what they claim to fuzz: a valid message is delivered, a policy
+/// violation and a smuggled one are not.
+#[test]
+fn smtp_session_harness_delivers_valid_mail_only() {
+    let seed = |name: &str| {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("corpus/smtp_session")
+                .join(name),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        mailcred_fuzz::smtp::smtp_session_delivered(&seed("ehlo-send")),
+        1
+    );
+    assert_eq!(
+        mailcred_fuzz::smtp::smtp_session_delivered(&seed("denied-sender")),
+        0
+    );
+    // The smuggled second transaction is part of the first message's body, never its own.
+    assert_eq!(
+        mailcred_fuzz::smtp::smtp_session_delivered(&seed("smuggling")),
+        1
+    );
+}
+
+/// The IMAP harness reaches the relay phase: LIST lines are filtered by the policy and the
+/// upstream's AUTH/COMPRESS capabilities are replaced.
+#[test]
+fn imap_response_harness_reaches_the_filter() {
+    let seed = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/imap_response/list-filter"),
+    )
+    .unwrap();
+    let got = String::from_utf8(mailcred_fuzz::imap::imap_response_session(&seed)).unwrap();
+    assert!(
+        got.contains("* LIST (\\HasNoChildren) \"/\" INBOX\r\n"),
+        "{got}"
+    );
+    assert!(got.contains("Shared/x"), "{got}");
+    assert!(!got.contains("Secret"), "{got}");
+    assert!(got.contains("* STATUS INBOX"), "{got}");
+    let login = got.lines().find(|l| l.starts_with("a0 OK")).unwrap();
+    assert!(
+        !login.contains("AUTH=") && !login.contains("COMPRESS"),
+        "{login}"
+    );
+}

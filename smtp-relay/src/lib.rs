@@ -12,6 +12,8 @@ mod audit;
 mod config;
 mod data;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod line;
 mod metrics;

@@ -65,7 +65,7 @@ impl<D> Shared<D> {
 
 /// The SMTP relay of one credential.
 pub struct SmtpRelay<D = LettreUpstream> {
-    shared: Arc<Shared<D>>,
+    pub(crate) shared: Arc<Shared<D>>,
 }
 
 impl SmtpRelay<LettreUpstream> {

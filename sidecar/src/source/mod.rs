@@ -8,6 +8,7 @@
 
 pub mod file;
 pub mod kube;
+mod mlock;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,10 +64,29 @@ impl SourceMetrics {
 }
 
 struct Cached {
+    /// The pages of `credential`'s password stay out of swap while cached (dropped first).
+    _locked: mlock::LockedRange,
     /// The resource version this was built from (pointer identity: a new version is a new Arc).
     resource: Arc<MailCredential>,
     credential: Arc<UsableCredential>,
     decrypted_at: Instant,
+}
+
+impl Cached {
+    fn new(
+        resource: Arc<MailCredential>,
+        credential: Arc<UsableCredential>,
+        decrypted_at: Instant,
+    ) -> Self {
+        // Locking needs the address of the plaintext, not its use: nothing is read here.
+        let locked = mlock::LockedRange::lock(credential.password.expose().as_bytes());
+        Self {
+            _locked: locked,
+            resource,
+            credential,
+            decrypted_at,
+        }
+    }
 }
 
 /// Decrypt-on-demand cache over a resource feed.
@@ -219,11 +239,10 @@ impl CredentialSource for CachedCredentialSource {
                     c.credential.password.duplicate(),
                 ));
                 let decrypted_at = c.decrypted_at;
-                *cache = Some(Cached {
-                    resource,
-                    credential: credential.clone(),
-                    decrypted_at,
-                });
+                // Unlock the old range before locking the new one: mlock does not count, and
+                // both may share a page.
+                *cache = None;
+                *cache = Some(Cached::new(resource, credential.clone(), decrypted_at));
                 return Ok(credential);
             }
         }
@@ -235,11 +254,7 @@ impl CredentialSource for CachedCredentialSource {
             fingerprint = %credential.sealed_fingerprint,
             "credential decrypted"
         );
-        *cache = Some(Cached {
-            resource,
-            credential: credential.clone(),
-            decrypted_at: Instant::now(),
-        });
+        *cache = Some(Cached::new(resource, credential.clone(), Instant::now()));
         Ok(credential)
     }
 }
