@@ -38,9 +38,19 @@ fn probe(args: &[String]) -> Result<(), String> {
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| format!("{addr}: {e}"))?;
-    let mut head = [0u8; 64];
-    let n = stream.read(&mut head).map_err(|e| format!("{addr}: {e}"))?;
-    let status_line = String::from_utf8_lossy(&head[..n]);
+    // The status line may arrive in pieces; 64 bytes hold "HTTP/1.1 NNN reason".
+    let mut head = Vec::with_capacity(64);
+    let mut chunk = [0u8; 64];
+    while head.len() < 64 && !head.contains(&b'\n') {
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|e| format!("{addr}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let status_line = String::from_utf8_lossy(&head);
     match status_line.split_whitespace().nth(1) {
         Some("200") => Ok(()),
         Some(code) => Err(format!("{url} answered {code}")),
@@ -94,12 +104,18 @@ mod tests {
         let answer = std::thread::spawn(move || {
             for code in ["200 OK", "503 Service Unavailable"] {
                 let (mut s, _) = server.accept().unwrap();
+                let mut request = Vec::new();
                 let mut buf = [0u8; 512];
-                let _ = s.read(&mut buf).unwrap();
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut buf).unwrap();
+                    assert!(n > 0, "client closed before sending its request");
+                    request.extend_from_slice(&buf[..n]);
+                }
                 write!(s, "HTTP/1.1 {code}\r\nContent-Length: 0\r\n\r\n").unwrap();
             }
         });
-        assert!(probe(&["--url".into(), url.clone()]).is_ok());
+        let first = probe(&["--url".into(), url.clone()]);
+        assert!(first.is_ok(), "{first:?}");
         let err = probe(&["--url".into(), url]).unwrap_err();
         assert!(err.contains("503"), "{err}");
         answer.join().unwrap();
