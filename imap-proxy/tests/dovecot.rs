@@ -270,10 +270,23 @@ async fn read_only_session_with_python_imaplib_over_starttls() {
     // SEARCH and FETCH: every body, 1 KiB to 20 MiB, byte for byte.
     let fetched = r["fetched"].as_array().unwrap();
     assert_eq!(fetched.len(), messages.len(), "{}", r["search"]);
-    for (msg, got) in messages.iter().zip(fetched) {
-        assert_eq!(got["len"].as_u64().unwrap() as usize, msg.len());
-        assert_eq!(got["sha256"].as_str().unwrap(), sha256_hex(msg));
-    }
+    // Maildir delivery order (hence UID order) is not the order the test wrote them in.
+    let mut want: Vec<(usize, String)> = messages
+        .iter()
+        .map(|m| (m.len(), sha256_hex(m).to_string()))
+        .collect();
+    let mut got: Vec<(usize, String)> = fetched
+        .iter()
+        .map(|g| {
+            (
+                g["len"].as_u64().unwrap() as usize,
+                g["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
     assert_eq!(r["flags"]["typ"], "OK");
     // Every write and every other mailbox refused, with the reason.
     let noperm_ro = "NO [NOPERM] Read-only access: this credential's policy forbids changes";
