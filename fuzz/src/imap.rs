@@ -276,6 +276,12 @@ pub fn imap_response_session(data: &[u8]) -> Vec<u8> {
         Some(at) => (&data[..at], &data[at + 6..]),
         None => (&b""[..], data),
     };
+    // One scripted upstream listener serves every session: two sessions at once (parallel
+    // tests) could pair one application's connection with the other's upstream script.
+    static SESSION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SESSION
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let fixture = fixture();
     let run = async {
         let app = async {
