@@ -66,4 +66,8 @@ if [[ -x e2e/local/run.sh ]]; then
   e2e/local/run.sh "$run_dir/e2e"
 fi
 
+step "secret hygiene: the sidecar's memory holds the password only while cached"
+e2e/hygiene/check-memory.py --sidecar target/debug/mailcred-sidecar \
+  --plugin target/debug/kubectl-mailcred
+
 step "all tests passed in $((SECONDS - t0)) s"

@@ -10,6 +10,14 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Every heap block is zeroed when freed. The password's own buffers are zeroized by their
+/// types; this covers the copies that dependencies make and free without zeroizing (lettre's
+/// `Credentials` and AUTH line, base64 encodings, TLS plaintext buffers). Checked by
+/// e2e/hygiene/check-memory.py; the cost is measured in bench/smtp.
+#[global_allocator]
+static ALLOCATOR: secmem_alloc::zeroizing_alloc::ZeroizeAlloc<std::alloc::System> =
+    secmem_alloc::zeroizing_alloc::ZeroizeAlloc::new(std::alloc::System);
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -16,6 +16,14 @@ use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+/// Every heap block is zeroed when freed. The password's own buffers are zeroized by their
+/// types; this covers the copies that dependencies make and free without zeroizing (lettre's
+/// `Credentials` and AUTH line, base64 encodings, TLS plaintext buffers). Checked by
+/// e2e/hygiene/check-memory.py; the cost is measured in bench/smtp.
+#[global_allocator]
+static ALLOCATOR: secmem_alloc::zeroizing_alloc::ZeroizeAlloc<std::alloc::System> =
+    secmem_alloc::zeroizing_alloc::ZeroizeAlloc::new(std::alloc::System);
+
 fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("probe") {
