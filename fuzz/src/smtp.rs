@@ -193,7 +193,7 @@ pub fn smtp_data(data: &[u8]) {
     assert_eq!(fed.consumed, pos, "consumed bytes depend on the split");
     assert_eq!(whole.size(), split.size());
     assert_eq!(whole.overflowed(), split.overflowed());
-    assert_eq!(whole.saw_bare_lf(), split.saw_bare_lf());
+    assert_eq!(whole.saw_bare_newline(), split.saw_bare_newline());
     assert_eq!(whole.saw_nul(), split.saw_nul());
     assert_eq!(whole_sink, split_sink, "content depends on the split");
     assert!(whole_sink.len() <= limit);

@@ -1,9 +1,11 @@
 //! The DATA phase: dot-unstuffing (RFC 5321 4.5.2), end-of-data detection, line-ending
 //! normalization and a size bound enforced while reading.
 //!
-//! Only `CRLF . CRLF` ends the data. A bare LF is turned into CRLF in the relayed copy, and a
-//! `.` line after a bare LF is *not* an end marker: this closes SMTP smuggling, where an upstream
-//! that also accepts `LF . LF` would see a second message the policy never checked.
+//! Only `CRLF . CRLF` ends the data. A bare LF or a bare CR is turned into CRLF in the relayed
+//! copy, and a `.` line after one is *not* an end marker: this closes SMTP smuggling, where an
+//! upstream that also accepts `LF . LF` or `CR . CR` would see a second message the policy never
+//! checked. (lettre dot-stuffs only after CRLF, so a bare CR passed on would reach upstream as
+//! `CR . CR` unstuffed.)
 //! (smtp-proto's `DataReceiver` also unstuffs, but appends to an unbounded buffer and undoes
 //! a byte across chunk boundaries, so it cannot stream into a bounded sink; it is not used here.)
 
@@ -40,7 +42,7 @@ pub struct DataReader {
     size: u64,
     overflow: bool,
     nul: bool,
-    bare_lf: bool,
+    bare_newline: bool,
 }
 
 impl DataReader {
@@ -52,7 +54,7 @@ impl DataReader {
             size: 0,
             overflow: false,
             nul: false,
-            bare_lf: false,
+            bare_newline: false,
         }
     }
 
@@ -66,8 +68,17 @@ impl DataReader {
     pub fn saw_nul(&self) -> bool {
         self.nul
     }
-    pub fn saw_bare_lf(&self) -> bool {
-        self.bare_lf
+    /// A bare LF or bare CR was seen (and normalized to CRLF).
+    pub fn saw_bare_newline(&self) -> bool {
+        self.bare_newline
+    }
+
+    /// A CR not followed by LF ends the line, like a bare LF: it is relayed as CRLF, and the
+    /// next line cannot end the data.
+    fn bare_cr(&mut self, sink: &mut Vec<u8>) {
+        self.bare_newline = true;
+        self.emit(sink, b"\r\n");
+        self.state = State::LineStart { crlf: false };
     }
 
     fn emit(&mut self, sink: &mut Vec<u8>, bytes: &[u8]) {
@@ -111,19 +122,17 @@ impl DataReader {
                         self.emit(sink, b"\r\n");
                         self.state = State::LineStart { crlf: true };
                     }
-                    b'\r' => self.emit(sink, b"\r"),
+                    b'\r' => {
+                        // The first CR was bare; this one may still be followed by LF.
+                        self.bare_cr(sink);
+                        self.state = State::MidCr;
+                    }
                     _ => {
-                        self.emit(sink, b"\r");
-                        self.mid_byte(b, sink);
+                        self.bare_cr(sink);
+                        self.line_start_byte(b, sink);
                     }
                 },
-                State::LineStart { crlf } => {
-                    if b == b'.' {
-                        self.state = State::Dot { crlf };
-                    } else {
-                        self.mid_byte(b, sink);
-                    }
-                }
+                State::LineStart { .. } => self.line_start_byte(b, sink),
                 State::Dot { crlf } => {
                     if b == b'\r' {
                         self.state = State::DotCr { crlf };
@@ -144,9 +153,9 @@ impl DataReader {
                         self.emit(sink, b"\r\n");
                         self.state = State::LineStart { crlf: true };
                     } else {
-                        self.emit(sink, b"\r");
-                        self.state = State::Mid;
-                        self.mid_byte(b, sink);
+                        // "." then a bare CR: the dot was stuffing, the CR ends the line.
+                        self.bare_cr(sink);
+                        self.line_start_byte(b, sink);
                     }
                 }
             }
@@ -158,11 +167,18 @@ impl DataReader {
         }
     }
 
+    fn line_start_byte(&mut self, b: u8, sink: &mut Vec<u8>) {
+        match (b, self.state) {
+            (b'.', State::LineStart { crlf }) => self.state = State::Dot { crlf },
+            _ => self.mid_byte(b, sink),
+        }
+    }
+
     fn mid_byte(&mut self, b: u8, sink: &mut Vec<u8>) {
         match b {
             b'\r' => self.state = State::MidCr,
             b'\n' => {
-                self.bare_lf = true;
+                self.bare_newline = true;
                 self.emit(sink, b"\r\n");
                 self.state = State::LineStart { crlf: false };
             }
@@ -208,8 +224,21 @@ mod tests {
         // SMTP smuggling: "\n.\n" and "\n.\r\n" must not terminate.
         let (msg, fed, r) = read_all(b"a\n.\nMAIL FROM:<x@y>\n\n.\r\nb\r\n.\r\n", 1000);
         assert!(fed.done);
-        assert!(r.saw_bare_lf());
+        assert!(r.saw_bare_newline());
         assert_eq!(msg, b"a\r\n\r\nMAIL FROM:<x@y>\r\n\r\n\r\nb\r\n");
+    }
+
+    #[test]
+    fn bare_cr_is_normalized_and_never_ends_data() {
+        // SMTP smuggling with CR: "\r.\r" and "\r.\r\n" must not terminate, and no bare CR
+        // is relayed (upstream could take "CR . CR" as the end).
+        let (msg, fed, r) = read_all(b"a\r.\rMAIL FROM:<x@y>\r\r\n.\rb\r\n.\r\n", 1000);
+        assert!(fed.done);
+        assert!(r.saw_bare_newline());
+        assert_eq!(msg, b"a\r\n\r\nMAIL FROM:<x@y>\r\n\r\n\r\nb\r\n");
+        let (msg, fed, _) = read_all(b"x\r\r.\r\ny\r\n.\r\n", 1000);
+        assert!(fed.done);
+        assert_eq!(msg, b"x\r\n\r\n\r\ny\r\n");
     }
 
     #[test]
@@ -296,9 +325,10 @@ mod tests {
             prop_assert!(sink.len() <= limit);
             prop_assert!(fed.consumed <= input.len());
             if !r.overflowed() {
-                // every LF in the output is preceded by CR
+                // every LF in the output is preceded by CR, every CR followed by LF
                 for (i, &b) in sink.iter().enumerate() {
                     if b == b'\n' { prop_assert!(i > 0 && sink[i-1] == b'\r'); }
+                    if b == b'\r' { prop_assert_eq!(sink.get(i + 1), Some(&b'\n')); }
                 }
             }
         }
