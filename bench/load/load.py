@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import statistics
 import subprocess
 import sys
@@ -67,7 +68,8 @@ async def smtp_reply(r):
             return int(lines[-1][:3]), "\n".join(lines)
 
 
-async def smtp_client(i, port, user, stop, stats, think):
+async def smtp_client(i, port, user, stop, stats, think, rcpt=None):
+    rcpt = rcpt or user
     while not stop.is_set():
         try:
             r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
@@ -77,10 +79,10 @@ async def smtp_client(i, port, user, stop, stats, think):
             n = 0
             while not stop.is_set():
                 n += 1
-                body = (f"From: {user}\r\nTo: {user}\r\nSubject: load {i}-{n}\r\n\r\n"
+                body = (f"From: {user}\r\nTo: {rcpt}\r\nSubject: load {i}-{n}\r\n\r\n"
                         + "x" * 900 + "\r\n").encode()
                 t0 = time.monotonic()
-                w.write(f"MAIL FROM:<{user}>\r\nRCPT TO:<{user}>\r\nDATA\r\n".encode())
+                w.write(f"MAIL FROM:<{user}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode())
                 for _ in range(3):
                     code, text = await asyncio.wait_for(smtp_reply(r), 120)
                     if code >= 400:
@@ -116,12 +118,17 @@ async def imap_cmd(r, w, tag, cmd):
             return line.split(b" ", 2)[1].decode()
 
 
-async def imap_client(i, port, stop, stats, think):
+async def imap_client(i, port, stop, stats, think, direct=None):
+    """Through the sidecar (LOGIN with any password), or with `direct` = (ssl context, user,
+    password) straight to dovecot over TLS: the baseline the proxied clients are compared with."""
     while not stop.is_set():
         try:
-            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 30)
+            tls = direct[0] if direct else None
+            r, w = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port, ssl=tls, server_hostname="localhost" if tls else None), 30)
             await asyncio.wait_for(r.readline(), 30)
-            if await asyncio.wait_for(imap_cmd(r, w, "l", "LOGIN app x"), 60) != "OK":
+            login = f'LOGIN "{direct[1]}" "{direct[2]}"' if direct else "LOGIN app x"
+            if await asyncio.wait_for(imap_cmd(r, w, "l", login), 60) != "OK":
                 stats.fail("imap login")
                 await asyncio.sleep(1)
                 continue
@@ -187,38 +194,46 @@ async def sampler(pid, stop, samples, t_start, every):
             pass
 
 
-async def probe(port, user, seconds):
+async def probe(port, user, seconds, rcpt):
     """One SMTP client measured alone: the latency others see."""
     stats = Stats()
     stop = asyncio.Event()
-    task = asyncio.create_task(smtp_client(-1, port, user, stop, stats, 0.2))
+    task = asyncio.create_task(smtp_client(-1, port, user, stop, stats, 0.2, rcpt))
     await asyncio.sleep(seconds)
     stop.set()
     await asyncio.wait([task], timeout=130)
     return stats
 
 
-async def run(opts, ports, pid, user):
+async def run(opts, ports, pid, peers):
     smtp_port, imap_port = ports
+    user, rcpt = peers["PEERS_USER"], peers["PEERS_SINK_USER"]
     t_start = time.monotonic()
     stop, stop_sampler = asyncio.Event(), asyncio.Event()
     samples = []
-    smtp_stats, imap_stats = Stats(), Stats()
+    smtp_stats, imap_stats, direct_stats = Stats(), Stats(), Stats()
     sampler_task = asyncio.create_task(sampler(pid, stop_sampler, samples, t_start, opts.sample_every))
-    tasks = [asyncio.create_task(smtp_client(i, smtp_port, user, stop, smtp_stats, opts.think))
+    # Mail goes to another user than the one IMAP reads: the INBOX under test stays the same
+    # size, so IMAP latency is not dovecot indexing thousands of new deliveries.
+    tasks = [asyncio.create_task(smtp_client(i, smtp_port, user, stop, smtp_stats, opts.think, rcpt))
              for i in range(opts.smtp)]
     tasks += [asyncio.create_task(imap_client(i, imap_port, stop, imap_stats, opts.think))
               for i in range(opts.imap)]
+    tls = ssl.create_default_context(cafile=peers["PEERS_CA_PEM"])
+    direct = (tls, user, peers["PEERS_PASSWORD"])
+    tasks += [asyncio.create_task(imap_client(i, int(peers["PEERS_IMAP_TLS_PORT"]), stop, direct_stats,
+                                              opts.think, direct))
+              for i in range(opts.imap_direct)]
     # Slowloris phase in the last part of the run: measure a probe before and during.
     main_phase = max(opts.duration - 2 * opts.probe_seconds, opts.duration / 2)
     await asyncio.sleep(max(0, main_phase))
-    before = await probe(smtp_port, user, opts.probe_seconds)
+    before = await probe(smtp_port, user, opts.probe_seconds, rcpt)
     loris_stop = asyncio.Event()
     counter = [0, 0]
     lorises = [asyncio.create_task(slowloris(p, True, loris_stop, counter))
                for p in [smtp_port] * (opts.slowloris // 2) + [imap_port] * (opts.slowloris - opts.slowloris // 2)]
     await asyncio.sleep(2)
-    during = await probe(smtp_port, user, opts.probe_seconds)
+    during = await probe(smtp_port, user, opts.probe_seconds, rcpt)
     imap_ok_before_stop = imap_stats.ok
     stop.set()
     loris_stop.set()
@@ -230,6 +245,7 @@ async def run(opts, ports, pid, user):
         "elapsed_s": round(elapsed, 1),
         "smtp": summarize(smtp_stats, elapsed),
         "imap": summarize(imap_stats, elapsed),
+        "imap_direct_baseline": summarize(direct_stats, elapsed),
         "slowloris": {
             "connections": opts.slowloris, "held_open": counter[0], "dropped": counter[1],
             "probe_before": summarize(before, opts.probe_seconds),
@@ -271,6 +287,8 @@ def main():
     ap.add_argument("--duration", type=float, default=300)
     ap.add_argument("--smtp", type=int, default=200)
     ap.add_argument("--imap", type=int, default=200)
+    ap.add_argument("--imap-direct", type=int, default=20,
+                    help="IMAP clients straight to dovecot in the same run (latency baseline)")
     ap.add_argument("--think", type=float, default=1.0, help="pause per client between operations (s)")
     ap.add_argument("--slowloris", type=int, default=50)
     ap.add_argument("--probe-seconds", type=float, default=20)
@@ -310,7 +328,7 @@ def main():
                 time.sleep(0.1)
             if not ports:
                 raise SystemExit(f"sidecar did not start: {log.read_text()[-2000:]}")
-            result = asyncio.run(run(opts, ports, proc.pid, peers["PEERS_USER"]))
+            result = asyncio.run(run(opts, ports, proc.pid, peers))
         finally:
             proc.terminate()
             try:
@@ -321,9 +339,14 @@ def main():
     warm = [x for x in s if x["t"] >= 60] or s
     result["rss_kib"] = {"first": s[0]["rss_kib"], "after_warmup_min": min(x["rss_kib"] for x in warm),
                          "after_warmup_max": max(x["rss_kib"] for x in warm), "last": s[-1]["rss_kib"]}
+    # Growth after warm-up, while the client count is constant (before the slowloris phase).
+    steady = [x for x in warm if x["t"] <= max(opts.duration - 2 * opts.probe_seconds, opts.duration / 2)]
+    if len(steady) >= 2:
+        slope = statistics.linear_regression([x["t"] for x in steady], [x["rss_kib"] for x in steady]).slope
+        result["rss_kib"]["steady_slope_kib_per_min"] = round(slope * 60, 1)
     result["fds"] = {"max": max(x["fds"] for x in s), "last": s[-1]["fds"]}
     result["sidecar"] = opts.sidecar
-    result["config"] = {k: getattr(opts, k) for k in ("duration", "smtp", "imap", "think", "slowloris", "pool_size")}
+    result["config"] = {k: getattr(opts, k) for k in ("duration", "smtp", "imap", "imap_direct", "think", "slowloris", "pool_size")}
     if opts.json:
         Path(opts.json).write_text(json.dumps(result, indent=1))
     short = {k: v for k, v in result.items() if k != "samples"}

@@ -20,6 +20,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// types; this covers the copies that dependencies make and free without zeroizing (lettre's
 /// `Credentials` and AUTH line, base64 encodings, TLS plaintext buffers). Checked by
 /// e2e/hygiene/check-memory.py; the cost is measured in bench/smtp.
+// `bench-plain-allocator` exists only so bench/smtp can measure this allocator's cost against
+// the plain one in the same run; images and the chart never build it.
+#[cfg(not(feature = "bench-plain-allocator"))]
 #[global_allocator]
 static ALLOCATOR: secmem_alloc::zeroizing_alloc::ZeroizeAlloc<std::alloc::System> =
     secmem_alloc::zeroizing_alloc::ZeroizeAlloc::new(std::alloc::System);
