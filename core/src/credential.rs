@@ -36,6 +36,20 @@ impl UsableCredential {
 #[async_trait]
 pub trait CredentialSource: Send + Sync {
     async fn credential(&self) -> Result<Arc<UsableCredential>, Error>;
+
+    /// What is known without decrypting: lets a front-end answer EHLO or write an audit line
+    /// without waiting for KMS. `None` when nothing is loaded (or the source cannot tell).
+    fn outline(&self) -> Option<CredentialOutline> {
+        None
+    }
+}
+
+/// The non-secret part of the loaded MailCredential.
+#[derive(Debug, Clone)]
+pub struct CredentialOutline {
+    /// `namespace/name`, as [`UsableCredential::id`].
+    pub id: String,
+    pub policy: Policy,
 }
 
 /// Parses one MailCredential from YAML (a `kubectl mailcred seal` output or a manifest).

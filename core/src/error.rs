@@ -22,6 +22,14 @@ pub enum Error {
     #[error("invalid MailCredential: {0}")]
     InvalidSpec(String),
 
+    #[error(
+        "the MailCredential has not been loaded yet; check that it exists and that the sidecar's ServiceAccount may get and watch it"
+    )]
+    NotLoaded,
+
+    #[error("the MailCredential {id} was deleted; nothing is sent with it until it is re-created")]
+    Deleted { id: String },
+
     #[error("invalid password: {0}")]
     InvalidPassword(String),
 
@@ -40,6 +48,8 @@ impl Error {
             Error::Malformed { .. } => "malformed",
             Error::SealedSecretMismatch => "sealed_secret_mismatch",
             Error::InvalidSpec(_) => "invalid_spec",
+            Error::NotLoaded => "credential_not_loaded",
+            Error::Deleted { .. } => "credential_deleted",
             Error::InvalidPassword(_) => "invalid_password",
             Error::Kms(e) => e.metric_label(),
             Error::Crypto(_) => "crypto",

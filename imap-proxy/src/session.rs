@@ -449,15 +449,12 @@ impl<'a> Session<'a> {
         {
             Ok(Ok(cred)) => cred,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "IMAP login: credential unavailable");
+                let label = e.metric_label();
+                tracing::warn!(error = %e, label, "IMAP login: credential unavailable");
                 self.deny("LOGIN", "credential_unavailable", None);
-                reply(
-                    &mut self.app,
-                    tag,
-                    "NO",
-                    "[UNAVAILABLE] Credential unavailable; try again later",
-                )
-                .await?;
+                let text =
+                    format!("[UNAVAILABLE] Credential unavailable ({label}); try again later");
+                reply(&mut self.app, tag, "NO", &text).await?;
                 return Ok(None);
             }
             Err(_) => {

@@ -344,7 +344,13 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
         }
     }
 
+    /// The SIZE to advertise: the policy's limit, read from the loaded resource without
+    /// decrypting (the sidecar's source), so that EHLO never waits for KMS. A source without
+    /// an outline is asked for the credential once.
     async fn advertised_size(&self) -> u64 {
+        if let Some(outline) = self.shared.source.outline() {
+            return outline.policy.smtp.max_message_bytes;
+        }
         let known = self.shared.advertised_size();
         if known != 0 {
             return known;
@@ -359,28 +365,29 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
         }
     }
 
-    async fn credential(&self) -> Result<Arc<UsableCredential>, Reply> {
+    /// The decrypted credential, or the reply to give and the reason (a metric label) to audit.
+    async fn credential(&self) -> Result<Arc<UsableCredential>, (Reply, &'static str)> {
         let fetch = self.shared.source.credential();
         match tokio::time::timeout(self.shared.config.credential_timeout, fetch).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, label = e.metric_label(), "credential unavailable");
-                Err(Reply::new(
+                let label = e.metric_label();
+                tracing::warn!(error = %e, label, "credential unavailable");
+                let reply = Reply::new(
                     454,
                     "4.7.0",
-                    format!(
-                        "credential unavailable ({}); try again later",
-                        e.metric_label()
-                    ),
-                ))
+                    format!("credential unavailable ({label}); try again later"),
+                );
+                Err((reply, label))
             }
             Err(_) => {
                 tracing::warn!("credential source did not answer in time");
-                Err(Reply::new(
+                let reply = Reply::new(
                     451,
                     "4.4.3",
                     "credential unavailable (timeout); try again later",
-                ))
+                );
+                Err((reply, "credential_timeout"))
             }
         }
     }
@@ -404,16 +411,9 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
         let started = Instant::now();
         let credential = match self.credential().await {
             Ok(c) => c,
-            Err(reply) => {
+            Err((reply, reason)) => {
                 self.count("temporary_failure");
-                self.audit_refusal(
-                    address,
-                    0,
-                    0,
-                    "temporary_failure",
-                    Some("credential"),
-                    started,
-                );
+                self.audit_refusal(address, 0, 0, "temporary_failure", Some(reason), started);
                 return reply;
             }
         };
@@ -813,8 +813,14 @@ impl<'a, D: Deliver, S: AsyncRead + AsyncWrite + Unpin> Session<'a, D, S> {
         reason: Option<&str>,
         started: Instant,
     ) {
+        let id = self
+            .shared
+            .source
+            .outline()
+            .map(|o| o.id)
+            .unwrap_or_default();
         self.audit_line(
-            "",
+            &id,
             sender,
             recipients,
             0,

@@ -455,7 +455,10 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     for _ in 0..4 {
         let Some(s) = source else { break };
         let part = s.to_string();
-        if !text.contains(&part) {
+        if part.starts_with(&text) {
+            // The source repeats this error's text and adds to it.
+            text = part;
+        } else if !text.contains(&part) {
             text.push_str(": ");
             text.push_str(&part);
         }

@@ -723,6 +723,56 @@ async fn credential_failure_is_a_temporary_454_with_the_reason() {
     );
 }
 
+/// KMS hanging on a fresh sidecar: EHLO answers at once with the policy's SIZE (read
+/// without decrypting); only MAIL waits, and gets a temporary failure when the wait is over.
+#[tokio::test]
+async fn ehlo_does_not_wait_for_the_credential() {
+    struct Hanging;
+    #[async_trait]
+    impl CredentialSource for Hanging {
+        async fn credential(&self) -> Result<Arc<UsableCredential>, Error> {
+            std::future::pending().await
+        }
+        fn outline(&self) -> Option<mailcred_core::credential::CredentialOutline> {
+            let mut policy = Policy::default();
+            policy.smtp.max_message_bytes = 4321;
+            Some(mailcred_core::credential::CredentialOutline {
+                id: "ns/mail".into(),
+                policy,
+            })
+        }
+    }
+    let config = RelayConfig {
+        credential_timeout: Duration::from_millis(300),
+        ..RelayConfig::default()
+    };
+    let relay = SmtpRelay::with_upstream(
+        config,
+        Arc::new(Hanging),
+        RelayMetrics::unregistered(),
+        Recorder::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(relay.serve(listener, shutdown.clone()));
+    let _stop = shutdown.drop_guard();
+    let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
+    let mut c = Client {
+        r: BufReader::new(r),
+        w,
+    };
+    assert!(c.reply().await.starts_with("220 "));
+    // The bound only turns a hang into a failure; the credential timeout (300 ms) would
+    // fire first if EHLO asked for the credential, and the reply would not carry SIZE 4321.
+    let ehlo = tokio::time::timeout(Duration::from_secs(10), c.cmd("EHLO a"))
+        .await
+        .expect("EHLO answered");
+    assert!(ehlo.contains("SIZE 4321"), "{ehlo}");
+    let r = c.cmd("MAIL FROM:<app@example.test>").await;
+    assert!(r.starts_with("451 4.4.3"), "{r}");
+}
+
 /// Audit lines: one per message, JSON, with the facts and without the password or content.
 #[tokio::test]
 async fn audit_line_per_message_without_secret_or_content() {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mailcred_core::crd::MailCredential;
-use mailcred_core::credential::{CredentialSource, UsableCredential};
+use mailcred_core::credential::{CredentialOutline, CredentialSource, UsableCredential};
 use mailcred_core::kms::KmsProvider;
 use mailcred_core::{CredentialBinding, Error, KmsError, envelope};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -98,6 +98,8 @@ pub struct CachedCredentialSource {
     service_account: Option<String>,
     // An async mutex: concurrent first requests wait for one decrypt instead of each calling KMS.
     cache: Mutex<Option<Cached>>,
+    /// `namespace/name` of the last resource seen: tells "deleted" from "not loaded yet".
+    last_seen: std::sync::Mutex<Option<String>>,
     metrics: SourceMetrics,
 }
 
@@ -116,6 +118,7 @@ impl CachedCredentialSource {
             kms_timeout: Duration::from_secs(20),
             service_account,
             cache: Mutex::new(None),
+            last_seen: std::sync::Mutex::new(None),
             metrics,
         }
     }
@@ -125,17 +128,58 @@ impl CachedCredentialSource {
         self.feed.borrow().is_some()
     }
 
-    /// Drops the plaintext once the TTL has passed (called periodically by the runtime, so
-    /// an unused password does not outlive the TTL waiting for the next request).
+    /// Drops the plaintext once the TTL has passed, the resource was deleted, or its secret
+    /// was re-sealed (called periodically by the runtime, so an unused password does not
+    /// outlive any of these waiting for the next request).
     pub async fn expire(&self) {
+        let current = self.current();
         let mut cache = self.cache.lock().await;
-        if cache
+        let Some(cached) = cache.as_ref() else {
+            return;
+        };
+        let why = if cached.decrypted_at.elapsed() >= self.ttl {
+            "its TTL passed"
+        } else if current.is_none() {
+            "the MailCredential was deleted"
+        } else if current
             .as_ref()
-            .is_some_and(|c| c.decrypted_at.elapsed() >= self.ttl)
+            .is_some_and(|r| !same_secret(&cached.resource, r))
         {
-            *cache = None;
-            self.metrics.cache_expiries.inc();
-            tracing::debug!("decrypted credential dropped after its TTL");
+            "the MailCredential was re-sealed"
+        } else {
+            return;
+        };
+        *cache = None;
+        self.metrics.cache_expiries.inc();
+        tracing::debug!("decrypted credential dropped: {why}");
+    }
+
+    /// The resource now in the feed, remembering its id for [`Error::Deleted`].
+    fn current(&self) -> Option<Arc<MailCredential>> {
+        let resource = self.feed.borrow().clone();
+        if let Some(r) = &resource {
+            let id = format!(
+                "{}/{}",
+                r.metadata.namespace.as_deref().unwrap_or_default(),
+                r.metadata.name.as_deref().unwrap_or_default()
+            );
+            let mut last = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_deref() != Some(id.as_str()) {
+                *last = Some(id);
+            }
+        }
+        resource
+    }
+
+    fn missing(&self) -> Error {
+        match self
+            .last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            Some(id) => Error::Deleted { id },
+            None => Error::NotLoaded,
         }
     }
 
@@ -217,10 +261,21 @@ fn same_secret(a: &MailCredential, b: &MailCredential) -> bool {
 
 #[async_trait]
 impl CredentialSource for CachedCredentialSource {
+    fn outline(&self) -> Option<CredentialOutline> {
+        let resource = self.current()?;
+        let id = self
+            .last_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        Some(CredentialOutline {
+            id,
+            policy: resource.spec.policy.clone(),
+        })
+    }
+
     async fn credential(&self) -> Result<Arc<UsableCredential>, Error> {
-        let resource = self.feed.borrow().clone().ok_or_else(|| {
-            Error::InvalidSpec("the MailCredential has not been loaded yet (file or API)".into())
-        })?;
+        let resource = self.current().ok_or_else(|| self.missing())?;
         let mut cache = self.cache.lock().await;
         if let Some(c) = cache.as_ref()
             && c.decrypted_at.elapsed() < self.ttl

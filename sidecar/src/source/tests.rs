@@ -213,7 +213,62 @@ async fn deleted_resource_refuses() {
         None,
     );
     assert!(s.loaded());
+    let first = Arc::downgrade(&s.credential().await.unwrap());
     tx.send(None).unwrap();
     assert!(!s.loaded());
-    assert!(s.credential().await.is_err());
+    let err = s.credential().await.unwrap_err();
+    assert_eq!(err.metric_label(), "credential_deleted");
+    assert!(err.to_string().contains("ns/mail was deleted"), "{err}");
+    // The plaintext goes at the next expiry tick, not at the end of the TTL (60 s here).
+    s.expire().await;
+    assert!(first.upgrade().is_none(), "deleted credential still cached");
+}
+
+#[tokio::test]
+async fn nothing_loaded_is_not_reported_as_deleted() {
+    // A source whose feed never had a resource.
+    let (_empty_tx, empty) = watch::channel(None);
+    let fresh = CachedCredentialSource::new(
+        empty,
+        Arc::new(KmsProviders::default()),
+        Duration::from_secs(60),
+        None,
+        SourceMetrics::default(),
+    );
+    let err = fresh.credential().await.unwrap_err();
+    assert_eq!(err.metric_label(), "credential_not_loaded");
+    assert!(fresh.outline().is_none());
+}
+
+#[tokio::test]
+async fn outline_needs_no_decrypt() {
+    let kms = LocalKms::generate().unwrap();
+    let mut resource = sealed_resource(&kms, "mail", "pw").await;
+    resource.spec.policy.smtp.max_message_bytes = 12345;
+    let (s, _tx, m) = source(&kms, resource, Duration::from_secs(60), None);
+    let outline = s.outline().unwrap();
+    assert_eq!(outline.id, "ns/mail");
+    assert_eq!(outline.policy.smtp.max_message_bytes, 12345);
+    assert_eq!(decrypts(&m, "ok"), 0);
+}
+
+#[tokio::test]
+async fn resealed_secret_drops_the_old_plaintext_without_a_request() {
+    let kms = LocalKms::generate().unwrap();
+    let (s, tx, _m) = source(
+        &kms,
+        sealed_resource(&kms, "mail", "old-pw").await,
+        Duration::from_secs(60),
+        None,
+    );
+    let old = Arc::downgrade(&s.credential().await.unwrap());
+    tx.send(Some(Arc::new(
+        sealed_resource(&kms, "mail", "new-pw").await,
+    )))
+    .unwrap();
+    s.expire().await;
+    assert!(
+        old.upgrade().is_none(),
+        "re-sealed: old plaintext still cached"
+    );
 }
