@@ -66,6 +66,9 @@ if [[ -x e2e/local/run.sh ]]; then
   e2e/local/run.sh "$run_dir/e2e"
 fi
 
+step "fault injection: KMS slow/erroring, resets mid-DATA/mid-literal, expired cert, re-seal, deletion"
+e2e/faults/run.sh "$run_dir/faults" --strict
+
 step "secret hygiene: the sidecar's memory holds the password only while cached"
 e2e/hygiene/check-memory.py --sidecar target/debug/mailcred-sidecar \
   --plugin target/debug/kubectl-mailcred
