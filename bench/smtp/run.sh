@@ -11,7 +11,9 @@
 # Usage (root; e2e/peers/install.sh done): bench/smtp/run.sh
 # Env: N, C, MAILCRED_PEERS_ENV (use running peers; otherwise started here), PEERS_SCRIPTS
 # (default <repo>/e2e/peers), SIDECAR_BIN (default target/release/mailcred-sidecar, built if
-# missing), KEEP=1 keeps the work dir.
+# missing), KEEP=1 keeps the work dir. SIDECAR_BIN_B: a second sidecar build (e.g. with
+# `--features bench-plain-allocator`) measured on paths (a) and (e) in the same run, interleaved
+# with the first, to compare builds as a ratio.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -45,12 +47,21 @@ printf '%s\n' "$PEERS_PASSWORD" >"$work/pw"; chmod 600 "$work/pw"
 seal keygen "$work/key"
 seal "$work/key" "$PEERS_HOST" "$PEERS_SMTP_STARTTLS_PORT" starttls "$PEERS_CA_PEM" "$PEERS_USER" <"$work/pw" >"$work/cred.json"
 
-"$bin" --credential-file "$work/cred.json" --local-key-file "$work/key" --no-aws \
-  --smtp-listen 127.0.0.1:0 --imap-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream-pool-size "$C" \
-  --max-connections 512 >"$work/sidecar.log" 2>&1 &
-sidecar=$!; pids+=("$sidecar")
-for _ in $(seq 200); do grep -q 'mailcred sidecar serving' "$work/sidecar.log" && break; sleep 0.05; done
-port="$(grep -o '"smtp":"127.0.0.1:[0-9]*"' "$work/sidecar.log" | head -1 | grep -o '[0-9]*"$' | tr -d '"')"
+start_sidecar() { # BIN LOG -> sets started_pid, started_port
+  "$1" --credential-file "$work/cred.json" --local-key-file "$work/key" --no-aws \
+    --smtp-listen 127.0.0.1:0 --imap-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream-pool-size "$C" \
+    --max-connections 512 >"$2" 2>&1 &
+  started_pid=$!; pids+=("$started_pid")
+  for _ in $(seq 200); do grep -q 'mailcred sidecar serving' "$2" && break; sleep 0.05; done
+  started_port="$(grep -o '"smtp":"127.0.0.1:[0-9]*"' "$2" | head -1 | grep -o '[0-9]*"$' | tr -d '"')"
+}
+start_sidecar "$bin" "$work/sidecar.log"
+sidecar=$started_pid; port=$started_port
+port_b=""
+if [[ -n "${SIDECAR_BIN_B:-}" ]]; then
+  start_sidecar "$SIDECAR_BIN_B" "$work/sidecar-b.log"
+  port_b=$started_port
+fi
 rss() { awk '/VmRSS/{print $2}' "/proc/$sidecar/status"; }
 rss_start=$(rss)
 
@@ -73,13 +84,17 @@ load() {
 load --mode plain --port "$port" -n 40 -c "$C" --label warm-sidecar >/dev/null
 load --mode direct --port "$PEERS_SMTP_STARTTLS_PORT" -n 40 -c "$C" --label warm-direct >/dev/null
 load --mode plain --port "$relay_port" -n 40 -c "$C" --label warm-relay >/dev/null
+[[ -z "$port_b" ]] || load --mode plain --port "$port_b" -n 40 -c "$C" --label warm-sidecar-b >/dev/null
 rss_idle=$(rss)
 
 a=$(load --mode plain --port "$port" -n "$N" -c "$C" --label sidecar)
+ab='""'; eb='""'
+[[ -z "$port_b" ]] || ab=$(load --mode plain --port "$port_b" -n "$N" -c "$C" --label sidecar-b)
 b=$(load --mode direct --port "$PEERS_SMTP_STARTTLS_PORT" -n "$N" -c "$C" --label direct)
 c=$(load --mode plain --port "$relay_port" -n "$N" -c "$C" --label relay)
 d=$(load --mode pooled --port "$PEERS_SMTP_STARTTLS_PORT" -n "$N" -c "$C" --label pooled)
 e=$(load --mode plain-pooled --port "$port" -n "$N" -c "$C" --label sidecar-reused)
+[[ -z "$port_b" ]] || eb=$(load --mode plain-pooled --port "$port_b" -n "$N" -c "$C" --label sidecar-b-reused)
 rss_after=$(rss)
 
 # 100 connections held in the middle of DATA.
@@ -90,7 +105,7 @@ echo go >&"${HOLD[1]}"
 read -r held_ok <&"${HOLD[0]}"
 rss_100_after=$(rss)
 
-python3 - "$a" "$b" "$c" "$d" "$e" "$rss_start" "$rss_idle" "$rss_after" "$rss_100" "$rss_100_after" "$held_ok" "$N" "$C" <<'PY'
+python3 - "$a" "$b" "$c" "$d" "$e" "$rss_start" "$rss_idle" "$rss_after" "$rss_100" "$rss_100_after" "$held_ok" "$N" "$C" "$ab" "$eb" <<'PY'
 import json, sys
 a, b, c, d, e = (json.loads(x) for x in sys.argv[1:6])
 rs, ri, ra, r100, r100a = (int(x) / 1024 for x in sys.argv[6:11])
@@ -107,5 +122,11 @@ print(f"added latency, sidecar (app connection reused) - upstream pooled: p50 {e
 print(f"  (a) opens a new app connection per message: p50 {a['p50_ms'] - d['p50_ms']:.2f} ms, p99 {a['p99_ms'] - d['p99_ms']:.2f} ms over (d)")
 print(f"sidecar RSS: {rs:.1f} MiB at start, {ri:.1f} MiB idle after warm-up (target <= 6), {ra:.1f} MiB after the runs, "
       f"{r100:.1f} MiB with 100 connections mid-DATA (target <= 24), {r100a:.1f} MiB after they finished ({held_ok}/100 got 250)")
-print(json.dumps({"sidecar": a, "direct": b, "relay": c, "pooled": d, "sidecar_reused": e}), file=sys.stderr)
+ab, eb = json.loads(sys.argv[14]), json.loads(sys.argv[15])
+if ab:
+    print(f"\nsecond build (SIDECAR_BIN_B), same run: (a) {ab['msgs_per_s']} msgs/s p50 {ab['p50_ms']} p99 {ab['p99_ms']}; "
+          f"(e) {eb['msgs_per_s']} msgs/s p50 {eb['p50_ms']} p99 {eb['p99_ms']}")
+    print(f"first / second build throughput: (a) {a['msgs_per_s'] / ab['msgs_per_s']:.3f}x, (e) {e['msgs_per_s'] / eb['msgs_per_s']:.3f}x")
+print(json.dumps({"sidecar": a, "direct": b, "relay": c, "pooled": d, "sidecar_reused": e,
+                  "sidecar_b": ab or None, "sidecar_b_reused": eb or None}), file=sys.stderr)
 PY
