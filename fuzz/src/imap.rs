@@ -181,7 +181,7 @@ fn fixture() -> &'static Fixture {
             let config = ImapProxyConfig {
                 login_timeout: Duration::from_secs(2),
                 upstream_timeout: Duration::from_secs(2),
-                app_io_timeout: Duration::from_secs(1),
+                app_io_timeout: Duration::from_millis(200),
                 idle_timeout: Duration::from_secs(5),
                 max_line_bytes: 1024,
                 max_inline_literal_bytes: 2048,
@@ -291,6 +291,12 @@ pub fn imap_response_session(data: &[u8]) -> Vec<u8> {
             let mut out = Vec::new();
             out.extend_from_slice(b"a0 LOGIN app x\r\na1 NOOP\r\n");
             out.extend_from_slice(app_part);
+            // A last line without its CRLF would make every such input wait out the
+            // application timeout (the write side stays open); partial lines are the
+            // imap_command target's job. This one is about what upstream sends.
+            if !out.ends_with(b"\n") {
+                out.extend_from_slice(b"\r\n");
+            }
             let writer = async move {
                 let _ = w.write_all(&out).await;
                 // Keep the write side open: the session must end because upstream did.

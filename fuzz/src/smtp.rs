@@ -142,22 +142,28 @@ pub fn smtp_session_delivered(data: &[u8]) -> usize {
             );
         }
         assert!(message.len() as u64 <= MAX_MESSAGE, "{}", message.len());
-        assert_no_bare_lf(&message);
+        assert_no_bare_newline(&message);
     }
     count
 }
 
-fn assert_no_bare_lf(message: &[u8]) {
+/// Every LF follows a CR and every CR precedes an LF: an upstream cannot find a line end
+/// (and so an end marker) that the relay did not see.
+fn assert_no_bare_newline(message: &[u8]) {
     for (i, &b) in message.iter().enumerate() {
         assert!(
             b != b'\n' || (i > 0 && message[i - 1] == b'\r'),
             "bare LF at {i} in a relayed message"
         );
+        assert!(
+            b != b'\r' || message.get(i + 1) == Some(&b'\n'),
+            "bare CR at {i} in a relayed message"
+        );
     }
 }
 
 /// Any bytes as DATA content (first byte: size limit, second: read size). Reading in one
-/// piece and in chunks must agree; the stored copy stays within the limit and has no bare LF.
+/// piece and in chunks must agree; the stored copy stays within the limit and has no bare LF or CR.
 pub fn smtp_data(data: &[u8]) {
     let (limit, rest) = match data.split_first() {
         Some((b, rest)) => (16 + usize::from(*b) * 8, rest),
@@ -201,6 +207,6 @@ pub fn smtp_data(data: &[u8]) {
         assert!(whole_sink.is_empty());
     } else {
         assert_eq!(whole.size(), whole_sink.len() as u64);
-        assert_no_bare_lf(&whole_sink);
+        assert_no_bare_newline(&whole_sink);
     }
 }
