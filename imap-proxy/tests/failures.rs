@@ -17,7 +17,7 @@ async fn kms_failure_gives_no_unavailable() {
     let r = c.cmd("a1", "LOGIN app anything").await;
     assert_eq!(
         last(&r),
-        "a1 NO [UNAVAILABLE] Credential unavailable; try again later"
+        "a1 NO [UNAVAILABLE] Credential unavailable (kms_unreachable); try again later"
     );
     // The session goes on: the application may try again.
     let r = c.cmd("a2", "NOOP").await;
