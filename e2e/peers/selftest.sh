@@ -12,13 +12,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 venv="${PEERS_VENV:-$repo/.venv}"
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-source "$here/lib.sh"
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); printf 'PASS %s\n' "$1"; }
-fail() { failed=$((failed + 1)); printf 'FAIL %s: %s\n' "$1" "$2"; }
+# shellcheck source-path=SCRIPTDIR source=../lib/common.sh
+source "$here/../lib/common.sh"
 
 "$here/install.sh"
 
@@ -27,7 +22,7 @@ stopped=0
 finish() {
   local rc=$?
   if [[ $stopped -eq 0 ]]; then "$here/stop.sh" "$run_dir" >/dev/null 2>&1 || true; fi
-  if [[ $failed -gt 0 || $rc -ne 0 || -n "${PEERS_SELFTEST_KEEP:-}" ]]; then
+  if [[ $checks_failed -gt 0 || $rc -ne 0 || -n "${PEERS_SELFTEST_KEEP:-}" ]]; then
     log "kept $run_dir for its logs"
   else
     rm -rf "$run_dir"
@@ -40,14 +35,10 @@ if "$here/start.sh" "$run_dir"; then
   pass "start.sh brought up postfix, dovecot and moto in $(( $(now_ms) - t0 )) ms"
 else
   fail "start.sh" "peers did not start"
-  printf '%s passed, %s failed\n' "$passed" "$failed"
-  exit 1
+  checks_summary || exit 1
 fi
 
-set -a
-# shellcheck disable=SC1091 # written by start.sh at run time
-source "$run_dir/env"
-set +a
+load_peers_env "$run_dir/env"
 
 # ---- env file ------------------------------------------------------------------------------
 missing=()
@@ -296,5 +287,4 @@ else
   fail "stop.sh" "exit non-zero"
 fi
 
-printf '%s passed, %s failed\n' "$passed" "$failed"
-[[ $failed -eq 0 ]]
+checks_summary
