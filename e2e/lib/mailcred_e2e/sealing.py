@@ -49,3 +49,15 @@ def seal(out, *, user, password, kms, ca_file, smtp=None, imap=None, namespace, 
         raise SealError(f"seal failed: {r.stderr}")
     os.replace(f"{out}.tmp", out)
     return r.stdout + r.stderr
+
+
+def seal_for_peers_user(workdir, peers, namespace, plugin=PLUGIN):
+    """PEERS_USER's credential sealed with a new local key (no KMS): what a measurement that
+    must not wait on moto runs with. Returns (key file, credential file) in workdir."""
+    key = workdir / "local.key"
+    keygen(key, plugin=plugin)
+    cred = workdir / "mailcredential.yaml"
+    seal(cred, user=peers["PEERS_USER"], password=peers["PEERS_PASSWORD"], kms=f"local:{key}",
+         ca_file=peers["PEERS_CA_PEM"], smtp=smtp_endpoint(peers), imap=imap_endpoint(peers),
+         namespace=namespace, plugin=plugin)
+    return key, cred
