@@ -16,7 +16,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 env_file="${1:?usage: run.sh PEERS_ENV_FILE}"
-set -a; . "$env_file"; set +a
+# shellcheck source-path=SCRIPTDIR source=../../e2e/lib/common.sh
+source "$repo/e2e/lib/common.sh"
+load_peers_env "$env_file"
 work="$(mktemp -d /tmp/mailcred-bench-imap.XXXXXX)"
 chmod 755 "$work"
 pids=()
@@ -26,8 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
+wait_port() { wait_for_port "$1" 10 || { echo "port $1 not up" >&2; return 1; }; }
 
 user="$PEERS_SINK_USER"; pass="$PEERS_SINK_PASSWORD"; mailbox=Bench; count=1000
 maildir="$PEERS_MAILDIR_ROOT/$user/Maildir/.$mailbox"
@@ -60,7 +61,7 @@ MAILCRED_PEERS_ENV="$env_file" "$repo/target/release/examples/serve_peers" "$pla
 pids+=($!); plain_pid=$!
 wait_port "$plain_port"
 
-nginx_port=$(free_port); auth_port=$(free_port)
+nginx_port=$(free_port); auth_port=$(free_port "$nginx_port")
 module=/usr/lib/nginx/modules/ngx_mail_module.so
 cat > "$work/nginx.conf" <<NGX
 daemon off;

@@ -19,22 +19,16 @@ import json
 import os
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def read_env(path):
-    env = {}
-    for line in Path(path).read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            k, v = line.split("=", 1)
-            env[k.strip()] = v.strip().strip('"').strip("'")
-    return env
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e" / "lib"))
+from mailcred_e2e import PLUGIN, SIDECAR  # noqa: E402
+from mailcred_e2e import peers as peerlib  # noqa: E402
+from mailcred_e2e.sealing import seal_for_peers_user  # noqa: E402
+from mailcred_e2e.sidecar import Sidecar, file_source  # noqa: E402
 
 
 def pct(values, p):
@@ -264,26 +258,10 @@ def summarize(stats, seconds):
     }
 
 
-def seal(opts, peers, workdir):
-    key = workdir / "local.key"
-    subprocess.run([opts.plugin, "keygen", "-o", str(key)], check=True, capture_output=True)
-    cred = workdir / "cred.yaml"
-    subprocess.run(
-        [opts.plugin, "seal", "--name", "mail", "--namespace", "load",
-         "--username", peers["PEERS_USER"],
-         "--smtp", f"localhost:{peers['PEERS_SMTP_STARTTLS_PORT']}",
-         "--imap", f"localhost:{peers['PEERS_IMAP_TLS_PORT']}", "--imap-tls", "implicit",
-         "--ca-file", peers["PEERS_CA_PEM"], "--service-account", "app",
-         "--allowed-sender", peers["PEERS_USER"], "--allowed-recipient", "*@example.test",
-         "--allowed-mailbox", "INBOX", "--kms", f"local:{key}", "--password-stdin", "-o", str(cred)],
-        input=peers["PEERS_PASSWORD"] + "\n", check=True, capture_output=True, text=True)
-    return key, cred
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sidecar", default=str(REPO / "target/debug/mailcred-sidecar"))
-    ap.add_argument("--plugin", default=str(REPO / "target/debug/kubectl-mailcred"))
+    ap.add_argument("--sidecar", default=str(SIDECAR))
+    ap.add_argument("--plugin", default=str(PLUGIN))
     ap.add_argument("--duration", type=float, default=300)
     ap.add_argument("--smtp", type=int, default=200)
     ap.add_argument("--imap", type=int, default=200)
@@ -296,45 +274,24 @@ def main():
     ap.add_argument("--pool-size", type=int, default=8)
     ap.add_argument("--json", help="write the full result here")
     opts = ap.parse_args()
-    env_file = os.environ.get("MAILCRED_PEERS_ENV")
-    if not env_file:
-        raise SystemExit("MAILCRED_PEERS_ENV is not set (e2e/peers/start.sh DIR; DIR/env)")
-    peers = read_env(env_file)
+    peers = peerlib.from_environment()
     import resource
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
     with tempfile.TemporaryDirectory(prefix="mailcred-load-") as d:
         workdir = Path(d)
         os.chmod(workdir, 0o755)
-        key, cred = seal(opts, peers, workdir)
-        log = workdir / "sidecar.log"
+        key, cred = seal_for_peers_user(workdir, peers, "load", plugin=opts.plugin)
         conns = opts.smtp + opts.imap + opts.slowloris + 16
-        proc = subprocess.Popen(
-            [opts.sidecar, "--credential-file", str(cred), "--local-key-file", str(key), "--no-aws",
-             "--smtp-listen", "127.0.0.1:0", "--imap-listen", "127.0.0.1:0",
-             "--admin-listen", "127.0.0.1:0", "--max-connections", str(conns),
-             "--upstream-pool-size", str(opts.pool_size), "--pod", "load"],
-            stdout=open(log, "w"), stderr=subprocess.STDOUT, env={**os.environ, "RUST_LOG": "info"})
+        sidecar = Sidecar(workdir / "sidecar.log", file_source(cred, key), pod="load",
+                          env={**os.environ, "RUST_LOG": "info"}, binary=opts.sidecar,
+                          extra=["--max-connections", str(conns), "--upstream-pool-size", str(opts.pool_size)])
         try:
-            ports = None
-            for _ in range(300):
-                for line in log.read_text().splitlines():
-                    if "mailcred sidecar serving" in line:
-                        v = json.loads(line)
-                        f = v.get("fields", v)
-                        ports = (int(f["smtp"].rsplit(":", 1)[1]), int(f["imap"].rsplit(":", 1)[1]))
-                if ports or proc.poll() is not None:
-                    break
-                time.sleep(0.1)
-            if not ports:
-                raise SystemExit(f"sidecar did not start: {log.read_text()[-2000:]}")
-            result = asyncio.run(run(opts, ports, proc.pid, peers))
+            if not sidecar.wait_serving(30):
+                raise SystemExit(f"sidecar did not start: {sidecar.text()[-2000:]}")
+            result = asyncio.run(run(opts, (sidecar.smtp, sidecar.imap), sidecar.pid, peers))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            sidecar.stop(timeout=30)
     s = result["samples"]
     warm = [x for x in s if x["t"] >= 60] or s
     result["rss_kib"] = {"first": s[0]["rss_kib"], "after_warmup_min": min(x["rss_kib"] for x in warm),

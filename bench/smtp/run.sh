@@ -19,6 +19,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 N="${N:-2000}"; C="${C:-8}"
 scripts="${PEERS_SCRIPTS:-$repo/e2e/peers}"
+# shellcheck source-path=SCRIPTDIR source=../../e2e/lib/common.sh
+source "$repo/e2e/lib/common.sh"
 work="$(mktemp -d /tmp/mcbench.XXXXXX)"; chmod 755 "$work"
 pids=()
 cleanup() {
@@ -37,7 +39,7 @@ if [[ -z "${MAILCRED_PEERS_ENV:-}" ]]; then
 else
   env_file="$MAILCRED_PEERS_ENV"
 fi
-set -a; source "$env_file"; set +a
+load_peers_env "$env_file"
 
 bin="${SIDECAR_BIN:-$repo/target/release/mailcred-sidecar}"
 if [[ ! -x "$bin" ]]; then (cd "$repo" && cargo build --release -p mailcred-sidecar >&2); fi
@@ -65,7 +67,7 @@ fi
 rss() { awk '/VmRSS/{print $2}' "/proc/$sidecar/status"; }
 rss_start=$(rss)
 
-relay_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+relay_port="$(free_port "$port")"
 "$here/relay-postfix.sh" "$work/relay" "$relay_port" "$env_file" "$work/pw" >&2
 
 maildir="$PEERS_MAILDIR_ROOT/$PEERS_USER2/Maildir"

@@ -241,6 +241,12 @@ class TlsRecorder:
         with self.lock:
             self.context = ctx
 
+    def settled(self):
+        """True once every accepted connection's handshake has ended, completed or failed:
+        the server thread records the outcome after the client may already have acted on it."""
+        with self.lock:
+            return self.handshakes + len(self.handshake_errors) >= self.accepted
+
     def close(self):
         _rst(self.listener)
 

@@ -25,6 +25,8 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
+# shellcheck source-path=SCRIPTDIR source=../lib/common.sh
+source "$repo/e2e/lib/common.sh"
 here=e2e/kind
 cluster="${KIND_CLUSTER:-mailcred-e2e}"
 node_image="${KIND_NODE_IMAGE:-kindest/node:v1.33.1}"
@@ -37,8 +39,7 @@ mail_host=mail.mail-test.svc.cluster.local
 kms_local_port="${E2E_KMS_LOCAL_PORT:-14566}"
 started=$SECONDS
 
-log() { printf '\n==> %s\n' "$*"; }
-die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+step() { printf '\n==> %s\n' "$*"; }
 kc() { kubectl --context "$ctx" "$@"; }
 
 for tool in docker kind kubectl helm cargo openssl curl; do
@@ -49,8 +50,6 @@ docker info >/dev/null 2>&1 || die "no Docker engine reachable: the kind suite n
 work="$(mktemp -d "${TMPDIR:-/tmp}/mailcred-kind.XXXXXX")"
 chmod 700 "$work"
 port_forward_pid=""
-passed=0
-failed=0
 
 diagnostics() {
   local d="$work/diagnostics"
@@ -69,12 +68,12 @@ diagnostics() {
 cleanup() {
   local status=$?
   if [[ -n "$port_forward_pid" ]]; then kill "$port_forward_pid" 2>/dev/null || true; fi
-  if [[ $status -ne 0 || $failed -ne 0 ]]; then diagnostics || true; fi
+  if [[ $status -ne 0 || $checks_failed -ne 0 ]]; then diagnostics || true; fi
   if [[ "${E2E_KEEP:-0}" == 1 ]]; then
     echo "kept cluster $cluster (kind delete cluster --name $cluster) and $work"
   else
     kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
-    if [[ $status -eq 0 && $failed -eq 0 ]]; then rm -rf "$work"; fi
+    if [[ $status -eq 0 && $checks_failed -eq 0 ]]; then rm -rf "$work"; fi
   fi
 }
 trap cleanup EXIT
@@ -83,11 +82,9 @@ check() {
   local name="$1"
   shift
   if "$@" >"$work/check.out" 2>&1; then
-    passed=$((passed + 1))
-    printf 'PASS %s\n' "$name"
+    pass "$name"
   else
-    failed=$((failed + 1))
-    printf 'FAIL %s\n' "$name"
+    fail "$name"
     sed 's/^/    /' "$work/check.out" | tail -n 30
   fi
 }
@@ -114,14 +111,14 @@ eventually() {
 }
 
 # ---- cluster and images -------------------------------------------------------------------
-log "kind cluster $cluster ($node_image)"
+step "kind cluster $cluster ($node_image)"
 kind delete cluster --name "$cluster" >/dev/null 2>&1 || true
 kind create cluster --name "$cluster" --image "$node_image" --wait "${timeout_s}s"
 
-log "building images"
+step "building images"
 docker build -f images/Dockerfile --target operator -t "mailcred-operator:$tag" .
 docker build -f images/Dockerfile --target sidecar -t "mailcred-sidecar:$tag" .
-docker build -t "mailcred-e2e-mailserver:$tag" "$here/mailserver"
+docker build -f "$here/mailserver/Dockerfile" -t "mailcred-e2e-mailserver:$tag" e2e
 docker build -f "$here/moto/Dockerfile" -t "mailcred-e2e-moto:$tag" e2e
 docker pull -q "$app_image" >/dev/null
 for image in "mailcred-operator:$tag" "mailcred-sidecar:$tag" "mailcred-e2e-mailserver:$tag" "mailcred-e2e-moto:$tag" "$app_image"; do
@@ -135,23 +132,16 @@ echo "$sizes"
 if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then echo "$sizes" >>"$GITHUB_STEP_SUMMARY"; fi
 check "sidecar image is within ${size_budget_mb} MiB" test "$sidecar_bytes" -le $((size_budget_mb * 1048576))
 
-log "building kubectl-mailcred"
+step "building kubectl-mailcred"
 cargo build --locked -q -p kubectl-mailcred
 seal_bin="$repo/target/debug/kubectl-mailcred"
 
 # ---- upstream servers ----------------------------------------------------------------------
-log "mail server and KMS emulator in namespace mail-test"
+step "mail server and KMS emulator in namespace mail-test"
 tls="$work/tls"
 mkdir -p "$tls"
-openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-  -keyout "$tls/ca.key" -out "$tls/ca.pem" -days 2 -subj "/CN=mailcred kind e2e CA" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
-openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-  -keyout "$tls/tls.key" -out "$tls/tls.csr" -subj "/CN=$mail_host" 2>/dev/null
-printf '%s\n' "basicConstraints=critical,CA:FALSE" "extendedKeyUsage=serverAuth" \
-  "subjectAltName=DNS:$mail_host,DNS:mail.mail-test.svc,DNS:mail.mail-test" >"$tls/ext"
-openssl x509 -req -in "$tls/tls.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
-  -days 2 -extfile "$tls/ext" -out "$tls/tls.crt" 2>/dev/null
+make_test_pki "$tls" "mailcred kind e2e CA" "$mail_host" \
+  "DNS:$mail_host,DNS:mail.mail-test.svc,DNS:mail.mail-test" 2
 
 # The mailbox password: known to the mail server (its own user database) and typed once into
 # `kubectl mailcred seal`; it must never show up on the application's side.
@@ -170,12 +160,12 @@ printf '%s\n' "$password" >"$work/password"
 chmod 600 "$work/password" "$work/leak-patterns"
 
 kc create namespace mail-test
-kc -n mail-test create secret tls mail-tls --cert "$tls/tls.crt" --key "$tls/tls.key"
+kc -n mail-test create secret tls mail-tls --cert "$tls/server.pem" --key "$tls/server.key"
 kc -n mail-test create secret generic mail-users --from-file=users="$work/users"
 kc apply -f "$here/manifests/servers.yaml"
 
 # ---- mailcred ------------------------------------------------------------------------------
-log "helm install charts/mailcred"
+step "helm install charts/mailcred"
 # The sidecar reaches moto through AWS_ENDPOINT_URL (a sealed secret names no endpoint here, so
 # no trusted-endpoint list is needed); moto takes any credentials.
 helm install mailcred charts/mailcred --kube-context "$ctx" \
@@ -204,7 +194,7 @@ check "operator: patched caBundle of its MutatingWebhookConfiguration" eventuall
 check "mail server ready" kc -n mail-test rollout status deployment/mailserver --timeout "${timeout_s}s"
 check "moto ready" kc -n mail-test rollout status deployment/moto --timeout "${timeout_s}s"
 
-log "KMS key in moto, sealing through a port-forward"
+step "KMS key in moto, sealing through a port-forward"
 kc -n mail-test port-forward svc/moto "$kms_local_port:4566" >"$work/port-forward.log" 2>&1 &
 port_forward_pid=$!
 eventually curl -fsS -o /dev/null "http://127.0.0.1:$kms_local_port/moto-api/" \
@@ -248,7 +238,7 @@ check "mail-app may not read Secrets" \
   prints no auth can-i get secrets -n e2e-app --as "$sa:mail-app"
 
 # ---- the application -----------------------------------------------------------------------
-log "annotated application pod"
+step "annotated application pod"
 token="mailcred-kind-e2e-$(openssl rand -hex 6)"
 kc -n e2e-app create configmap app-script --from-file=app.py="$here/app.py"
 sed "s/@TOKEN@/$token/" "$here/manifests/app-pod.yaml" | kc apply -f -
@@ -271,14 +261,14 @@ check "application ran its checks" grep -Eq '^[1-9][0-9]* passed, 0 failed$' "$w
 check "the message landed in app@example.test's maildir on the server" \
   kc -n mail-test exec deploy/mailserver -- grep -rlF "Subject: $token" /var/mail/vhosts/app@example.test/Maildir
 
-log "a pod running as an unlisted ServiceAccount"
+step "a pod running as an unlisted ServiceAccount"
 if kc apply -f "$here/manifests/intruder-pod.yaml" >"$work/intruder.out" 2>&1; then
   check "webhook refused the intruder pod" false
 else
   check "webhook refused the intruder pod" grep -q "may not use MailCredential" "$work/intruder.out"
 fi
 
-log "the password stays on the mail server's side"
+step "the password stays on the mail server's side"
 {
   kc -n mailcred-system logs -l app.kubernetes.io/component=operator --all-containers --prefix --tail=-1
   kc -n e2e-app logs mail-app --all-containers --prefix
@@ -293,5 +283,4 @@ check "the password is in no log or object outside mail-test" \
   lacks "$work/leak-patterns" "$work/everything.txt"
 
 printf '\nkind e2e took %d s\n' "$((SECONDS - started))"
-printf '%d passed, %d failed\n' "$passed" "$failed"
-[[ $failed -eq 0 ]]
+checks_summary

@@ -9,6 +9,10 @@ import os
 import ssl
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "e2e" / "lib"))
+from mailcred_e2e import peers as peerlib  # noqa: E402
 
 
 def env(key):
@@ -18,24 +22,14 @@ def env(key):
     return value
 
 
-def tls_context(cafile):
-    # Verify the chain against the test CA only, and the host name: what a real client does.
-    ctx = ssl.create_default_context(cafile=cafile)
-    ctx.check_hostname = True
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    return ctx
+def peers():
+    """The env file of the peers selftest.sh exported (PEERS_DIR)."""
+    return peerlib.read_env(Path(env("PEERS_DIR")) / "env")
 
 
-def imap_connect(mode, cafile=None):
-    host = env("PEERS_HOST")
-    ctx = tls_context(cafile or env("PEERS_CA_PEM"))
-    if mode == "tls":
-        return imaplib.IMAP4_SSL(host, int(env("PEERS_IMAP_TLS_PORT")), ssl_context=ctx, timeout=10)
-    if mode == "starttls":
-        conn = imaplib.IMAP4(host, int(env("PEERS_IMAP_STARTTLS_PORT")), timeout=10)
-        conn.starttls(ssl_context=ctx)
-        return conn
-    sys.exit(f"unknown IMAP mode {mode}")
+def imap_connect(mode):
+    """An IMAP connection that verifies the chain against the test CA only, and the host name."""
+    return peerlib.direct_imap(peers(), mode=mode, timeout=10)
 
 
 def imap_wait(mode, user, password, tokens, timeout_s=15.0):
@@ -148,7 +142,7 @@ def concurrent(n_imap, n_smtp):
     import threading
 
     host, user, password = env("PEERS_HOST"), env("PEERS_USER"), env("PEERS_PASSWORD")
-    ctx = tls_context(env("PEERS_CA_PEM"))
+    ctx = peerlib.tls_context(peers())
     all_in = threading.Barrier(n_imap + n_smtp)
     errors = []
     lock = threading.Lock()

@@ -12,22 +12,29 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 venv="${PEERS_VENV:-$repo/.venv}"
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-source "$here/lib.sh"
-
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); printf 'PASS %s\n' "$1"; }
-fail() { failed=$((failed + 1)); printf 'FAIL %s: %s\n' "$1" "$2"; }
+# shellcheck source-path=SCRIPTDIR source=../lib/common.sh
+source "$here/../lib/common.sh"
 
 "$here/install.sh"
+
+# One check by a selftest.py client (IMAP with imaplib, KMS with boto3): PASS when it exits 0,
+# FAIL otherwise; the one line it prints goes into the check's text either way.
+client_check() { # NAME SUBCOMMAND [ARGS...]
+  local name="$1" out
+  shift
+  if out="$("$venv/bin/python" "$here/selftest.py" "$@" 2>&1)"; then
+    pass "$name ($out)"
+  else
+    fail "$name" "$out"
+  fi
+}
 
 run_dir="$(mktemp -d /tmp/mailcred-peers.XXXXXX)"
 stopped=0
 finish() {
   local rc=$?
   if [[ $stopped -eq 0 ]]; then "$here/stop.sh" "$run_dir" >/dev/null 2>&1 || true; fi
-  if [[ $failed -gt 0 || $rc -ne 0 || -n "${PEERS_SELFTEST_KEEP:-}" ]]; then
+  if [[ $checks_failed -gt 0 || $rc -ne 0 || -n "${PEERS_SELFTEST_KEEP:-}" ]]; then
     log "kept $run_dir for its logs"
   else
     rm -rf "$run_dir"
@@ -40,14 +47,10 @@ if "$here/start.sh" "$run_dir"; then
   pass "start.sh brought up postfix, dovecot and moto in $(( $(now_ms) - t0 )) ms"
 else
   fail "start.sh" "peers did not start"
-  printf '%s passed, %s failed\n' "$passed" "$failed"
-  exit 1
+  checks_summary || exit 1
 fi
 
-set -a
-# shellcheck disable=SC1091 # written by start.sh at run time
-source "$run_dir/env"
-set +a
+load_peers_env "$run_dir/env"
 
 # ---- env file ------------------------------------------------------------------------------
 missing=()
@@ -79,11 +82,7 @@ for pair in "smtp-starttls:$PEERS_SMTP_STARTTLS_PORT:-starttls smtp" \
     fail "$name certificate" "$(grep -m1 -E 'Verify return code|error' <<<"$out" || echo 'no handshake')"
   fi
 done
-if out="$("$venv/bin/python" "$here/selftest.py" imap-untrusted-ca 2>&1)"; then
-  pass "IMAP TLS refused by a client that does not trust the test CA ($out)"
-else
-  fail "untrusted CA" "$out"
-fi
+client_check "IMAP TLS refused by a client that does not trust the test CA" imap-untrusted-ca
 
 # ---- SMTP submission -----------------------------------------------------------------------
 run_id="$(date +%s)-$$"
@@ -151,14 +150,9 @@ refuse_check "SMTP to an unknown @example.test recipient refused" '<[~*]\* +550 
 
 # ---- IMAP read back ------------------------------------------------------------------------
 imap_wait() { # NAME MODE USER PASSWORD TOKEN...
-  local name="$1" mode="$2" user="$3" password="$4" out
+  local name="$1" mode="$2" user="$3" password="$4"
   shift 4
-  if out="$(SELFTEST_PASSWORD="$password" "$venv/bin/python" "$here/selftest.py" \
-    imap-wait "$mode" "$user" "$@" 2>&1)"; then
-    pass "$name ($out)"
-  else
-    fail "$name" "$out"
-  fi
+  SELFTEST_PASSWORD="$password" client_check "$name" imap-wait "$mode" "$user" "$@"
 }
 imap_wait "IMAP TLS :$PEERS_IMAP_TLS_PORT reads both messages of $PEERS_USER" tls \
   "$PEERS_USER" "$PEERS_PASSWORD" "$tok_starttls" "$tok_tls"
@@ -180,12 +174,7 @@ else
 fi
 
 imap_login() { # NAME MODE USER PASSWORD ok|fail
-  local name="$1" out
-  if out="$(SELFTEST_PASSWORD="$4" "$venv/bin/python" "$here/selftest.py" imap-login "$2" "$3" "$5" 2>&1)"; then
-    pass "$name ($out)"
-  else
-    fail "$name" "$out"
-  fi
+  SELFTEST_PASSWORD="$4" client_check "$1" imap-login "$2" "$3" "$5"
 }
 imap_login "IMAP LOGIN with a wrong password refused (TLS)" tls "$PEERS_USER" "wrong-$PEERS_PASSWORD" fail
 imap_login "IMAP LOGIN with a wrong password refused (STARTTLS)" starttls "$PEERS_USER" "x" fail
@@ -296,5 +285,4 @@ else
   fail "stop.sh" "exit non-zero"
 fi
 
-printf '%s passed, %s failed\n' "$passed" "$failed"
-[[ $failed -eq 0 ]]
+checks_summary

@@ -7,8 +7,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-source "$here/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=../lib/common.sh
+source "$here/../lib/common.sh"
 
 [[ $# -eq 1 ]] || die "usage: $0 DIR"
 [[ -d "$1" ]] || { log "$1 does not exist; nothing to stop"; exit 0; }

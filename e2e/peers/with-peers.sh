@@ -8,8 +8,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source-path=SCRIPTDIR source=lib.sh
-source "$here/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=../lib/common.sh
+source "$here/../lib/common.sh"
 
 [[ $# -ge 3 && "$2" == "--" ]] || die "usage: $0 DIR -- COMMAND [ARGS...]"
 dir="$1"

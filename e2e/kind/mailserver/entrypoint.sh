@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# Starts dovecot and postfix in the foreground for the kind e2e suite.
-# Inputs (mounted by e2e/kind/manifests/mailserver.yaml; env overrides for a local try-out):
+# Starts dovecot and postfix in the foreground for the kind e2e suite, configured from the
+# templates in e2e/mailserver like the local test peers (e2e/peers/start.sh), but listening on
+# the pod's address on the standard ports (submission 587, submissions 465, IMAP 143/993).
+# Inputs (mounted by e2e/kind/manifests/servers.yaml; env overrides for a local try-out):
 #   $TLS_DIR/tls.crt, tls.key   server certificate (SAN: the Service's DNS names); TLS_DIR=/tls
 #   $USERS_FILE                 lines "address:password" (a test Secret of the mail-test
 #                               namespace); USERS_FILE=/users/users
 # Mail to an existing @example.test user lands in /var/mail/vhosts/<user>/Maildir; every other
 # domain goes to sink@example.test, so nothing leaves the cluster.
+# In the image this file is /opt/mailcred-e2e/kind/mailserver/entrypoint.sh, beside copies of
+# e2e/lib and e2e/mailserver (e2e/kind/mailserver/Dockerfile), the same layout as the repository.
 set -euo pipefail
+
+e2e="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source-path=SCRIPTDIR source=../../lib/common.sh
+source "$e2e/lib/common.sh"
+# shellcheck source-path=SCRIPTDIR source=../../mailserver/render.sh
+source "$e2e/mailserver/render.sh"
 
 tls_dir="${TLS_DIR:-/tls}"
 users_in="${USERS_FILE:-/users/users}"
@@ -19,144 +29,47 @@ cp "$tls_dir/tls.crt" "$conf/server.pem"
 cp "$tls_dir/tls.key" "$conf/server.key"
 chmod 600 "$conf/server.key"
 
-users_file="$conf/users"
-: >"$users_file"
-domain_users=()
-while IFS=: read -r user password; do
-  [[ -n "$user" ]] || continue
-  hash="$(printf '%s\n' "$password" | openssl passwd -6 -stdin)"
-  printf '%s:{SHA512-CRYPT}%s:5000:5000::%s/%s::\n' "$user" "$hash" "$state" "$user" >>"$users_file"
-  domain_users+=("$user")
-done <"$users_in"
-grep -q '^sink@example.test:' "$users_file" || {
-  echo "mailserver: $users_in must define sink@example.test" >&2
-  exit 1
-}
-chmod 644 "$users_file"
+grep -q '^sink@example.test:' "$users_in" || die "$users_in must define sink@example.test"
+write_mail_users "$conf/users" /etc/postfix/vmailbox "$state" <"$users_in"
 
-cat >/etc/dovecot/dovecot.conf <<CONF
-protocols = imap lmtp
-listen = *
-log_path = /dev/stderr
-info_log_path = /dev/stderr
-auth_verbose = yes
-first_valid_uid = 1
-mail_location = maildir:~/Maildir
-mail_max_userip_connections = 1000
-ssl = required
-ssl_cert = <$conf/server.pem
-ssl_key = <$conf/server.key
-ssl_min_protocol = TLSv1.2
-disable_plaintext_auth = yes
-auth_mechanisms = plain login
-auth_failure_delay = 0
-passdb {
-  driver = passwd-file
-  args = scheme=SHA512-CRYPT username_format=%u $users_file
+# Debian's own directories (/run/dovecot, /var/spool/postfix, /var/lib/postfix); logs to the
+# container's output.
+# shellcheck disable=SC2034 # read by name in render_template
+{
+  DOVECOT_INSTANCE=dovecot
+  DOVECOT_RUN=/run/dovecot
+  DOVECOT_STATE=/var/lib/dovecot
+  MAIL_HOSTNAME=mail.example.test
+  LISTEN_ADDRESS='*'
+  DOVECOT_LOG=/dev/stderr
+  TLS_CERT="$conf/server.pem"
+  TLS_KEY="$conf/server.key"
+  USERS_FILE="$conf/users"
+  IMAP_STARTTLS_PORT=143
+  IMAP_TLS_PORT=993
+  # Under postfix's queue, where postfix names them private/dovecot-lmtp and private/auth.
+  DOVECOT_LMTP_LISTENER=/var/spool/postfix/private/dovecot-lmtp
+  DOVECOT_AUTH_LISTENER=/var/spool/postfix/private/auth
 }
-userdb {
-  driver = passwd-file
-  args = username_format=%u $users_file
-}
-service anvil {
-  unix_listener anvil-auth-penalty {
-    mode = 0
-  }
-}
-service imap-login {
-  inet_listener imap {
-    port = 143
-  }
-  inet_listener imaps {
-    port = 993
-    ssl = yes
-  }
-}
-service lmtp {
-  unix_listener /var/spool/postfix/private/dovecot-lmtp {
-    mode = 0600
-    user = postfix
-    group = postfix
-  }
-}
-service auth {
-  unix_listener /var/spool/postfix/private/auth {
-    mode = 0660
-    user = postfix
-    group = postfix
-  }
-}
-protocol lmtp {
-  postmaster_address = postmaster@example.test
-}
-CONF
+render_dovecot_conf /etc/dovecot/dovecot.conf
 
-# Debian's postfix installed with "No configuration" has no main.cf.
-touch /etc/postfix/main.cf
+# shellcheck disable=SC2034 # read by name in render_template
+{
+  POSTFIX_QUEUE=/var/spool/postfix
+  POSTFIX_DATA=/var/lib/postfix
+  POSTFIX_INTERFACES=all
+  # Loopback and kind's default pod network: the application pods' connections.
+  POSTFIX_MYNETWORKS="127.0.0.0/8 10.244.0.0/16"
+  POSTFIX_LOG=/dev/stdout
+  POSTFIX_LOG_PREFIXES="/var, /dev/stdout"
+  SUBMISSION_LISTEN=submission
+  SUBMISSIONS_LISTEN=submissions
+  LMTP_SOCKET=private/dovecot-lmtp
+  SASL_SOCKET=private/auth
+  SINK_USER=sink@example.test
+}
 chown postfix:postfix /var/lib/postfix
-postconf -e \
-  "compatibility_level = 3.7" \
-  "myhostname = mail.example.test" \
-  "mydomain = example.test" \
-  "myorigin = example.test" \
-  "mydestination =" \
-  "inet_interfaces = all" \
-  "inet_protocols = ipv4" \
-  "alias_maps =" \
-  "alias_database =" \
-  "local_recipient_maps =" \
-  "maillog_file = /dev/stdout" \
-  "smtpd_banner = \$myhostname ESMTP mailcred e2e" \
-  "message_size_limit = 26214400" \
-  "virtual_mailbox_domains = example.test" \
-  "virtual_mailbox_maps = texthash:/etc/postfix/vmailbox" \
-  "virtual_alias_domains =" \
-  "virtual_alias_maps = regexp:/etc/postfix/virtual_alias" \
-  "virtual_transport = lmtp:unix:private/dovecot-lmtp" \
-  "smtpd_tls_cert_file = $conf/server.pem" \
-  "smtpd_tls_key_file = $conf/server.key" \
-  "smtpd_tls_security_level = encrypt" \
-  "smtpd_tls_auth_only = yes" \
-  "smtpd_tls_mandatory_protocols = >=TLSv1.2" \
-  "smtpd_sasl_type = dovecot" \
-  "smtpd_sasl_path = private/auth" \
-  "smtpd_sasl_auth_enable = yes" \
-  "smtpd_sasl_security_options = noanonymous" \
-  "smtpd_relay_restrictions = permit_sasl_authenticated, reject" \
-  "smtpd_recipient_restrictions = permit_sasl_authenticated, reject"
-printf '%s OK\n' "${domain_users[@]}" >/etc/postfix/vmailbox
-printf '!/@example\\.test$/ sink@example.test\n' >/etc/postfix/virtual_alias
-# The whole master.cf: submission (587, STARTTLS) and submissions (465, implicit TLS), no port
-# 25, no chroot (Debian's chrooted services would need copies of /etc files).
-cat >/etc/postfix/master.cf <<'CONF'
-submission inet n - n - - smtpd
-  -o syslog_name=postfix/submission
-submissions inet n - n - - smtpd
-  -o syslog_name=postfix/submissions
-  -o smtpd_tls_wrappermode=yes
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-CONF
+render_postfix_submission /etc/postfix
 
 dovecot -F &
 # postfix's master becomes PID 1's process: SIGTERM from the kubelet stops it.

@@ -10,6 +10,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=../../lib/common.sh
+source "$here/../../lib/common.sh"
 if [[ "${1:-}" != --inside ]]; then
   [[ "$(id -u)" -eq 0 ]] || { echo "selftest.sh: run as root" >&2; exit 1; }
   work="$(mktemp -d /tmp/mcms.XXXXXX)"
@@ -23,15 +25,10 @@ if [[ "${1:-}" != --inside ]]; then
   cp -a /var/lib/postfix/. "$work/varlib-postfix/"
   chown postfix:postfix "$work/varlib-postfix"
   rm -f "$work/spool/pid/"*.pid
-  openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -keyout "$work/tls/ca.key" -out "$work/tls/ca.pem" -days 1 -subj "/CN=mailserver selftest CA" \
-    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
-  openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -keyout "$work/tls/tls.key" -out "$work/tls/tls.csr" -subj "/CN=mail" 2>/dev/null
-  printf '%s\n' "basicConstraints=critical,CA:FALSE" "extendedKeyUsage=serverAuth" \
-    "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$work/tls/ext"
-  openssl x509 -req -in "$work/tls/tls.csr" -CA "$work/tls/ca.pem" -CAkey "$work/tls/ca.key" \
-    -CAcreateserial -days 1 -extfile "$work/tls/ext" -out "$work/tls/tls.crt" 2>/dev/null
+  make_test_pki "$work/tls" "mailserver selftest CA" mail "DNS:localhost,IP:127.0.0.1" 1
+  # The names of a Kubernetes TLS Secret's keys, as the pod mounts them.
+  mv "$work/tls/server.pem" "$work/tls/tls.crt"
+  mv "$work/tls/server.key" "$work/tls/tls.key"
   password="$(openssl rand -hex 16)"
   printf 'app@example.test:%s\nsink@example.test:%s\n' "$password" "$(openssl rand -hex 16)" >"$work/users"
   chmod 600 "$work/users"
@@ -63,28 +60,21 @@ cleanup() {
 }
 trap cleanup EXIT
 
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for _ in $(seq 1 100); do
-  if listening 587 && listening 465 && listening 143 && listening 993; then break; fi
-  sleep 0.1
-done
+for port in 587 465 143 993; do wait_for_port "$port" 10 || true; done
 
-passed=0
-failed=0
-result() {
+# Records one check by the exit status of what ran before it; a failure shows the server's log.
+result() { # STATUS NAME
   if [[ "$1" -eq 0 ]]; then
-    passed=$((passed + 1))
-    echo "PASS $2"
+    pass "$2"
   else
-    failed=$((failed + 1))
-    echo "FAIL $2"
+    fail "$2"
     tail -n 20 "$work/server.log" | sed 's/^/    /'
   fi
 }
 
 for port in 587 465 143 993; do
   status=0
-  listening "$port" || status=1
+  port_answers "$port" || status=1
   result "$status" "listens on $port"
 done
 
@@ -130,5 +120,4 @@ EOF
 result $? "IMAP 143: STARTTLS, LOGIN, the message arrived in INBOX"
 set -e
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+checks_summary

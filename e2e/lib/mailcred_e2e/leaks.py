@@ -1,0 +1,17 @@
+"""Where a plaintext password shows up after a run: files of the work directory and client output."""
+
+# Files that hold the passwords on purpose: the peers' user database and env file, key files.
+_EXPECTED = ("passwd", "users", "env")
+
+
+def find_leaks(workdir, secrets, outputs):
+    """Sorted places (file paths, "client output") that contain any of `secrets`."""
+    leaks = set()
+    for path in workdir.rglob("*"):
+        if path.is_file() and path.name not in _EXPECTED and path.suffix != ".key":
+            data = path.read_bytes()
+            if any(s.encode() in data for s in secrets):
+                leaks.add(str(path))
+    if any(s in out for out in outputs for s in secrets):
+        leaks.add("client output")
+    return sorted(leaks)
