@@ -246,7 +246,7 @@ pub enum SidecarMode {
 }
 
 impl Config {
-    /// Checks what clap cannot: the sidecar must listen on loopback (DESIGN.md, invariant 2).
+    /// Checks what clap cannot: the sidecar must listen on loopback (docs/design.md, invariant 2).
     pub fn validate(&self) -> Result<(), crate::Error> {
         for (flag, addr) in [
             ("--sidecar-smtp-addr", self.sidecar.sidecar_smtp_addr),
