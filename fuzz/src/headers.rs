@@ -43,7 +43,7 @@ pub fn relay_accepts(message: &[u8]) -> bool {
     let policy = policy();
     match header_senders(message) {
         HeaderSenders::Addresses(list) => list.iter().all(|(_, a)| policy.check_sender(a).is_ok()),
-        HeaderSenders::Unparsable(..) => false,
+        HeaderSenders::Unparsable(..) | HeaderSenders::Malformed => false,
     }
 }
 

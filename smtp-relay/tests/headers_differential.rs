@@ -37,7 +37,7 @@ fn relay_accepts(message: &str) -> bool {
         HeaderSenders::Addresses(list) => {
             !list.is_empty() && list.iter().all(|(_, a)| policy.check_sender(a).is_ok())
         }
-        HeaderSenders::Unparsable(..) => false,
+        HeaderSenders::Unparsable(..) | HeaderSenders::Malformed => false,
     }
 }
 

@@ -54,13 +54,19 @@ pub enum HeaderSenders {
     Addresses(Vec<(SenderField, Address)>),
     /// A sender field is present but does not parse strictly (`None`: it names no address).
     Unparsable(SenderField, Option<Problem>),
+    /// A line of the header section is no field (no colon, or an empty or non-ASCII name):
+    /// readers disagree on what such a line starts or ends, so nothing after it is trusted.
+    Malformed,
 }
 
 /// Reads the header section of `message` (everything before the first empty line; the DATA
 /// reader has already made every line end CRLF).
 pub fn header_senders(message: &[u8]) -> HeaderSenders {
     let mut out = Vec::new();
-    for (name, value) in fields(header_section(message)) {
+    let Some(fields) = fields(header_section(message)) else {
+        return HeaderSenders::Malformed;
+    };
+    for (name, value) in fields {
         let Some(field) = SenderField::from_name(&name) else {
             continue;
         };
@@ -87,8 +93,9 @@ fn header_section(message: &[u8]) -> &[u8] {
 
 /// The fields, unfolded: a line starting with white space continues the previous one. The
 /// name is what precedes the first colon, without the white space some writers put before it
-/// (`From :` is read as From by lenient readers, so it is checked as From).
-fn fields(section: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// (`From :` is read as From by lenient readers, so it is checked as From). `None` when a
+/// line is no field.
+fn fields(section: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut unfolded: Vec<Vec<u8>> = Vec::new();
     for line in section.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -100,10 +107,11 @@ fn fields(section: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
     }
     unfolded
         .into_iter()
-        .filter_map(|field| {
+        .map(|field| {
             let colon = field.iter().position(|&b| b == b':')?;
-            let name = field[..colon].trim_ascii().to_vec();
-            Some((name, field[colon + 1..].to_vec()))
+            let name = field[..colon].trim_ascii();
+            let valid = !name.is_empty() && name.iter().all(|b| b.is_ascii_graphic());
+            valid.then(|| (name.to_vec(), field[colon + 1..].to_vec()))
         })
         .collect()
 }

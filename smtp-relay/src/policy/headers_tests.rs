@@ -7,6 +7,7 @@ fn senders(m: &str) -> Result<Vec<String>, (SenderField, Option<Problem>)> {
             Ok(list.into_iter().map(|(_, a)| a.to_string()).collect())
         }
         HeaderSenders::Unparsable(f, p) => Err((f, p)),
+        HeaderSenders::Malformed => Err((SenderField::From, Some(Problem::Syntax("malformed")))),
     }
 }
 
@@ -78,6 +79,26 @@ fn resent_fields_folding_and_spaced_names_are_checked() {
         Ok(vec![]),
         "a continuation is no field"
     );
+}
+
+/// Found by the smtp_headers fuzz target: mail-parser reads `:From:` as a From field, the
+/// relay saw a field with an empty name. Lines that are no field refuse the section.
+#[test]
+fn lines_that_are_no_field_make_the_section_malformed() {
+    for m in [
+        ":From: =?utf-8?q?<ev\u{ff}\r\n\u{ff}\r\n",
+        "Subject: x\r\nno colon here\r\nFrom: alice@example.test\r\n\r\n",
+        "Subject: x\r\nFr\u{f6}m: evil@evil.test\r\n\r\n",
+        "Sub ject: x\r\n\r\n",
+    ] {
+        assert_eq!(
+            header_senders(m.as_bytes()),
+            HeaderSenders::Malformed,
+            "{m:?}"
+        );
+    }
+    let crash = b":From: =?utf-8?q?<ev\xff\r\n\xff\r\n";
+    assert_eq!(header_senders(crash), HeaderSenders::Malformed);
 }
 
 proptest! {

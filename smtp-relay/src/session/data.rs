@@ -171,6 +171,10 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
                 Rule::AllowedSenders,
                 format!("the {field} header cannot be parsed strictly: {problem}"),
             )),
+            HeaderSenders::Malformed => Err(Denial::new(
+                Rule::AllowedSenders,
+                "the header section has a line that is not a header field",
+            )),
             HeaderSenders::Addresses(list) => list.iter().try_for_each(|(field, address)| {
                 tx.policy.check_sender(address).map_err(|_| {
                     Denial::new(
