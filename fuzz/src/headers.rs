@@ -28,14 +28,15 @@ pub fn oracle_allows(address: &str) -> bool {
             .is_some_and(|(l, d)| !l.is_empty() && d == "corp.test")
 }
 
-/// The message as the relay would hand it on: through the DATA reader (CRLF everywhere).
-fn normalized(data: &[u8]) -> Vec<u8> {
+/// The message as the relay would hand it on: through the DATA reader (CRLF everywhere);
+/// `None` for what the session refuses before the header check (NUL).
+fn normalized(data: &[u8]) -> Option<Vec<u8>> {
     let mut reader = DataReader::new(1 << 20);
     let mut message = Vec::new();
     let mut input = data.to_vec();
     input.extend_from_slice(b"\r\n.\r\n");
     let _ = reader.feed(&input, &mut message);
-    message
+    (!reader.saw_nul()).then_some(message)
 }
 
 /// True when the relay's header check lets the message through.
@@ -49,7 +50,9 @@ pub fn relay_accepts(message: &[u8]) -> bool {
 
 /// Any bytes as a message header section (and body).
 pub fn smtp_headers(data: &[u8]) {
-    let message = normalized(data);
+    let Some(message) = normalized(data) else {
+        return;
+    };
     if !relay_accepts(&message) {
         return;
     }

@@ -96,24 +96,25 @@ fn header_section(message: &[u8]) -> &[u8] {
 /// (`From :` is read as From by lenient readers, so it is checked as From). `None` when a
 /// line is no field.
 fn fields(section: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut unfolded: Vec<Vec<u8>> = Vec::new();
+    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     for line in section.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        match (line.first(), unfolded.last_mut()) {
-            (Some(b' ' | b'\t'), Some(last)) => last.extend_from_slice(line),
-            _ if line.is_empty() => {}
-            _ => unfolded.push(line.to_vec()),
+        match (line.first(), fields.last_mut()) {
+            (None, _) => {}
+            (Some(b' ' | b'\t'), Some((_, value))) => value.extend_from_slice(line),
+            // The name and its colon are on the field's first line: a reader that unfolds
+            // differently must not find another field name in a continuation.
+            _ => {
+                let colon = line.iter().position(|&b| b == b':')?;
+                let name = line[..colon].trim_ascii_end();
+                if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
+                    return None;
+                }
+                fields.push((name.to_vec(), line[colon + 1..].to_vec()));
+            }
         }
     }
-    unfolded
-        .into_iter()
-        .map(|field| {
-            let colon = field.iter().position(|&b| b == b':')?;
-            let name = field[..colon].trim_ascii();
-            let valid = !name.is_empty() && name.iter().all(|b| b.is_ascii_graphic());
-            valid.then(|| (name.to_vec(), field[colon + 1..].to_vec()))
-        })
-        .collect()
+    Some(fields)
 }
 
 #[cfg(test)]

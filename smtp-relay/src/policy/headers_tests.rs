@@ -90,6 +90,8 @@ fn lines_that_are_no_field_make_the_section_malformed() {
         "Subject: x\r\nno colon here\r\nFrom: alice@example.test\r\n\r\n",
         "Subject: x\r\nFr\u{f6}m: evil@evil.test\r\n\r\n",
         "Sub ject: x\r\n\r\n",
+        " From: a@x.test\r\n\r\n",
+        "To: a@x.test\r\n`t\r\n\t:W\r\n\tFrom: evil@evil.test\r\n\r\n",
     ] {
         assert_eq!(
             header_senders(m.as_bytes()),
@@ -98,6 +100,9 @@ fn lines_that_are_no_field_make_the_section_malformed() {
         );
     }
     let crash = b":From: =?utf-8?q?<ev\xff\r\n\xff\r\n";
+    assert_eq!(header_senders(crash), HeaderSenders::Malformed);
+    // Second find: a colon-less line whose continuation has a colon, then a folded From.
+    let crash = b"TO: x\r\n\tb\r\n`t\r\n\t:W,vi@.e.test\r\n\tFrom: a@corp.test,\xff:W\r\n";
     assert_eq!(header_senders(crash), HeaderSenders::Malformed);
 }
 
