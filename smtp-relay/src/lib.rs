@@ -9,7 +9,6 @@
 //! header check and the upstream client are our own because they carry the bounds, the
 //! smuggling defence and the scrubbing of upstream text.
 
-mod address_api;
 mod config;
 mod error;
 #[doc(hidden)]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::address_api::Address;
+use mailcred_core::policy::Address;
 
 pub use super::rfc5322::Problem;
 use super::rfc5322::address_list;

@@ -7,8 +7,9 @@ pub mod headers;
 mod rate;
 mod rfc5322;
 
-use crate::address_api::{Address, AddressPatterns, AddressRole, PatternListError};
 use mailcred_core::crd::SmtpPolicy;
+use mailcred_core::policy::address::PatternListError;
+use mailcred_core::policy::{Address, AddressPatterns, AddressRole};
 
 pub use rate::RateLimiters;
 

@@ -13,9 +13,9 @@
 
 use std::fmt;
 
-use crate::address_api::{Address, AddressError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use mailcred_core::policy::{Address, AddressError};
 
 /// Deepest comment nesting accepted.
 const MAX_COMMENT_DEPTH: usize = 8;

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::address_api::AddressError;
 use mailcred_core::crd::SmtpPolicy;
 use mailcred_core::credential::UsableCredential;
+use mailcred_core::policy::AddressError;
 use smtp_proto::{MAIL_BODY_BINARYMIME, MAIL_SMTPUTF8};
 use tokio::io::{AsyncRead, AsyncWrite};
 

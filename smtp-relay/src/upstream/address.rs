@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::address_api::{Address, AddressError};
+use mailcred_core::policy::{Address, AddressError};
 
 /// A parsed envelope address.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,7 +12,6 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mailcred_core::crd::TlsMode;
 use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -95,8 +94,11 @@ async fn handshake(
     tls: &Arc<ClientConfig>,
     tcp: TcpStream,
 ) -> Result<Io, UpstreamError> {
-    let name = ServerName::try_from(target.host.clone()).map_err(|e| {
-        UpstreamError::Tls(std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+    let name = mailcred_core::tls::server_name(&target.host).map_err(|e| {
+        UpstreamError::Tls(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            e.to_string(),
+        ))
     })?;
     let connect = TlsConnector::from(tls.clone()).connect(name, tcp);
     let stream = tokio::time::timeout(target.timeout, connect)
@@ -170,38 +172,4 @@ fn expect_challenge(reply: UpstreamReply) -> Result<(), UpstreamError> {
     } else {
         Err(UpstreamError::Auth { code: reply.code })
     }
-}
-
-/// Verified TLS settings for the upstream: the spec's caPem replaces the system roots.
-// Replaced by `mailcred_core::tls` once the lead's core commit lands.
-pub fn tls_client_config(ca_pem: Option<&str>) -> Result<Arc<ClientConfig>, crate::Error> {
-    use rustls::RootCertStore;
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = RootCertStore::empty();
-    match ca_pem {
-        Some(pem) => {
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| crate::Error::CaPem(e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| crate::Error::CaPem(e.to_string()))?;
-            }
-        }
-        None => {
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    if roots.is_empty() {
-        return Err(crate::Error::CaPem("no trusted CA certificates".into()));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| crate::Error::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }

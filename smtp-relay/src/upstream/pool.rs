@@ -6,12 +6,11 @@
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use mailcred_core::crd::TlsMode;
 use mailcred_core::credential::UsableCredential;
 use zeroize::Zeroizing;
 
 use super::client::{Conn, stuffed_chunks};
-use super::connect::{Io, Target, connect, tls_client_config};
+use super::connect::{Io, Target, connect};
 use super::errors::{Scrubber, UpstreamError};
 use super::{RelayAddress, Transaction, Upstream, Verdict};
 use crate::config::RelayConfig;
@@ -263,13 +262,8 @@ impl Upstream for SmtpUpstream {
 
 fn build_target(config: &RelayConfig, credential: &UsableCredential) -> Result<Target, Error> {
     let endpoint = credential.smtp.as_ref().ok_or(Error::NoSmtpEndpoint)?;
-    let tls = match endpoint.tls {
-        TlsMode::None if endpoint.insecure => None,
-        TlsMode::None => return Err(Error::PlaintextNotAllowed),
-        TlsMode::Implicit | TlsMode::Starttls => {
-            Some(tls_client_config(endpoint.ca_pem.as_deref())?)
-        }
-    };
+    // The one builder (invariant 3): system roots or exactly the spec's caPem.
+    let tls = mailcred_core::tls::for_endpoint(endpoint)?;
     let password = credential.password.expose();
     Ok(Target {
         host: endpoint.host.clone(),
