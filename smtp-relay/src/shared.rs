@@ -98,8 +98,7 @@ impl MemoryReservation {
         if need <= have {
             return true;
         }
-        // Grow in steps of 64 KiB so that a large message takes few semaphore operations.
-        let more = (need - have).div_ceil(BUDGET_UNIT).max(64);
+        let more = (need - have).div_ceil(BUDGET_UNIT);
         let Ok(more) = u32::try_from(more) else {
             return false;
         };

@@ -74,7 +74,7 @@ async fn client_that_never_reads_loses_its_connection() {
 /// budget makes another's message a 452 4.3.1; the budget comes back when messages end.
 #[tokio::test]
 async fn message_memory_is_bounded_across_sessions() {
-    const BUDGET: usize = 1 << 20;
+    const BUDGET: usize = 2 << 20;
     let relay = relay(RelayConfig {
         message_memory: BUDGET,
         ..Default::default()
@@ -90,9 +90,9 @@ async fn message_memory_is_bounded_across_sessions() {
         .await;
     assert!(holder.cmd("DATA").await.starts_with("354"));
     holder.send(b"From: app@example.test\r\n\r\n").await;
-    holder.send(body(700).as_bytes()).await;
-    until("the first message holds 700 KiB", || {
-        (relay.memory_free)() < BUDGET - 650 * 1024
+    holder.send(body(1500).as_bytes()).await;
+    until("the first message holds 1500 KiB", || {
+        (relay.memory_free)() < BUDGET - 1450 * 1024
     })
     .await;
 
@@ -119,7 +119,7 @@ async fn message_memory_is_bounded_across_sessions() {
     .await;
     assert_eq!(relay.recorder.sent().len(), 1);
 
-    // N at once: two sessions hold 400 KiB each at the same time; a third message does
+    // N at once: two sessions hold 700 KiB each at the same time; a third message does
     // not fit beside them; both held messages then go through.
     let mut held = Vec::new();
     for n in 1..=2 {
@@ -127,9 +127,9 @@ async fn message_memory_is_bounded_across_sessions() {
         c.envelope("app@example.test", &["a@example.test"]).await;
         assert!(c.cmd("DATA").await.starts_with("354"));
         c.send(b"From: app@example.test\r\n\r\n").await;
-        c.send(body(400).as_bytes()).await;
+        c.send(body(700).as_bytes()).await;
         until("the held messages are stored", || {
-            (relay.memory_free)() <= BUDGET - n * 390 * 1024
+            (relay.memory_free)() <= BUDGET - n * 690 * 1024
         })
         .await;
         held.push(c);
@@ -140,7 +140,7 @@ async fn message_memory_is_bounded_across_sessions() {
         .await;
     assert!(third.cmd("DATA").await.starts_with("354"));
     third
-        .send(format!("From: app@example.test\r\n\r\n{}.\r\n", body(400)).as_bytes())
+        .send(format!("From: app@example.test\r\n\r\n{}.\r\n", body(700)).as_bytes())
         .await;
     let r = third.reply().await;
     assert!(r.starts_with("452 4.3.1"), "{r}");

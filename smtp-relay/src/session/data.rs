@@ -63,12 +63,22 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
         let mut memory = MemoryReservation::default();
         loop {
             let input = &self.input[self.pos..];
-            // Feeding can at most double the input (a bare CR or LF becomes CRLF).
-            let need = (message.len() + 2 * input.len()).min(limit.saturating_add(2));
-            if !reader.was_shed() && !memory.ensure(&self.shared.message_memory, need) {
-                reader.shed();
-                message = Vec::new();
-                memory = MemoryReservation::default();
+            if !reader.was_shed() && !reader.overflowed() {
+                // The budget is charged for the buffer's capacity, grown by a quarter at a time
+                // (few copies, little slack). Feeding can at most double the input (a bare CR
+                // or LF becomes CRLF); nothing past the policy limit is ever stored.
+                let needed = message.len() + 2 * input.len();
+                if needed > message.capacity() {
+                    let grown = message.capacity() + message.capacity() / 4;
+                    let target = needed.max(grown).min(limit.max(message.len()));
+                    if memory.ensure(&self.shared.message_memory, target) {
+                        message.reserve_exact(target.saturating_sub(message.len()));
+                    } else {
+                        reader.shed();
+                        message = Vec::new();
+                        memory = MemoryReservation::default();
+                    }
+                }
             }
             let fed = reader.feed(input, &mut message);
             self.pos += fed.consumed;
