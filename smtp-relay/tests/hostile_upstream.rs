@@ -13,10 +13,8 @@ use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
 use mailcred_core::{Error, MailPassword};
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
+use support::app::Client;
 use support::scripted::{Script, Scripted};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 
 const USER: &str = "app@example.test";
@@ -115,51 +113,18 @@ async fn start(script: Script) -> Relay {
     }
 }
 
-struct Client {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
+/// An application connection past EHLO.
+async fn connect(relay: &Relay) -> Client {
+    let mut c = Client::connect(relay.addr).await;
+    assert!(c.cmd("EHLO app.local").await.starts_with("250"));
+    c
 }
 
-impl Client {
-    async fn connect(relay: &Relay) -> Self {
-        let (r, w) = TcpStream::connect(relay.addr).await.unwrap().into_split();
-        let mut c = Self {
-            r: BufReader::new(r),
-            w,
-        };
-        assert!(c.reply().await.starts_with("220 "));
-        assert!(c.cmd("EHLO app.local").await.starts_with("250"));
-        c
-    }
-
-    async fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line).await.unwrap() == 0 {
-                return format!("{all}<EOF>");
-            }
-            all.push_str(&line);
-            if line.as_bytes().get(3) == Some(&b' ') {
-                return all;
-            }
-        }
-    }
-
-    async fn cmd(&mut self, line: &str) -> String {
-        self.w
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .unwrap();
-        self.reply().await
-    }
-
-    async fn data(&mut self, body: &str) -> String {
-        let r = self.cmd("DATA").await;
-        assert!(r.starts_with("354"), "{r}");
-        self.w.write_all(body.as_bytes()).await.unwrap();
-        self.reply().await
-    }
+async fn data(c: &mut Client, body: &str) -> String {
+    let r = c.cmd("DATA").await;
+    assert!(r.starts_with("354"), "{r}");
+    c.send(body.as_bytes()).await;
+    c.reply().await
 }
 
 const MESSAGE: &str = "From: <app@example.test>\r\nSubject: t\r\n\r\nhello\r\n.\r\n";
@@ -197,7 +162,7 @@ async fn plaintext_injected_before_starttls_is_refused() {
             ..Default::default()
         })
         .await;
-        let mut c = Client::connect(&relay).await;
+        let mut c = connect(&relay).await;
         let r = c.cmd("MAIL FROM:<app@example.test>").await;
         assert!(r.starts_with("451 4.5.0"), "{injection:?}: {r}");
         assert!(r.contains("before the TLS handshake"), "{r}");
@@ -225,7 +190,7 @@ async fn auth_phase_text_is_never_relayed_or_logged() {
                 ..Default::default()
             })
             .await;
-            let mut c = Client::connect(&relay).await;
+            let mut c = connect(&relay).await;
             let r = c.cmd("MAIL FROM:<app@example.test>").await;
             assert!(
                 r.starts_with("454 4.7.0 upstream authentication failed"),
@@ -258,7 +223,7 @@ async fn relayed_upstream_text_is_scrubbed_of_the_secret() {
             ..Default::default()
         })
         .await;
-        let mut c = Client::connect(&relay).await;
+        let mut c = connect(&relay).await;
         assert!(
             c.cmd("MAIL FROM:<app@example.test>")
                 .await
@@ -296,14 +261,14 @@ async fn end_of_data_replies_other_than_2xx_never_become_250() {
             ..Default::default()
         })
         .await;
-        let mut c = Client::connect(&relay).await;
+        let mut c = connect(&relay).await;
         assert!(
             c.cmd("MAIL FROM:<app@example.test>")
                 .await
                 .starts_with("250")
         );
         assert!(c.cmd("RCPT TO:<bob@example.test>").await.starts_with("250"));
-        let r = c.data(MESSAGE).await;
+        let r = data(&mut c, MESSAGE).await;
         assert!(r.starts_with(expect), "{upstream}: {r}");
     }
 }
@@ -317,7 +282,7 @@ async fn recipients_get_upstream_verdicts_one_by_one() {
         ..Default::default()
     })
     .await;
-    let mut c = Client::connect(&relay).await;
+    let mut c = connect(&relay).await;
     assert!(
         c.cmd("MAIL FROM:<app@example.test>")
             .await
@@ -338,7 +303,7 @@ async fn recipients_get_upstream_verdicts_one_by_one() {
             .await
             .starts_with("250 2.1.5")
     );
-    assert!(c.data(MESSAGE).await.starts_with("250 2.0.0"));
+    assert!(data(&mut c, MESSAGE).await.starts_with("250 2.0.0"));
 
     // None accepted: DATA is refused by the relay and never reaches upstream.
     assert!(
@@ -364,7 +329,7 @@ async fn recipients_get_upstream_verdicts_one_by_one() {
             .await
             .starts_with("250")
     );
-    assert!(c.data(MESSAGE).await.starts_with("250 2.0.0"));
+    assert!(data(&mut c, MESSAGE).await.starts_with("250 2.0.0"));
 
     let seen = relay.upstream.seen.lock().unwrap();
     assert_eq!(seen.messages.len(), 2);
