@@ -3,6 +3,7 @@
 //! in the normal test suite. Each must never panic, whatever the input.
 
 pub mod envelope;
+pub mod headers;
 pub mod imap;
 pub mod mem;
 pub mod smtp;

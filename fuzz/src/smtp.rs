@@ -1,15 +1,14 @@
 //! The SMTP front-end: a whole application session (command parser, line framing, policy,
 //! DATA) in memory with a recording upstream, and the DATA reader on its own.
 
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use lettre::address::Envelope;
 use mailcred_core::MailPassword;
 use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
-use mailcred_smtp::{DataReader, Deliver, Delivery, RelayConfig, RelayMetrics, Reply, SmtpRelay};
+use mailcred_smtp::testkit::RecordingUpstream;
+use mailcred_smtp::{DataReader, RelayConfig, RelayMetrics, SmtpRelay};
 
 use crate::mem::{MemStream, chunked, runtime};
 
@@ -25,78 +24,47 @@ impl CredentialSource for Source {
     }
 }
 
-/// What the relay handed to "upstream": (sender, recipients, message).
-type Sent = (String, Vec<String>, Vec<u8>);
-
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<Sent>>>);
-
-impl Deliver for Recorder {
-    async fn deliver(
-        &self,
-        _credential: &Arc<UsableCredential>,
-        envelope: &Envelope,
-        message: &[u8],
-    ) -> Delivery {
-        if let Ok(mut sent) = self.0.lock() {
-            sent.push((
-                envelope.from().map(|a| a.to_string()).unwrap_or_default(),
-                envelope.to().iter().map(|a| a.to_string()).collect(),
-                message.to_vec(),
-            ));
-        }
-        Delivery {
-            reply: Reply::new(250, "2.0.0", "accepted"),
-            upstream_code: Some(250),
-            outcome: "relayed",
-            reason: None,
-            latency: Duration::ZERO,
-        }
-    }
-}
-
-fn relay() -> &'static (SmtpRelay<Recorder>, Recorder) {
-    static RELAY: OnceLock<(SmtpRelay<Recorder>, Recorder)> = OnceLock::new();
-    RELAY.get_or_init(|| {
-        let password = match MailPassword::new("fuzz-upstream-password".into()) {
-            Ok(p) => p,
-            Err(e) => panic!("{e}"),
-        };
-        let credential = Arc::new(UsableCredential {
-            namespace: "ns".into(),
-            name: "mail".into(),
-            username: "app@example.test".into(),
-            smtp: Some(UpstreamEndpoint {
-                host: "localhost".into(),
-                port: 1,
-                tls: TlsMode::Starttls,
-                ca_pem: None,
-                insecure: false,
-                insecure_reason: None,
-            }),
-            imap: None,
-            policy: Policy {
-                smtp: SmtpPolicy {
-                    allowed_senders: vec!["app@example.test".into(), "*@allowed.test".into()],
-                    allowed_recipients: vec!["*@example.test".into(), "ops@other.test".into()],
-                    max_recipients: MAX_RECIPIENTS,
-                    max_message_bytes: MAX_MESSAGE,
-                    ..Default::default()
-                },
+/// A relay and its recorder of its own: parallel tests (and fuzz iterations) share nothing,
+/// so one run's deliveries can never be counted in another's.
+fn relay() -> (SmtpRelay<RecordingUpstream>, RecordingUpstream) {
+    let password = match MailPassword::new("fuzz-upstream-password".into()) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    let credential = Arc::new(UsableCredential {
+        namespace: "ns".into(),
+        name: "mail".into(),
+        username: "app@example.test".into(),
+        smtp: Some(UpstreamEndpoint {
+            host: "localhost".into(),
+            port: 1,
+            tls: TlsMode::Starttls,
+            ca_pem: None,
+            insecure: false,
+            insecure_reason: None,
+        }),
+        imap: None,
+        policy: Policy {
+            smtp: SmtpPolicy {
+                allowed_senders: vec!["app@example.test".into(), "*@allowed.test".into()],
+                allowed_recipients: vec!["*@example.test".into(), "ops@other.test".into()],
+                max_recipients: MAX_RECIPIENTS,
+                max_message_bytes: MAX_MESSAGE,
                 ..Default::default()
             },
-            sealed_fingerprint: "sha256:fuzz".into(),
-            password,
-        });
-        let recorder = Recorder::default();
-        let relay = SmtpRelay::with_upstream(
-            RelayConfig::default(),
-            Arc::new(Source(credential)),
-            RelayMetrics::unregistered(),
-            recorder.clone(),
-        );
-        (relay, recorder)
-    })
+            ..Default::default()
+        },
+        sealed_fingerprint: "sha256:fuzz".into(),
+        password,
+    });
+    let recorder = RecordingUpstream::default();
+    let relay = SmtpRelay::with_upstream(
+        RelayConfig::default(),
+        Arc::new(Source(credential)),
+        RelayMetrics::unregistered(),
+        recorder.clone(),
+    );
+    (relay, recorder)
 }
 
 fn domain_of(address: &str) -> (String, String) {
@@ -117,14 +85,11 @@ pub fn smtp_session(data: &[u8]) {
 pub fn smtp_session_delivered(data: &[u8]) -> usize {
     let (chunk, input) = chunked(data);
     let (relay, recorder) = relay();
-    if let Ok(mut sent) = recorder.0.lock() {
-        sent.clear();
-    }
     let stream = MemStream::new(input, chunk);
     runtime().block_on(relay.serve_stream(stream));
-    let sent = recorder.0.lock().map(|s| s.clone()).unwrap_or_default();
+    let sent = recorder.sent();
     let count = sent.len();
-    for (from, to, message) in sent {
+    for mailcred_smtp::testkit::Sent { from, to, message } in sent {
         let (local, domain) = domain_of(&from);
         assert!(
             domain == "allowed.test" || (local == "app" && domain == "example.test"),

@@ -37,6 +37,37 @@ fn smtp_data_corpus() {
 }
 
 #[test]
+fn smtp_headers_corpus() {
+    replay("smtp_headers", mailcred_fuzz::headers::smtp_headers);
+}
+
+/// The header harness reaches the verdict: the plain seed is accepted, every attack seed of
+/// issue #10 (items 1 and 2) is refused.
+#[test]
+fn smtp_headers_harness_accepts_plain_mail_only() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/smtp_headers");
+    let accepts = |name: &str| {
+        let data = std::fs::read(dir.join(name)).unwrap();
+        mailcred_fuzz::headers::relay_accepts(&data)
+    };
+    assert!(accepts("plain-from"));
+    assert!(accepts("group"));
+    for attack in [
+        "encoded-word-angle",
+        "encoded-word-hex",
+        "encoded-local",
+        "quoted-local",
+        "escaped-quote",
+        "obs-route",
+        "comment",
+        "kelvin",
+        "folded",
+    ] {
+        assert!(!accepts(attack), "{attack} accepted");
+    }
+}
+
+#[test]
 fn imap_command_corpus() {
     replay("imap_command", mailcred_fuzz::imap::imap_command);
 }

@@ -21,8 +21,14 @@ pub struct RelayConfig {
     pub data_timeout: Duration,
     /// Bound on obtaining the credential (KMS decrypt included).
     pub credential_timeout: Duration,
-    /// Bound on one upstream delivery, connection and AUTH included.
+    /// Bound on each upstream step (connect, handshake, each reply, each write).
     pub upstream_timeout: Duration,
+    /// Bound on writing replies to the application: a client that never reads them
+    /// cannot hold its connection past this.
+    pub write_timeout: Duration,
+    /// Message content held in memory by all sessions together, in bytes; a message that
+    /// would go past it is refused with 452 4.3.1 (see docs/reliability.md).
+    pub message_memory: usize,
     /// Pooled upstream connections kept per credential.
     pub upstream_pool_size: u32,
     /// Idle pooled upstream connections are closed after this.
@@ -46,6 +52,8 @@ impl Default for RelayConfig {
             data_timeout: Duration::from_secs(180),
             credential_timeout: Duration::from_secs(15),
             upstream_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            message_memory: 64 * 1024 * 1024,
             upstream_pool_size: 8,
             upstream_idle: Duration::from_secs(60),
             max_connections: 256,

@@ -2,6 +2,8 @@
 
 use std::io;
 
+use mailcred_core::tls::TlsError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("accepting an SMTP connection failed: {0}")]
@@ -10,14 +12,8 @@ pub enum Error {
     #[error("the credential has no spec.smtp endpoint; SMTP relaying needs one")]
     NoSmtpEndpoint,
 
-    #[error("spec.smtp.caPem is not a usable PEM certificate bundle: {0}")]
-    CaPem(String),
-
-    #[error("spec.smtp has tls: none without insecure: true; refusing plaintext upstream")]
-    PlaintextNotAllowed,
-
-    #[error("building the upstream TLS settings failed: {0}")]
-    Tls(String),
+    #[error("spec.smtp TLS settings: {0}")]
+    Tls(#[from] TlsError),
 }
 
 impl Error {
@@ -25,8 +21,12 @@ impl Error {
         match self {
             Error::Accept(_) => "accept",
             Error::NoSmtpEndpoint => "no_smtp_endpoint",
-            Error::CaPem(_) => "ca_pem",
-            Error::PlaintextNotAllowed => "plaintext_not_allowed",
+            Error::Tls(
+                TlsError::InvalidPem(_)
+                | TlsError::NoCertificate
+                | TlsError::UnusableCertificate(_),
+            ) => "ca_pem",
+            Error::Tls(TlsError::PlaintextNotAllowed) => "plaintext_not_allowed",
             Error::Tls(_) => "tls_config",
         }
     }

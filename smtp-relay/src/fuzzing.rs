@@ -7,9 +7,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::server::SmtpRelay;
 use crate::session::Session;
-use crate::upstream::Deliver;
+use crate::upstream::Upstream;
 
-impl<D: Deliver> SmtpRelay<D> {
+impl<U: Upstream> SmtpRelay<U> {
     /// Serves one application connection on `io` until QUIT, EOF or a timeout.
     pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(&self, io: S) {
         Session::new(&self.shared, io, CancellationToken::new())

@@ -1,33 +1,38 @@
 //! mailcred's SMTP front-end.
 //!
 //! An application on the same pod speaks plain ESMTP to a loopback port, without any
-//! credential. The relay checks each message against the MailCredential's policy, then hands
-//! it to the upstream submission server over verified TLS, authenticated with the decrypted
+//! credential. The relay checks each step against the MailCredential's policy, passes it to
+//! the upstream submission server over verified TLS, authenticated with the decrypted
 //! password, and answers the application only with what upstream decided. Nothing is queued.
 //!
-//! Commands are parsed with Stalwart's `smtp-proto`; line framing, the DATA reader and the
-//! policy are our own because they carry the bounds and the smuggling defence.
+//! Commands are parsed with Stalwart's `smtp-proto`; line framing, the DATA reader, the
+//! header check and the upstream client are our own because they carry the bounds, the
+//! smuggling defence and the scrubbing of upstream text.
 
-mod audit;
 mod config;
-mod data;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
-mod headers;
-mod line;
 mod metrics;
+mod outcome;
 pub mod policy;
-mod reply;
 mod server;
 mod session;
+mod shared;
+#[doc(hidden)]
+pub mod testkit;
 mod upstream;
+mod wire;
 
 pub use config::{MAX_LINE_CEILING, RFC_MAX_LINE, RelayConfig};
-pub use data::{DataReader, Fed};
 pub use error::Error;
-pub use headers::{HeaderSenders, header_senders};
 pub use metrics::RelayMetrics;
-pub use reply::Reply;
+pub use outcome::{Outcome, Reason};
+pub use policy::headers::{HeaderSenders, SenderField, header_senders};
 pub use server::SmtpRelay;
-pub use upstream::{Deliver, Delivery, LettreUpstream, envelope};
+pub use upstream::{
+    RelayAddress, Scrubber, SmtpTransaction, SmtpUpstream, Transaction, Upstream, UpstreamError,
+    Verdict,
+};
+pub use wire::data_reader::{DataReader, Fed};
+pub use wire::reply::Reply;

@@ -1,12 +1,10 @@
 //! The listener: accepts application connections (bounded), runs one session each, and on
 //! shutdown stops accepting, lets in-flight messages finish within a grace period, then stops.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use mailcred_core::crd::RateLimits;
-use mailcred_core::credential::{CredentialSource, UsableCredential};
+use mailcred_core::credential::CredentialSource;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -16,91 +14,57 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RelayConfig;
 use crate::error::Error;
 use crate::metrics::RelayMetrics;
-use crate::policy::RateLimiters;
-use crate::reply::Reply;
 use crate::session::Session;
-use crate::upstream::{Deliver, LettreUpstream};
+use crate::shared::{BUDGET_UNIT, Shared};
+use crate::upstream::{SmtpUpstream, Upstream};
+use crate::wire::reply::Reply;
 
 /// How often expired upstream pools are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
-/// State shared by all sessions of one relay.
-pub(crate) struct Shared<D> {
-    pub(crate) config: RelayConfig,
-    pub(crate) source: Arc<dyn CredentialSource>,
-    pub(crate) metrics: RelayMetrics,
-    pub(crate) upstream: D,
-    rates: Mutex<Option<(String, RateLimits, Arc<RateLimiters>)>>,
-    /// SIZE advertised in EHLO: the last policy seen (0 until a credential was loaded).
-    size: AtomicU64,
-}
-
-impl<D> Shared<D> {
-    pub(crate) fn advertised_size(&self) -> u64 {
-        self.size.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn set_advertised_size(&self, size: u64) {
-        self.size.store(size, Ordering::Relaxed);
-    }
-
-    /// The token buckets of this credential; rebuilt (full) when its limits change.
-    pub(crate) fn rate_limiters(&self, credential: &UsableCredential) -> Arc<RateLimiters> {
-        let id = credential.id();
-        let limits = &credential.policy.smtp.rate_limits;
-        let mut guard = match self.rates.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        match guard.as_ref() {
-            Some((i, l, r)) if *i == id && l == limits => r.clone(),
-            _ => {
-                let r = Arc::new(RateLimiters::new(limits));
-                *guard = Some((id, limits.clone(), r.clone()));
-                r
-            }
-        }
-    }
-}
-
 /// The SMTP relay of one credential.
-pub struct SmtpRelay<D = LettreUpstream> {
-    pub(crate) shared: Arc<Shared<D>>,
+pub struct SmtpRelay<U = SmtpUpstream> {
+    pub(crate) shared: Arc<Shared<U>>,
 }
 
-impl SmtpRelay<LettreUpstream> {
-    /// A relay that delivers through lettre to the credential's `spec.smtp`.
+impl SmtpRelay<SmtpUpstream> {
+    /// A relay that delivers to the credential's `spec.smtp`.
     pub fn new(
         config: RelayConfig,
         source: Arc<dyn CredentialSource>,
         metrics: RelayMetrics,
     ) -> Self {
         let built = metrics.upstream_pools_built.clone();
-        let upstream = LettreUpstream::new(config.clone(), move || {
+        let upstream = SmtpUpstream::new(config.clone(), move || {
             built.inc();
         });
         Self::with_upstream(config, source, metrics, upstream)
     }
 }
 
-impl<D: Deliver> SmtpRelay<D> {
-    /// A relay with another delivery (tests).
+impl<U: Upstream> SmtpRelay<U> {
+    /// A relay with another upstream (tests).
     pub fn with_upstream(
         config: RelayConfig,
         source: Arc<dyn CredentialSource>,
         metrics: RelayMetrics,
-        upstream: D,
+        upstream: U,
     ) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                config,
-                source,
-                metrics,
-                upstream,
-                rates: Mutex::new(None),
-                size: AtomicU64::new(0),
-            }),
+            shared: Arc::new(Shared::new(config, source, metrics, upstream)),
         }
+    }
+
+    /// Message memory not held by any session right now, in bytes.
+    pub fn message_memory_free(&self) -> usize {
+        self.shared.message_memory.available_permits() * BUDGET_UNIT
+    }
+
+    /// A handle that reads [`SmtpRelay::message_memory_free`] after the relay moved into
+    /// [`SmtpRelay::serve`].
+    pub fn memory_probe(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let budget = self.shared.message_memory.clone();
+        move || budget.available_permits() * BUDGET_UNIT
     }
 
     /// Serves until `shutdown` is cancelled, then drains within the grace period.
@@ -131,9 +95,10 @@ impl<D: Deliver> SmtpRelay<D> {
                     let _ = stream.set_nodelay(true);
                     let Ok(permit) = permits.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, "connection refused: too many open connections");
+                        let write_timeout = shared.config.write_timeout;
                         sessions.spawn(async move {
                             let reply = Reply::new(421, "4.7.0", "too many connections, try again later");
-                            let _ = stream.write_all(&reply.to_wire()).await;
+                            let _ = tokio::time::timeout(write_timeout, stream.write_all(&reply.to_wire())).await;
                         });
                         continue;
                     };

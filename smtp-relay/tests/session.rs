@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lettre::address::Envelope;
 use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
 use mailcred_core::{Error, KmsError, MailPassword};
-use mailcred_smtp::{Deliver, Delivery, RelayConfig, RelayMetrics, Reply, SmtpRelay};
+use mailcred_smtp::testkit::RecordingUpstream;
+use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -53,43 +53,7 @@ fn credential(smtp: SmtpPolicy) -> Arc<UsableCredential> {
     })
 }
 
-#[derive(Debug, Clone)]
-struct Sent {
-    from: String,
-    to: Vec<String>,
-    message: Vec<u8>,
-}
-
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<Sent>>>);
-
-impl Recorder {
-    fn sent(&self) -> Vec<Sent> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-impl Deliver for Recorder {
-    async fn deliver(
-        &self,
-        _c: &Arc<UsableCredential>,
-        envelope: &Envelope,
-        message: &[u8],
-    ) -> Delivery {
-        self.0.lock().unwrap().push(Sent {
-            from: envelope.from().map(|a| a.to_string()).unwrap_or_default(),
-            to: envelope.to().iter().map(|a| a.to_string()).collect(),
-            message: message.to_vec(),
-        });
-        Delivery {
-            reply: Reply::new(250, "2.0.0", "message accepted by upstream"),
-            upstream_code: Some(250),
-            outcome: "relayed",
-            reason: None,
-            latency: Duration::from_millis(1),
-        }
-    }
-}
+type Recorder = RecordingUpstream;
 
 struct Relay {
     addr: std::net::SocketAddr,

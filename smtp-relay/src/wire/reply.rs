@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::policy::{Denial, Rule};
+
 /// One (possibly multi-line) reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
@@ -59,6 +61,22 @@ impl Reply {
         let mut out = Vec::new();
         self.write_to(&mut out);
         out
+    }
+}
+
+/// The one map from a policy refusal to what the application hears: 452 4.7.0 for a rate
+/// (retry later), 552 5.3.4 for size, 550 5.7.1 for any other rule the message breaks
+/// (RFC 5321/3463 codes clients already understand). The text names the rule.
+impl From<Denial> for Reply {
+    fn from(denial: Denial) -> Self {
+        let text = format!("policy {}: {}", denial.rule.as_str(), denial.detail);
+        if denial.rule.is_rate() {
+            Reply::new(452, "4.7.0", text)
+        } else if denial.rule == Rule::MaxMessageBytes {
+            Reply::new(552, "5.3.4", text)
+        } else {
+            Reply::new(550, "5.7.1", text)
+        }
     }
 }
 

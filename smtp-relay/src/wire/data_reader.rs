@@ -41,6 +41,8 @@ pub struct DataReader {
     /// Bytes of unstuffed, normalized content seen (counted even when discarded).
     size: u64,
     overflow: bool,
+    /// Storing stopped because the relay-wide memory budget ran out.
+    shed: bool,
     nul: bool,
     bare_newline: bool,
 }
@@ -53,6 +55,7 @@ impl DataReader {
             limit,
             size: 0,
             overflow: false,
+            shed: false,
             nul: false,
             bare_newline: false,
         }
@@ -64,6 +67,14 @@ impl DataReader {
     }
     pub fn overflowed(&self) -> bool {
         self.overflow
+    }
+    /// Stops storing (the caller frees the sink): the rest is read to the end marker and
+    /// discarded, and the message will be refused as a temporary failure.
+    pub fn shed(&mut self) {
+        self.shed = true;
+    }
+    pub fn was_shed(&self) -> bool {
+        self.shed
     }
     pub fn saw_nul(&self) -> bool {
         self.nul
@@ -83,7 +94,7 @@ impl DataReader {
 
     fn emit(&mut self, sink: &mut Vec<u8>, bytes: &[u8]) {
         self.size += bytes.len() as u64;
-        if self.overflow {
+        if self.overflow || self.shed {
             return;
         }
         if sink.len() + bytes.len() > self.limit {

@@ -1,0 +1,280 @@
+//! The pool of authenticated upstream connections of the current credential, rebuilt when
+//! the credential changes (re-seal, or re-decrypt after the cache TTL) and dropped when the
+//! credential source lets go of the plaintext. Bounded in size and idle time; a connection
+//! idle for more than a moment is probed with NOOP before it is trusted.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use mailcred_core::credential::UsableCredential;
+use zeroize::Zeroizing;
+
+use super::client::{Conn, stuffed_chunks};
+use super::connect::{Io, Target, connect};
+use super::errors::{Scrubber, UpstreamError};
+use super::{RelayAddress, Transaction, Upstream, Verdict};
+use crate::config::RelayConfig;
+use crate::error::Error;
+
+/// How long an idle pooled connection is trusted without a NOOP probe.
+const TRUST_IDLE: Duration = Duration::from_secs(2);
+/// Message data is written in writes of about this size.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+struct Idle {
+    conn: Conn<Io>,
+    since: Instant,
+}
+
+struct Pool {
+    /// Weak: the credential source decides how long plaintext lives; when it drops its
+    /// copy and no session holds one, this pool (and its copy of the password) goes too.
+    credential: Weak<UsableCredential>,
+    target: Arc<Target>,
+    idle: Vec<Idle>,
+}
+
+struct Inner {
+    config: RelayConfig,
+    pool: Mutex<Option<Pool>>,
+    on_build: Box<dyn Fn() + Send + Sync>,
+}
+
+/// The upstream submission server of the current credential.
+#[derive(Clone)]
+pub struct SmtpUpstream {
+    inner: Arc<Inner>,
+}
+
+impl SmtpUpstream {
+    pub fn new(config: RelayConfig, on_build: impl Fn() + Send + Sync + 'static) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                pool: Mutex::new(None),
+                on_build: Box::new(on_build),
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Pool>> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The target for this credential and, if one is idle, a pooled connection.
+    fn checkout(
+        &self,
+        credential: &Arc<UsableCredential>,
+    ) -> Result<(Arc<Target>, Option<Idle>), Error> {
+        let mut guard = self.lock();
+        if let Some(p) = guard.as_mut()
+            && p.credential.as_ptr() == Arc::as_ptr(credential)
+        {
+            let max_idle = self.config.upstream_idle;
+            while let Some(idle) = p.idle.pop() {
+                if idle.since.elapsed() < max_idle {
+                    return Ok((p.target.clone(), Some(idle)));
+                }
+            }
+            return Ok((p.target.clone(), None));
+        }
+        let target = Arc::new(build_target(&self.config, credential)?);
+        (self.on_build)();
+        tracing::info!(
+            credential = %credential.id(),
+            fingerprint = %credential.sealed_fingerprint,
+            "upstream SMTP pool built for the current credential"
+        );
+        *guard = Some(Pool {
+            credential: Arc::downgrade(credential),
+            target: target.clone(),
+            idle: Vec::new(),
+        });
+        Ok((target, None))
+    }
+
+    fn checkin(&self, target: &Arc<Target>, conn: Conn<Io>) {
+        let mut guard = self.lock();
+        if let Some(p) = guard.as_mut()
+            && Arc::ptr_eq(&p.target, target)
+            && p.idle.len() < self.config.upstream_pool_size as usize
+        {
+            p.idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
+        }
+        // Otherwise dropped: the socket closes (a rotated credential's connections end here).
+    }
+
+    async fn session(
+        &self,
+        credential: &Arc<UsableCredential>,
+    ) -> Result<(Arc<Target>, Conn<Io>), UpstreamError> {
+        let (target, idle) = self.checkout(credential).map_err(UpstreamError::Config)?;
+        if let Some(mut idle) = idle {
+            if idle.since.elapsed() < TRUST_IDLE {
+                return Ok((target, idle.conn));
+            }
+            // Older idle connections may have been closed by the server: probe first.
+            if matches!(idle.conn.command(b"NOOP").await, Ok(r) if r.code == 250) {
+                return Ok((target, idle.conn));
+            }
+        }
+        let conn = connect(&target).await?;
+        Ok((target, conn))
+    }
+}
+
+/// One transaction on a pooled connection.
+pub struct SmtpTransaction {
+    inner: Arc<Inner>,
+    target: Arc<Target>,
+    /// `None` once the connection failed: nothing more is sent on it.
+    conn: Option<Conn<Io>>,
+}
+
+impl SmtpTransaction {
+    fn scrubber(&self) -> &Scrubber {
+        &self.target.scrubber
+    }
+
+    /// Sends one command; a failed connection is dropped (never reused).
+    async fn command(&mut self, line: &[u8]) -> Result<super::UpstreamReply, UpstreamError> {
+        let conn = self.conn.as_mut().ok_or(UpstreamError::Closed)?;
+        let result = conn.command(line).await;
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+
+    fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.inner.checkin(&self.target, conn);
+        }
+    }
+
+    async fn send_message(&mut self, message: &[u8]) -> Result<Verdict, UpstreamError> {
+        let reply = self.command(b"DATA").await?;
+        match reply.code {
+            354 => {}
+            400..=599 => return Ok(Verdict::from_reply(&reply, "message", self.scrubber())),
+            _ => return Err(UpstreamError::Protocol("DATA was not answered with 354")),
+        }
+        let conn = self.conn.as_mut().ok_or(UpstreamError::Closed)?;
+        for chunk in stuffed_chunks(message, WRITE_CHUNK) {
+            conn.write(&chunk).await?;
+        }
+        let reply = conn.read_reply().await?;
+        match reply.code {
+            // Only a completion reply is an acceptance; 354 again means upstream and the
+            // relay disagree about where the message ended.
+            200..=299 | 400..=599 => Ok(Verdict::from_reply(&reply, "message", self.scrubber())),
+            _ => Err(UpstreamError::Protocol(
+                "the end of the data was not answered with 2xx, 4xx or 5xx",
+            )),
+        }
+    }
+}
+
+impl Transaction for SmtpTransaction {
+    async fn recipient(&mut self, recipient: &RelayAddress) -> Verdict {
+        match self
+            .command(format!("RCPT TO:<{recipient}>").as_bytes())
+            .await
+        {
+            Ok(reply) => Verdict::from_reply(&reply, "recipient", self.scrubber()),
+            Err(e) => failure(&e),
+        }
+    }
+
+    async fn data(mut self, message: &[u8]) -> Verdict {
+        let verdict = match self.send_message(message).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.conn = None;
+                failure(&e)
+            }
+        };
+        self.release();
+        verdict
+    }
+
+    async fn abort(mut self) {
+        if matches!(self.command(b"RSET").await, Ok(r) if r.code == 250) {
+            self.release();
+        }
+    }
+}
+
+fn failure(e: &UpstreamError) -> Verdict {
+    // Auth-phase failures carry no text; the others are logged by class and detail.
+    tracing::warn!(error = %e, "upstream failed");
+    Verdict::failed(e)
+}
+
+impl Upstream for SmtpUpstream {
+    type Transaction = SmtpTransaction;
+
+    async fn begin(
+        &self,
+        credential: &Arc<UsableCredential>,
+        sender: &RelayAddress,
+    ) -> Result<SmtpTransaction, Verdict> {
+        let (target, conn) = self
+            .inner
+            .session(credential)
+            .await
+            .map_err(|e| failure(&e))?;
+        let mut tx = SmtpTransaction {
+            inner: self.inner.clone(),
+            target,
+            conn: Some(conn),
+        };
+        match tx.command(format!("MAIL FROM:<{sender}>").as_bytes()).await {
+            Ok(reply) if reply.is_positive_completion() => Ok(tx),
+            Ok(reply) => {
+                let verdict = Verdict::from_reply(&reply, "sender", tx.scrubber());
+                tx.abort().await;
+                Err(verdict)
+            }
+            Err(e) => Err(failure(&e)),
+        }
+    }
+
+    fn sweep(&self) {
+        let mut pool = self.inner.lock();
+        if pool
+            .as_ref()
+            .is_some_and(|p| p.credential.strong_count() == 0)
+        {
+            *pool = None;
+            tracing::debug!("upstream pool dropped: its credential expired from the cache");
+        } else if let Some(p) = pool.as_mut() {
+            let max_idle = self.inner.config.upstream_idle;
+            p.idle.retain(|i| i.since.elapsed() < max_idle);
+        }
+    }
+}
+
+fn build_target(config: &RelayConfig, credential: &UsableCredential) -> Result<Target, Error> {
+    let endpoint = credential.smtp.as_ref().ok_or(Error::NoSmtpEndpoint)?;
+    // The one builder (invariant 3): system roots or exactly the spec's caPem.
+    let tls = mailcred_core::tls::for_endpoint(endpoint)?;
+    let password = credential.password.expose();
+    Ok(Target {
+        host: endpoint.host.clone(),
+        port: endpoint.port,
+        mode: endpoint.tls,
+        tls,
+        username: credential.username.clone(),
+        scrubber: Scrubber::new(&credential.username, password),
+        // The one place the plaintext leaves MailPassword: into AUTH, over verified TLS.
+        password: Zeroizing::new(password.to_owned()),
+        hello: config.hostname.clone(),
+        timeout: config.upstream_timeout,
+    })
+}

@@ -1,0 +1,5 @@
+#![allow(dead_code)]
+//! Shared test support: the application side and a scripted upstream.
+
+pub mod app;
+pub mod scripted;

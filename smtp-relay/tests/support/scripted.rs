@@ -1,0 +1,248 @@
+//! A scripted upstream submission server for hostile-upstream tests: real TCP, real TLS
+//! (a test CA made with rcgen), STARTTLS or implicit TLS, and knobs for each misbehaviour.
+
+use std::sync::{Arc, Mutex};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// How the scripted server behaves.
+#[derive(Clone)]
+pub struct Script {
+    pub implicit_tls: bool,
+    /// Written right after `220` to STARTTLS, in the same write.
+    pub starttls_injection: Vec<u8>,
+    /// Mechanisms offered after TLS.
+    pub auth_mechanisms: &'static str,
+    /// Answer AUTH (the last line of it) with 535 echoing what the client sent.
+    pub echo_auth: bool,
+    /// Recipients that get 250; any other gets `550 5.1.1`. Empty: all accepted.
+    pub known_recipients: Vec<String>,
+    /// RCPT replies echo the AUTH line the client sent earlier on this connection.
+    pub echo_auth_in_rcpt: bool,
+    /// Reply to the end of DATA.
+    pub final_reply: &'static str,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            implicit_tls: false,
+            starttls_injection: Vec::new(),
+            auth_mechanisms: "PLAIN LOGIN",
+            echo_auth: false,
+            known_recipients: Vec::new(),
+            echo_auth_in_rcpt: false,
+            final_reply: "250 2.0.0 queued",
+        }
+    }
+}
+
+/// What the server saw.
+#[derive(Default, Debug)]
+pub struct Seen {
+    /// Command lines, per connection, in order (after TLS only once TLS is up).
+    pub connections: Vec<Vec<String>>,
+    pub messages: Vec<Vec<u8>>,
+}
+
+pub struct Scripted {
+    pub port: u16,
+    pub ca_pem: String,
+    pub seen: Arc<Mutex<Seen>>,
+}
+
+fn tls_pair() -> (String, Arc<rustls::ServerConfig>) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(&ca.pem(), ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    (ca.pem(), Arc::new(config))
+}
+
+impl Scripted {
+    pub async fn start(script: Script) -> Self {
+        let (ca_pem, tls) = tls_pair();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (script, tls, log) = (script.clone(), tls.clone(), log.clone());
+                tokio::spawn(async move {
+                    let index = {
+                        let mut s = log.lock().unwrap();
+                        s.connections.push(Vec::new());
+                        s.connections.len() - 1
+                    };
+                    let mut conn = Conn {
+                        script,
+                        log,
+                        index,
+                        auth_line: String::new(),
+                    };
+                    if conn.script.implicit_tls {
+                        let Ok(stream) = TlsAcceptor::from(tls).accept(tcp).await else {
+                            return;
+                        };
+                        let _ = conn.serve(&mut BufReader::new(stream), true).await;
+                    } else {
+                        let mut reader = BufReader::new(tcp);
+                        if conn.serve(&mut reader, false).await == Some(Upgrade) {
+                            let Ok(stream) =
+                                TlsAcceptor::from(tls).accept(reader.into_inner()).await
+                            else {
+                                return;
+                            };
+                            let _ = conn.serve(&mut BufReader::new(stream), true).await;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, ca_pem, seen }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+struct Upgrade;
+
+struct Conn {
+    script: Script,
+    log: Arc<Mutex<Seen>>,
+    index: usize,
+    auth_line: String,
+}
+
+impl Conn {
+    fn record(&self, line: &str) {
+        self.log.lock().unwrap().connections[self.index].push(line.to_string());
+    }
+
+    /// Serves commands; returns `Some(Upgrade)` after answering STARTTLS.
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut BufReader<S>,
+        secure: bool,
+    ) -> Option<Upgrade> {
+        if !secure || self.script.implicit_tls {
+            io.get_mut()
+                .write_all(b"220 scripted ESMTP\r\n")
+                .await
+                .ok()?;
+        }
+        let mut login_steps = 0;
+        loop {
+            let mut line = String::new();
+            if io.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end().to_string();
+            self.record(&line);
+            let upper = line.to_ascii_uppercase();
+            let reply: Vec<u8> = if login_steps > 0 {
+                login_steps -= 1;
+                self.auth_line = line.clone();
+                if login_steps > 0 {
+                    b"334 UGFzc3dvcmQ6\r\n".to_vec()
+                } else {
+                    self.auth_reply(&line)
+                }
+            } else if upper.starts_with("EHLO") {
+                let auth = if secure {
+                    format!("250-AUTH {}\r\n", self.script.auth_mechanisms)
+                } else {
+                    String::new()
+                };
+                let tls = if secure { "" } else { "250-STARTTLS\r\n" };
+                format!("250-scripted\r\n{tls}{auth}250 8BITMIME\r\n").into_bytes()
+            } else if upper == "STARTTLS" {
+                let mut r = b"220 go ahead\r\n".to_vec();
+                r.extend_from_slice(&self.script.starttls_injection);
+                io.get_mut().write_all(&r).await.ok()?;
+                return Some(Upgrade);
+            } else if upper.starts_with("AUTH PLAIN ") {
+                self.auth_line = line.clone();
+                self.auth_reply(&line)
+            } else if upper == "AUTH LOGIN" {
+                login_steps = 2;
+                b"334 VXNlcm5hbWU6\r\n".to_vec()
+            } else if upper.starts_with("MAIL FROM:") || upper == "RSET" || upper == "NOOP" {
+                b"250 2.0.0 ok\r\n".to_vec()
+            } else if let Some(rcpt) = upper.strip_prefix("RCPT TO:") {
+                self.rcpt_reply(rcpt)
+            } else if upper == "DATA" {
+                io.get_mut().write_all(b"354 go\r\n").await.ok()?;
+                let mut message = Vec::new();
+                loop {
+                    let mut l = Vec::new();
+                    if io.read_until(b'\n', &mut l).await.ok()? == 0 {
+                        return None;
+                    }
+                    if l == b".\r\n" {
+                        break;
+                    }
+                    message.extend_from_slice(&l);
+                }
+                self.log.lock().unwrap().messages.push(message);
+                format!("{}\r\n", self.script.final_reply).into_bytes()
+            } else if upper == "QUIT" {
+                let _ = io.get_mut().write_all(b"221 bye\r\n").await;
+                return None;
+            } else {
+                b"500 what\r\n".to_vec()
+            };
+            io.get_mut().write_all(&reply).await.ok()?;
+        }
+    }
+
+    fn auth_reply(&self, line: &str) -> Vec<u8> {
+        if self.script.echo_auth {
+            format!("535 5.7.8 you sent: {line}\r\n").into_bytes()
+        } else {
+            b"235 2.7.0 ok\r\n".to_vec()
+        }
+    }
+
+    fn rcpt_reply(&self, rcpt: &str) -> Vec<u8> {
+        let address = rcpt
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_ascii_lowercase();
+        if self.script.echo_auth_in_rcpt {
+            return format!(
+                "550 5.1.1 <{address}> refused; you logged in with {}\r\n",
+                self.auth_line
+            )
+            .into_bytes();
+        }
+        let known = &self.script.known_recipients;
+        if known.is_empty() || known.contains(&address) {
+            b"250 2.1.5 ok\r\n".to_vec()
+        } else {
+            format!("550 5.1.1 <{address}>: Recipient address rejected: User unknown\r\n")
+                .into_bytes()
+        }
+    }
+}
