@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use mailcred_core::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind};
 use mailcred_core::envelope;
 use mailcred_core::policy::{AddressPattern, AddressRole, MailboxPattern};
+use mailcred_core::tls::TlsError;
 
 use crate::cli::SealArgs;
 use crate::seal::KmsScheme;
@@ -251,8 +252,21 @@ pub fn ca_pem(upstream: Upstream, args: &SealArgs) -> anyhow::Result<Option<Stri
             path.display()
         );
     }
-    mailcred_core::tls::ca_certificates(&pem)
-        .map_err(|e| anyhow::anyhow!("{flag} {}: {e}", path.display()))?;
+    // Same parser as the sidecar's trust store; the wording names the file, not `caPem`.
+    mailcred_core::tls::ca_certificates(&pem).map_err(|e| {
+        let why = match e {
+            TlsError::InvalidPem(e) => format!("not valid PEM ({e})"),
+            TlsError::NoCertificate => "contains no PEM CERTIFICATE block".to_string(),
+            TlsError::UnusableCertificate(e) => {
+                format!("holds a certificate that cannot be a trust anchor ({e})")
+            }
+            other => other.to_string(),
+        };
+        anyhow::anyhow!(
+            "{flag} {}: {why}; give the CA certificate(s) in PEM form",
+            path.display()
+        )
+    })?;
     Ok(Some(pem))
 }
 
@@ -376,7 +390,11 @@ pub fn kms(scheme: &KmsScheme, args: &SealArgs) -> anyhow::Result<()> {
             region: None,
             endpoint: None,
         };
-        envelope::validate_key_ref(&key_ref).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        // The error's own text names the spec field; the user typed a flag.
+        envelope::validate_key_ref(&key_ref).map_err(|e| match e {
+            mailcred_core::Error::Malformed { reason, .. } => anyhow::anyhow!("{flag}: {reason}"),
+            other => anyhow::anyhow!("{flag}: {other}"),
+        })?;
     }
     if let Some(region) = &args.kms_region {
         let shaped = !region.is_empty()
