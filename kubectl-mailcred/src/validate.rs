@@ -5,13 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use mailcred_core::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind};
-use mailcred_core::envelope;
 use mailcred_core::policy::{AddressPattern, AddressRole, MailboxPattern};
 use mailcred_core::tls::TlsError;
 
 use crate::cli::SealArgs;
-use crate::seal::KmsScheme;
 
 /// Schema limits (crds/mailcredential.yaml).
 const MAX_HOST_LEN: usize = 253;
@@ -24,8 +21,6 @@ const MAX_ALLOWED_RECIPIENTS: usize = 1024;
 const MAX_ALLOWED_MAILBOXES: usize = 256;
 const MAX_RECIPIENTS: std::ops::RangeInclusive<u32> = 1..=1000;
 const MAX_MESSAGE_BYTES: std::ops::RangeInclusive<u64> = 1024..=157_286_400;
-const MAX_REGION_LEN: usize = 64;
-const MAX_KMS_ENDPOINT_LEN: usize = 2048;
 
 /// How the resource is printed (`-o`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -366,58 +361,9 @@ pub fn numbers(args: &SealArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The key reference the sealer will record has the shape the sidecar accepts; the region and
-/// endpoint fit the schema. The local key file's fingerprint is checked when it is loaded.
-pub fn kms(scheme: &KmsScheme, args: &SealArgs) -> anyhow::Result<()> {
-    let aws_key = match scheme {
-        KmsScheme::Aws(key_id) => Some(("--kms", key_id.clone())),
-        KmsScheme::AwsPublicKey(_) => args.kms_key_id.clone().map(|k| ("--kms-key-id", k)),
-        KmsScheme::Local(_) => None,
-    };
-    if args.kms_key_id.is_some() && !matches!(scheme, KmsScheme::AwsPublicKey(_)) {
-        bail!("--kms-key-id only goes with --kms aws-public-key:<file>");
-    }
-    if matches!(scheme, KmsScheme::Local(_))
-        && (args.kms_region.is_some() || args.kms_endpoint.is_some())
-    {
-        bail!("--kms-region and --kms-endpoint only go with --kms aws:... or aws-public-key:...");
-    }
-    if let Some((flag, key_id)) = aws_key {
-        let key_ref = KmsKeyRef {
-            provider: KmsProviderKind::Aws,
-            key_id,
-            wrapping: DataKeyWrapping::SymmetricDefault,
-            region: None,
-            endpoint: None,
-        };
-        // The error's own text names the spec field; the user typed a flag.
-        envelope::validate_key_ref(&key_ref).map_err(|e| match e {
-            mailcred_core::Error::Malformed { reason, .. } => anyhow::anyhow!("{flag}: {reason}"),
-            other => anyhow::anyhow!("{flag}: {other}"),
-        })?;
-    }
-    if let Some(region) = &args.kms_region {
-        let shaped = !region.is_empty()
-            && region.len() <= MAX_REGION_LEN
-            && region
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !shaped {
-            bail!("--kms-region {region:?}: not an AWS region (e.g. eu-west-1)");
-        }
-    }
-    if let Some(url) = &args.kms_endpoint {
-        let shaped = (url.starts_with("https://") || url.starts_with("http://"))
-            && url.len() <= MAX_KMS_ENDPOINT_LEN
-            && !url.chars().any(char::is_whitespace);
-        if !shaped {
-            bail!(
-                "--kms-endpoint {url:?}: expected an http(s):// URL of at most {MAX_KMS_ENDPOINT_LEN} characters"
-            );
-        }
-    }
-    Ok(())
-}
+#[path = "validate_kms.rs"]
+mod kms_flags;
+pub use kms_flags::kms;
 
 #[cfg(test)]
 #[path = "validate_tests.rs"]
