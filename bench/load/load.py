@@ -275,7 +275,7 @@ def seal(opts, peers, workdir):
          "--imap", f"localhost:{peers['PEERS_IMAP_TLS_PORT']}", "--imap-tls", "implicit",
          "--ca-file", peers["PEERS_CA_PEM"], "--service-account", "app",
          "--allowed-sender", peers["PEERS_USER"], "--allowed-recipient", "*@example.test",
-         "--allowed-mailbox", "INBOX", "--kms", f"local:{key}", "--password-stdin", "-o", str(cred)],
+         "--allowed-mailbox", "INBOX", "--kms", f"local:{key}", "--password-stdin", "-w", str(cred)],
         input=peers["PEERS_PASSWORD"] + "\n", check=True, capture_output=True, text=True)
     return key, cred
 

@@ -134,7 +134,7 @@ def seal(ctx, out, *, user=None, password=None, smtp=None, imap=None, ca_file=No
             "--allowed-recipient", "*@example.test", "--max-recipients", "3",
             "--max-message-bytes", str(2 * 1024 * 1024), "--allowed-mailbox", "INBOX",
             "--ca-file", ca_file or ctx.peers["PEERS_CA_PEM"],
-            "--kms", ctx.kms_flag, "--password-stdin", "-o", str(out) + ".tmp"]
+            "--kms", ctx.kms_flag, "--password-stdin", "-w", str(out) + ".tmp"]
     for flag, endpoint in (("smtp", smtp), ("imap", imap)):
         if endpoint:
             host, port, tls = endpoint

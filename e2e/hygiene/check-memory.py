@@ -222,7 +222,7 @@ def main():
              "--ca-file", peers["PEERS_CA_PEM"], "--service-account", "app",
              "--allowed-sender", peers["PEERS_USER"], "--allowed-recipient", "*@example.test",
              "--allowed-mailbox", "INBOX", "--kms", f"local:{key}", "--password-stdin",
-             "-o", str(cred)],
+             "-w", str(cred)],
             input=peers["PEERS_PASSWORD"] + "\n", capture_output=True, text=True)
         if r.returncode != 0:
             raise SystemExit(f"seal failed: {r.stderr}")

@@ -179,7 +179,7 @@ def seal(suite, peers, workdir, password, kms_flag, out, aws_env):
         "--allowed-recipient", "*@example.test",
         "--max-recipients", "3", "--max-message-bytes", "1048576",
         "--allowed-mailbox", "INBOX",
-        "--kms", kms_flag, "--password-stdin", "-o", str(out) + ".tmp",
+        "--kms", kms_flag, "--password-stdin", "-w", str(out) + ".tmp",
     ]
     r = subprocess.run(args, input=password + "\n", capture_output=True, text=True, env=aws_env)
     suite.record(r.stdout + r.stderr)
