@@ -28,7 +28,7 @@ password_file="$work/password"
 "$plugin" seal --name billing --namespace shop --username billing@example.test \
   --smtp smtp.example.test:587 --imap imap.example.test:993 \
   --service-account billing-api --allowed-sender '*@example.test' --messages-per-minute 30 \
-  --kms "local:$work/local.key" --password-stdin -o "$work/billing.yaml" < "$password_file"
+  --kms "local:$work/local.key" --password-stdin -w "$work/billing.yaml" < "$password_file"
 echo "   This is all that is stored in Kubernetes:"
 sed 's/^/   | /' "$work/billing.yaml"
 if grep -qF -- "$(cat "$password_file")" "$work/billing.yaml"; then

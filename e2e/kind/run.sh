@@ -212,7 +212,7 @@ echo "KMS key: $key_arn"
   --smtp "$mail_host:587" --imap "$mail_host:143" --ca-file "$tls/ca.pem" \
   --kms "aws:$key_arn" --service-account mail-app \
   --allowed-sender app@example.test --allowed-recipient '*@example.test' \
-  --password-stdin -o "$work/e2e-mail.yaml" <"$work/password"
+  --password-stdin -w "$work/e2e-mail.yaml" <"$work/password"
 check "sealed MailCredential does not contain the password" \
   lacks "$work/leak-patterns" "$work/e2e-mail.yaml"
 

@@ -1,4 +1,4 @@
-//! Command-line shape. Validation that needs more than clap lives in `seal`.
+//! Command-line shape. Validation that needs more than clap lives in `validate`.
 
 use std::path::PathBuf;
 
@@ -24,6 +24,16 @@ pub enum Command {
     /// Check that a MailCredential's sealed secret opens for its namespace, name and endpoints
     /// (needs the key: the local key file, or KMS decrypt permission). Never prints the password.
     Verify(VerifyArgs),
+    /// Print the plugin version and the envelope format version it writes.
+    Version,
+    /// Print a shell completion script (e.g. `source <(kubectl-mailcred completion bash)`).
+    Completion(CompletionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Args, Debug)]
@@ -45,9 +55,9 @@ pub struct SealArgs {
     /// MailCredential name (bound into the ciphertext).
     #[arg(long)]
     pub name: String,
-    /// Namespace (bound into the ciphertext).
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
+    /// Namespace (bound into the ciphertext); default: the kubeconfig context's, else `default`.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
     /// Upstream account name (bound into the ciphertext).
     #[arg(long)]
     pub username: String,
@@ -64,9 +74,15 @@ pub struct SealArgs {
     /// implicit | starttls | none; default: implicit for 993, starttls otherwise.
     #[arg(long, value_name = "MODE")]
     pub imap_tls: Option<String>,
-    /// PEM CA bundle the upstream servers' certificates must chain to (instead of system roots).
+    /// PEM CA bundle both upstream servers' certificates must chain to (instead of system roots).
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// PEM CA bundle for the SMTP upstream only (instead of --ca-file).
+    #[arg(long, value_name = "FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
+    /// PEM CA bundle for the IMAP upstream only (instead of --ca-file).
+    #[arg(long, value_name = "FILE")]
+    pub imap_ca_file: Option<PathBuf>,
     /// Allow `none` TLS modes; requires a reason, recorded in the resource. Tests only.
     #[arg(long, value_name = "REASON")]
     pub insecure_reason: Option<String>,
@@ -93,16 +109,30 @@ pub struct SealArgs {
     /// Allowed recipient address, *@domain or * (repeatable; default: any).
     #[arg(long = "allowed-recipient", value_name = "ADDR")]
     pub allowed_recipients: Vec<String>,
-    #[arg(long)]
+    /// Recipients per message, 1-1000 (default 50).
+    #[arg(long, value_name = "N")]
     pub max_recipients: Option<u32>,
-    #[arg(long)]
+    /// Message size limit in bytes, 1024-157286400 (default 25 MiB).
+    #[arg(long, value_name = "BYTES")]
     pub max_message_bytes: Option<u64>,
-    #[arg(long)]
+    /// Messages per minute (default: unlimited).
+    #[arg(long, value_name = "N")]
     pub messages_per_minute: Option<u32>,
-    #[arg(long)]
+    /// Messages per hour (default: unlimited).
+    #[arg(long, value_name = "N")]
     pub messages_per_hour: Option<u32>,
-    #[arg(long)]
+    /// Recipients per minute, over all messages (default: unlimited).
+    #[arg(long, value_name = "N")]
+    pub recipients_per_minute: Option<u32>,
+    /// Recipients per hour, over all messages (default: unlimited).
+    #[arg(long, value_name = "N")]
     pub recipients_per_hour: Option<u32>,
+    /// Whether applications may send (default: true when --smtp is given).
+    #[arg(long, value_name = "BOOL")]
+    pub smtp_enabled: Option<bool>,
+    /// Whether applications may use IMAP (default: true when --imap is given).
+    #[arg(long, value_name = "BOOL")]
+    pub imap_enabled: Option<bool>,
     /// Allowed IMAP mailbox or pattern (repeatable; default: INBOX).
     #[arg(long = "allowed-mailbox", value_name = "PATTERN")]
     pub allowed_mailboxes: Vec<String>,
@@ -117,9 +147,12 @@ pub struct SealArgs {
     #[arg(long, hide = true, value_name = "REFUSED")]
     pub password: Option<String>,
 
-    /// Write the YAML here (created with mode 0644) instead of standard output.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Output format: yaml (default) or json.
+    #[arg(long, short = 'o', value_name = "yaml|json")]
+    pub output: Option<String>,
+    /// Write the resource to FILE (mode 0644) instead of standard output.
+    #[arg(long, short = 'w', value_name = "FILE")]
+    pub write: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -2,8 +2,10 @@
 //! The password is read from a TTY prompt or stdin, never from argv or the environment.
 
 mod cli;
+mod kubeconfig;
 mod password;
 mod seal;
+mod validate;
 mod verify;
 
 use std::process::ExitCode;
@@ -44,5 +46,29 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Seal(args) => seal::run(*args).await,
         cli::Command::Keygen(args) => seal::keygen(&args),
         cli::Command::Verify(args) => verify::run(&args).await,
+        cli::Command::Version => {
+            print_version();
+            Ok(())
+        }
+        cli::Command::Completion(args) => {
+            let mut command = <cli::Cli as clap::CommandFactory>::command();
+            let name = command.get_name().to_string();
+            clap_complete::generate(args.shell, &mut command, name, &mut std::io::stdout());
+            Ok(())
+        }
     }
+}
+
+/// Build facts that need no git: which release, and which envelope format it writes and reads.
+fn print_version() {
+    println!("kubectl-mailcred {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "envelope format: {}",
+        mailcred_core::envelope::FORMAT_VERSION
+    );
+    println!(
+        "target: {}-{}",
+        std::env::consts::ARCH,
+        std::env::consts::OS
+    );
 }

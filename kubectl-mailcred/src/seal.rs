@@ -11,11 +11,11 @@ use mailcred_core::crd::{
 use mailcred_core::kms::{
     AwsKms, AwsKmsOptions, AwsKmsSealer, DataKeySealer, LocalKms, RsaPublicKeySealer,
 };
-use mailcred_core::policy::{AddressPattern, AddressRole, MailboxPattern};
 use mailcred_core::{CredentialBinding, envelope};
 
 use crate::cli::{KeygenArgs, SealArgs};
-use crate::password;
+use crate::validate::{self, OutputFormat, Upstream};
+use crate::{kubeconfig, password};
 
 /// Where the data key comes from, parsed from `--kms`.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,9 +47,19 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
         );
     }
     // Everything that can be wrong with the arguments is found before the password is read.
+    let format = validate::output_format(args.output.as_deref())?;
+    if let Some(path) = &args.write {
+        validate::write_target(path)?;
+    }
+    let namespace = match &args.namespace {
+        Some(namespace) => namespace.clone(),
+        None => kubeconfig::namespace(kubeconfig::path_from_env().as_deref())?,
+    };
+    validate::names(&args.name, &namespace, &args.username)?;
     let kms = parse_kms(&args.kms)?;
+    validate::kms(&kms, &args)?;
     let spec_without_secret = build_spec(&args)?;
-    let binding = CredentialBinding::new(&args.namespace, &args.name, &spec_without_secret.0)?;
+    let binding = CredentialBinding::new(&namespace, &args.name, &spec_without_secret.0)?;
     let sealer = build_sealer(kms, &args).await?;
 
     let password = password::read(args.password_stdin)?;
@@ -61,13 +71,10 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
     let mut spec = spec_without_secret.0;
     spec.sealed_secret = sealed;
     let mut resource = MailCredential::new(&args.name, spec);
-    resource.metadata.namespace = Some(args.namespace.clone());
-    let yaml =
-        serde_saphyr::to_string(&resource).context("cannot render the MailCredential as YAML")?;
-    let text = format!("---\n{yaml}");
-    match &args.output {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", path.display()))?,
+    resource.metadata.namespace = Some(namespace);
+    let text = render(&resource, format)?;
+    match &args.write {
+        Some(path) => write_file(path, &text)?,
         None => std::io::stdout()
             .write_all(text.as_bytes())
             .context("cannot write to standard output")?,
@@ -75,59 +82,60 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn render(resource: &MailCredential, format: OutputFormat) -> anyhow::Result<String> {
+    Ok(match format {
+        OutputFormat::Yaml => {
+            let yaml = serde_saphyr::to_string(resource)
+                .context("cannot render the MailCredential as YAML")?;
+            format!("---\n{yaml}")
+        }
+        OutputFormat::Json => {
+            let json = serde_json::to_string_pretty(resource)
+                .context("cannot render the MailCredential as JSON")?;
+            format!("{json}\n")
+        }
+    })
+}
+
+/// The resource holds no plaintext, so it may be world-readable like any manifest (0644).
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// The spec with a placeholder sealed secret (wrapped so it cannot be used by mistake).
 struct UnsealedSpec(MailCredentialSpec);
 
 fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
-    let ca_pem = match &args.ca_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read --ca-file {}", path.display()))?,
-        ),
-        None => None,
-    };
+    validate::endpoint_flags(args)?;
     let smtp = args
         .smtp
         .as_deref()
-        .map(|hp| {
-            endpoint(
-                "smtp",
-                hp,
-                args.smtp_tls.as_deref(),
-                465,
-                &ca_pem,
-                &args.insecure_reason,
-            )
-        })
+        .map(|hp| endpoint(Upstream::Smtp, hp, args.smtp_tls.as_deref(), args))
         .transpose()?;
     let imap = args
         .imap
         .as_deref()
-        .map(|hp| {
-            endpoint(
-                "imap",
-                hp,
-                args.imap_tls.as_deref(),
-                993,
-                &ca_pem,
-                &args.insecure_reason,
-            )
-        })
+        .map(|hp| endpoint(Upstream::Imap, hp, args.imap_tls.as_deref(), args))
         .transpose()?;
-    if smtp.is_none() && imap.is_none() {
-        bail!("give at least one upstream: --smtp HOST:PORT and/or --imap HOST:PORT");
-    }
-    if args.service_accounts.iter().any(|s| s.is_empty()) {
-        bail!("--service-account must not be empty");
-    }
-    check_patterns(args)?;
+    validate::service_accounts(&args.service_accounts)?;
+    validate::patterns(args)?;
+    validate::numbers(args)?;
     let mut smtp_policy = SmtpPolicy {
         allowed_senders: args.allowed_senders.clone(),
         allowed_recipients: args.allowed_recipients.clone(),
         rate_limits: RateLimits {
             messages_per_minute: args.messages_per_minute,
             messages_per_hour: args.messages_per_hour,
-            recipients_per_minute: None,
+            recipients_per_minute: args.recipients_per_minute,
             recipients_per_hour: args.recipients_per_hour,
         },
         ..SmtpPolicy::default()
@@ -138,10 +146,10 @@ fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
     if let Some(n) = args.max_message_bytes {
         smtp_policy.max_message_bytes = n;
     }
-    smtp_policy.enabled = smtp.is_some();
+    smtp_policy.enabled = args.smtp_enabled.unwrap_or(smtp.is_some());
     let mut imap_policy = ImapPolicy {
         read_only: !args.imap_read_write,
-        enabled: imap.is_some(),
+        enabled: args.imap_enabled.unwrap_or(imap.is_some()),
         ..ImapPolicy::default()
     };
     if !args.allowed_mailboxes.is_empty() {
@@ -174,54 +182,16 @@ fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
     }))
 }
 
-/// The relay and the proxy parse policy patterns with the same functions: a pattern refused
-/// here would have matched nothing there (every message 550), after the password was sealed.
-fn check_patterns(args: &SealArgs) -> anyhow::Result<()> {
-    let roles = [
-        (
-            "--allowed-sender",
-            &args.allowed_senders,
-            AddressRole::Sender,
-        ),
-        (
-            "--allowed-recipient",
-            &args.allowed_recipients,
-            AddressRole::Recipient,
-        ),
-    ];
-    for (flag, patterns, role) in roles {
-        for p in patterns {
-            AddressPattern::parse(p, role).map_err(|e| anyhow::anyhow!("{flag} {p:?}: {e}"))?;
-        }
-    }
-    for p in &args.allowed_mailboxes {
-        MailboxPattern::parse(p).map_err(|e| anyhow::anyhow!("--allowed-mailbox {p:?}: {e}"))?;
-    }
-    Ok(())
-}
-
 fn endpoint(
-    what: &str,
+    upstream: Upstream,
     host_port: &str,
     tls: Option<&str>,
-    implicit_port: u16,
-    ca_pem: &Option<String>,
-    insecure_reason: &Option<String>,
+    args: &SealArgs,
 ) -> anyhow::Result<UpstreamEndpoint> {
-    let (host, port) = host_port
-        .rsplit_once(':')
-        .with_context(|| format!("--{what} {host_port:?}: expected HOST:PORT"))?;
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|p| *p != 0)
-        .with_context(|| format!("--{what} {host_port:?}: the port must be 1-65535"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        bail!("--{what} {host_port:?}: the host is empty");
-    }
+    let what = upstream.flag();
+    let (host, port) = validate::host_port(upstream, host_port)?;
     let tls = match tls {
-        None if port == implicit_port => TlsMode::Implicit,
+        None if port == upstream.implicit_port() => TlsMode::Implicit,
         None => TlsMode::Starttls,
         Some("implicit") => TlsMode::Implicit,
         Some("starttls") => TlsMode::Starttls,
@@ -229,14 +199,15 @@ fn endpoint(
         Some(other) => bail!("--{what}-tls {other:?}: expected implicit, starttls or none"),
     };
     let insecure = tls == TlsMode::None;
+    let insecure_reason = &args.insecure_reason;
     if insecure && insecure_reason.as_deref().is_none_or(str::is_empty) {
         bail!("--{what}-tls none sends the password in plaintext; it needs --insecure-reason");
     }
     Ok(UpstreamEndpoint {
-        host: host.to_string(),
+        host,
         port,
         tls,
-        ca_pem: ca_pem.clone(),
+        ca_pem: validate::ca_pem(upstream, args)?,
         insecure,
         insecure_reason: if insecure {
             insecure_reason.clone()

@@ -96,7 +96,7 @@ fn output_file_is_written() {
     let out = dir.path().join("mcred.yaml");
     plugin()
         .args(seal_args(&key))
-        .arg("-o")
+        .arg("-w")
         .arg(&out)
         .write_stdin(PASSWORD)
         .assert()
@@ -177,7 +177,7 @@ fn verify_opens_the_original_and_refuses_an_edited_copy() {
     let file = dir.path().join("mcred.yaml");
     plugin()
         .args(seal_args(&key))
-        .arg("-o")
+        .arg("-w")
         .arg(&file)
         .write_stdin(PASSWORD)
         .assert()
