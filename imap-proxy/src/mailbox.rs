@@ -1,8 +1,9 @@
-//! Mailbox names: modified UTF-7 (RFC 3501 §5.1.3) and the policy's allowed-mailbox patterns.
+//! The policy's allowed-mailbox patterns, asked about names as they appear on the wire.
 //!
 //! Patterns are matched against the Unicode form of a name, so `Entwürfe` in a policy matches
-//! `Entw&APw-rfe` on the wire. Decoding is strict (no encoded printable ASCII, no stray bits):
-//! a name that two decoders could read differently is refused, never guessed at.
+//! `Entw&APw-rfe` on the wire (see [`crate::wire::mutf7`]).
+
+use crate::wire::mutf7::decode_mutf7;
 
 /// `*` matches any run of characters, hierarchy delimiters included.
 #[derive(Debug, Clone)]
@@ -50,6 +51,52 @@ impl MailboxPatterns {
         let name = normalize_inbox(name.as_bytes());
         self.patterns.iter().any(|p| glob(p, &name))
     }
+
+    /// Could the policy allow a mailbox below `parent` (a name as upstream reports it, with
+    /// its hierarchy `delimiter`)? False means every child is hidden, so LIST must not say
+    /// `\HasChildren`. An undecodable parent has no visible children.
+    pub fn may_allow_children(&self, parent: &[u8], delimiter: u8) -> bool {
+        let Some(decoded) = decode_mutf7(parent) else {
+            return false;
+        };
+        let mut prefix = decoded.into_bytes();
+        prefix.push(delimiter);
+        let prefix = normalize_inbox(&prefix);
+        self.patterns.iter().any(|p| continues_past(p, &prefix))
+    }
+}
+
+/// True when some non-empty `rest` makes `prefix + rest` match `pattern`: after reading
+/// `prefix`, some pattern position is still alive and can read one more character.
+fn continues_past(pattern: &[u8], prefix: &[u8]) -> bool {
+    // Positions in the pattern reachable after the input so far, with `*`s skipped as empty.
+    let close = |states: &mut Vec<bool>| {
+        for i in 0..pattern.len() {
+            if states[i] && pattern[i] == b'*' {
+                states[i + 1] = true;
+            }
+        }
+    };
+    let mut states = vec![false; pattern.len() + 1];
+    states[0] = true;
+    close(&mut states);
+    for &c in prefix {
+        let mut next = vec![false; pattern.len() + 1];
+        for i in 0..pattern.len() {
+            if states[i] && pattern[i] == b'*' {
+                next[i] = true;
+            } else if states[i] && pattern[i] == c {
+                next[i + 1] = true;
+            }
+        }
+        close(&mut next);
+        if !next.iter().any(|&s| s) {
+            return false;
+        }
+        states = next;
+    }
+    // One more character must fit: a live position before the end of the pattern.
+    states[..pattern.len()].iter().any(|&s| s)
 }
 
 /// INBOX is case-insensitive (RFC 3501 §5.1), and so is it as the first hierarchy level.
@@ -86,138 +133,11 @@ pub fn glob(pattern: &[u8], name: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
-
-fn b64_value(c: u8) -> Option<u32> {
-    B64.iter().position(|&x| x == c).map(|v| v as u32)
-}
-
-/// Strict modified UTF-7 decoding; `None` for anything RFC 3501 does not allow.
-pub fn decode_mutf7(wire: &[u8]) -> Option<String> {
-    let mut out = String::with_capacity(wire.len());
-    let mut i = 0;
-    let mut after_encoded = false;
-    while i < wire.len() {
-        let c = wire[i];
-        if !(0x20..=0x7e).contains(&c) {
-            return None;
-        }
-        if c != b'&' {
-            out.push(c as char);
-            i += 1;
-            after_encoded = false;
-            continue;
-        }
-        let end = i + 1 + wire[i + 1..].iter().position(|&b| b == b'-')?;
-        let encoded = &wire[i + 1..end];
-        i = end + 1;
-        if encoded.is_empty() {
-            out.push('&');
-            after_encoded = false;
-            continue;
-        }
-        // Two adjacent encoded runs are a second spelling of one run.
-        if after_encoded {
-            return None;
-        }
-        after_encoded = true;
-        let mut units = Vec::with_capacity(encoded.len() * 6 / 16);
-        let (mut acc, mut bits) = (0u32, 0u32);
-        for &b in encoded {
-            acc = (acc << 6) | b64_value(b)?;
-            bits += 6;
-            if bits >= 16 {
-                bits -= 16;
-                units.push((acc >> bits) as u16);
-                acc &= (1 << bits) - 1;
-            }
-        }
-        // Leftover bits must be padding: fewer than 6 and all zero.
-        if bits >= 6 || acc != 0 || units.is_empty() {
-            return None;
-        }
-        for ch in char::decode_utf16(units.iter().copied()) {
-            let ch = ch.ok()?;
-            if (' '..='~').contains(&ch) {
-                return None;
-            }
-            out.push(ch);
-        }
-    }
-    Some(out)
-}
-
-/// Modified UTF-7 encoding (the inverse of [`decode_mutf7`]).
-pub fn encode_mutf7(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut pending: Vec<u16> = Vec::new();
-    let flush = |pending: &mut Vec<u16>, out: &mut String| {
-        if pending.is_empty() {
-            return;
-        }
-        out.push('&');
-        let (mut acc, mut bits) = (0u32, 0u32);
-        for &u in pending.iter() {
-            acc = (acc << 16) | u32::from(u);
-            bits += 16;
-            while bits >= 6 {
-                bits -= 6;
-                out.push(B64[((acc >> bits) & 0x3f) as usize] as char);
-            }
-            acc &= (1 << bits) - 1;
-        }
-        if bits > 0 {
-            out.push(B64[((acc << (6 - bits)) & 0x3f) as usize] as char);
-        }
-        out.push('-');
-        pending.clear();
-    };
-    for ch in name.chars() {
-        if (' '..='~').contains(&ch) {
-            flush(&mut pending, &mut out);
-            if ch == '&' {
-                out.push_str("&-");
-            } else {
-                out.push(ch);
-            }
-        } else {
-            let mut buf = [0u16; 2];
-            pending.extend_from_slice(ch.encode_utf16(&mut buf));
-        }
-    }
-    flush(&mut pending, &mut out);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::mutf7::encode_mutf7;
     use proptest::prelude::*;
-
-    #[test]
-    fn rfc_examples() {
-        assert_eq!(
-            decode_mutf7(b"~peter/mail/&U,BTFw-/&ZeVnLIqe-").as_deref(),
-            Some("~peter/mail/台北/日本語")
-        );
-        assert_eq!(decode_mutf7(b"Entw&APw-rfe").as_deref(), Some("Entwürfe"));
-        assert_eq!(
-            decode_mutf7(b"Tom &- Jerry").as_deref(),
-            Some("Tom & Jerry")
-        );
-        assert_eq!(encode_mutf7("台北"), "&U,BTFw-");
-    }
-
-    #[test]
-    fn strict_decoding_refuses_ambiguity() {
-        // "I" encoded: printable ASCII must not be encoded.
-        assert_eq!(decode_mutf7(b"&AEk-NBOX"), None);
-        assert_eq!(decode_mutf7(b"abc&U,BTFw"), None, "unterminated");
-        assert_eq!(decode_mutf7(b"&U,BTF-"), None, "stray bits");
-        assert_eq!(decode_mutf7(b"caf\xc3\xa9"), None, "8-bit");
-        assert_eq!(decode_mutf7(b"&2D0-"), None, "lone surrogate");
-        assert_eq!(decode_mutf7(b"a\tb"), None);
-    }
 
     #[test]
     fn patterns() {
@@ -239,6 +159,31 @@ mod tests {
         assert!(sub.allows_decoded("Inbox.Lists"));
     }
 
+    #[test]
+    fn children_the_policy_could_allow() {
+        let p = MailboxPatterns::new(&["INBOX", "Archive/*", "*/Sent", "Lists/rust"]);
+        assert!(p.may_allow_children(b"Archive", b'/'));
+        assert!(
+            p.may_allow_children(b"Anything", b'/'),
+            "*/Sent allows Anything/Sent"
+        );
+        assert!(p.may_allow_children(b"Lists", b'/'));
+        assert!(
+            p.may_allow_children(b"Lists", b'.'),
+            "*/Sent allows Lists.x/Sent"
+        );
+        let exact = MailboxPatterns::new(&["Lists/rust"]);
+        assert!(exact.may_allow_children(b"Lists", b'/'));
+        assert!(!exact.may_allow_children(b"Lists", b'.'));
+        assert!(!exact.may_allow_children(b"Lists/rust", b'/'));
+        let inbox_only = MailboxPatterns::new(&["INBOX", "Archive"]);
+        assert!(!inbox_only.may_allow_children(b"INBOX", b'/'));
+        assert!(!inbox_only.may_allow_children(b"Archive", b'/'));
+        let inbox_tree = MailboxPatterns::new(&["INBOX.*"]);
+        assert!(inbox_tree.may_allow_children(b"inbox", b'.'));
+        assert!(!inbox_tree.may_allow_children(b"&AEk-NBOX", b'.'));
+    }
+
     fn naive_glob(p: &[u8], n: &[u8]) -> bool {
         match p.split_first() {
             None => n.is_empty(),
@@ -249,24 +194,32 @@ mod tests {
 
     proptest! {
         #[test]
-        fn mutf7_round_trips(name in "\\PC{0,24}") {
-            let wire = encode_mutf7(&name);
-            prop_assert!(wire.bytes().all(|b| (0x20..=0x7e).contains(&b)));
-            prop_assert_eq!(decode_mutf7(wire.as_bytes()), Some(name));
-        }
-
-        #[test]
-        fn decode_never_panics_and_is_canonical(wire in proptest::collection::vec(any::<u8>(), 0..40)) {
-            if let Some(name) = decode_mutf7(&wire) {
-                // Whatever decodes has exactly one wire form: no second spelling of a name.
-                let again = encode_mutf7(&name);
-                prop_assert_eq!(again.as_bytes(), &wire[..]);
-            }
-        }
-
-        #[test]
         fn glob_agrees_with_reference(p in "[ab*/]{0,8}", n in "[ab/]{0,10}") {
             prop_assert_eq!(glob(p.as_bytes(), n.as_bytes()), naive_glob(p.as_bytes(), n.as_bytes()));
+        }
+
+        /// `may_allow_children` says yes exactly when some child name is allowed.
+        #[test]
+        fn children_agree_with_matching(p in "[ab*/]{0,6}", parent in "[ab]{1,3}", rest in "[ab/]{1,4}") {
+            let patterns = MailboxPatterns::new(&[p.as_str()]);
+            let child = format!("{parent}/{rest}");
+            if patterns.allows_decoded(&child) {
+                prop_assert!(patterns.may_allow_children(parent.as_bytes(), b'/'));
+            }
+            // Conversely, a yes has a witness: the pattern's own continuation, stars as "a".
+            if patterns.may_allow_children(parent.as_bytes(), b'/') {
+                let found = (1..=6).any(|len| {
+                    (0..(3u32.pow(len as u32))).any(|mut k| {
+                        let mut tail = String::new();
+                        for _ in 0..len {
+                            tail.push(['a', 'b', '/'][(k % 3) as usize]);
+                            k /= 3;
+                        }
+                        patterns.allows_decoded(&format!("{parent}/{tail}"))
+                    })
+                });
+                prop_assert!(found, "{p:?} {parent:?}");
+            }
         }
 
         #[test]

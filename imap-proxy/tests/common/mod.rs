@@ -39,6 +39,7 @@ pub fn policy(read_only: bool, mailboxes: &[&str]) -> ImapPolicy {
     ImapPolicy {
         enabled: true,
         read_only,
+        seen_only: false,
         allowed_mailboxes: mailboxes.iter().map(|s| s.to_string()).collect(),
     }
 }
