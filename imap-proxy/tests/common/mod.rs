@@ -3,6 +3,8 @@
 //! a raw IMAP client, and the peers' env file.
 #![allow(dead_code)]
 
+pub mod scripted;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
