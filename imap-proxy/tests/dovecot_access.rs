@@ -129,7 +129,7 @@ async fn seen_only_marks_read_and_unread_and_refuses_every_other_change() {
         ("b1", format!("UID STORE {uid} +FLAGS (\\Deleted)")),
         ("b2", format!("UID STORE {uid} +FLAGS (\\Seen \\Flagged)")),
         ("b3", format!("UID STORE {uid} FLAGS (\\Seen)")),
-        ("b4", format!("STORE 1 -FLAGS \\Answered")),
+        ("b4", "STORE 1 -FLAGS \\Answered".to_owned()),
     ] {
         let r = c.cmd(tag, &command).await;
         assert_eq!(
@@ -198,7 +198,7 @@ async fn list_shows_children_only_when_the_policy_allows_one() {
     for (tag, command) in [
         ("a1", format!("LIST \"\" \"{parent}*\"")),
         ("a2", format!("LIST \"\" \"{parent}*\" RETURN (CHILDREN)")),
-        ("a3", format!("LIST \"\" \"*\"")),
+        ("a3", "LIST \"\" \"*\"".to_owned()),
     ] {
         let r = c.cmd(tag, &command).await;
         assert!(last(&r).starts_with(&format!("{tag} OK")), "{r:?}");

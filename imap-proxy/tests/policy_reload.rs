@@ -45,8 +45,10 @@ impl CredentialSource for EditableSource {
     }
 
     fn outline(&self) -> Option<CredentialOutline> {
-        let mut policy = mailcred_core::crd::Policy::default();
-        policy.imap = self.imap.lock().unwrap().clone();
+        let policy = mailcred_core::crd::Policy {
+            imap: self.imap.lock().unwrap().clone(),
+            ..Default::default()
+        };
         Some(CredentialOutline {
             id: format!("{NS}/{NAME}"),
             policy,
