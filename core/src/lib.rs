@@ -9,7 +9,10 @@ pub mod credential;
 pub mod envelope;
 mod error;
 pub mod kms;
+pub mod policy;
 pub mod secret;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use binding::{CredentialBinding, EncryptionContext};
 pub use error::{Error, KmsError};

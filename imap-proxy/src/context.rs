@@ -1,5 +1,5 @@
-//! What every session of one proxy shares: configuration, the credential source, metrics, TLS
-//! configurations, the connection limit and the shutdown signal.
+//! What every session of one proxy shares: configuration, the credential source, metrics, the
+//! connection limit and the shutdown signal.
 
 use std::sync::Arc;
 
@@ -9,13 +9,11 @@ use tokio::sync::{Semaphore, watch};
 use crate::config::ImapProxyConfig;
 use crate::metrics::{CommandLabels, DenialLabels, ImapMetrics, OutcomeLabels};
 use crate::outcome::{Outcome, Reason};
-use crate::upstream::TlsConfigs;
 
 pub(crate) struct SessionContext {
     pub config: ImapProxyConfig,
     pub source: Arc<dyn CredentialSource>,
     pub metrics: ImapMetrics,
-    pub tls: TlsConfigs,
     pub connections: Arc<Semaphore>,
     pub shutdown_tx: watch::Sender<bool>,
 }
@@ -32,7 +30,6 @@ impl SessionContext {
             config,
             source,
             metrics,
-            tls: TlsConfigs::default(),
             connections,
             shutdown_tx,
         }

@@ -1,14 +1,17 @@
-//! The policy's allowed-mailbox patterns, asked about names as they appear on the wire.
+//! The policy's allowed-mailbox patterns (`mailcred_core::policy::mailbox`, the one parser
+//! and matcher), asked about names as they appear on the wire.
 //!
 //! Patterns are matched against the Unicode form of a name, so `Entwürfe` in a policy matches
 //! `Entw&APw-rfe` on the wire (see [`crate::wire::mutf7`]).
+
+use mailcred_core::policy::mailbox::MailboxPatterns as Patterns;
 
 use crate::wire::mutf7::decode_mutf7;
 
 /// `*` matches any run of characters, hierarchy delimiters included.
 #[derive(Debug, Clone)]
 pub struct MailboxPatterns {
-    patterns: Vec<Vec<u8>>,
+    patterns: Patterns,
 }
 
 /// A mailbox argument the proxy will not pass on.
@@ -19,13 +22,14 @@ pub enum NameError {
 }
 
 impl MailboxPatterns {
+    /// A list with an entry that does not parse allows nothing (the operator reports the
+    /// entry; the proxy fails closed rather than guess what it meant).
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Self {
-        Self {
-            patterns: patterns
-                .iter()
-                .map(|p| normalize_inbox(p.as_ref().as_bytes()))
-                .collect(),
-        }
+        let patterns = Patterns::parse_all(patterns).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "policy.imap.allowedMailboxes has an entry the proxy cannot match; no mailbox is allowed until it is fixed");
+            Patterns::default()
+        });
+        Self { patterns }
     }
 
     /// Checks a mailbox name as an application sent it (modified UTF-7 on the wire).
@@ -40,16 +44,12 @@ impl MailboxPatterns {
     pub fn allows_wire_lenient(&self, wire: &[u8]) -> bool {
         match decode_mutf7(wire) {
             Some(decoded) => self.allows_decoded(&decoded),
-            None => {
-                let name = normalize_inbox(wire);
-                self.patterns.iter().any(|p| glob(p, &name))
-            }
+            None => self.patterns.allows(wire),
         }
     }
 
     pub fn allows_decoded(&self, name: &str) -> bool {
-        let name = normalize_inbox(name.as_bytes());
-        self.patterns.iter().any(|p| glob(p, &name))
+        self.patterns.allows(name.as_bytes())
     }
 
     /// Could the policy allow a mailbox below `parent` (a name as upstream reports it, with
@@ -61,82 +61,13 @@ impl MailboxPatterns {
         };
         let mut prefix = decoded.into_bytes();
         prefix.push(delimiter);
-        let prefix = normalize_inbox(&prefix);
-        self.patterns.iter().any(|p| continues_past(p, &prefix))
+        self.patterns.allows_below(&prefix)
     }
-}
-
-/// True when some non-empty `rest` makes `prefix + rest` match `pattern`: after reading
-/// `prefix`, some pattern position is still alive and can read one more character.
-fn continues_past(pattern: &[u8], prefix: &[u8]) -> bool {
-    // Positions in the pattern reachable after the input so far, with `*`s skipped as empty.
-    let close = |states: &mut Vec<bool>| {
-        for i in 0..pattern.len() {
-            if states[i] && pattern[i] == b'*' {
-                states[i + 1] = true;
-            }
-        }
-    };
-    let mut states = vec![false; pattern.len() + 1];
-    states[0] = true;
-    close(&mut states);
-    for &c in prefix {
-        let mut next = vec![false; pattern.len() + 1];
-        for i in 0..pattern.len() {
-            if states[i] && pattern[i] == b'*' {
-                next[i] = true;
-            } else if states[i] && pattern[i] == c {
-                next[i + 1] = true;
-            }
-        }
-        close(&mut next);
-        if !next.iter().any(|&s| s) {
-            return false;
-        }
-        states = next;
-    }
-    // One more character must fit: a live position before the end of the pattern.
-    states[..pattern.len()].iter().any(|&s| s)
-}
-
-/// INBOX is case-insensitive (RFC 3501 §5.1), and so is it as the first hierarchy level.
-fn normalize_inbox(name: &[u8]) -> Vec<u8> {
-    let mut out = name.to_vec();
-    if name.len() >= 5
-        && name[..5].eq_ignore_ascii_case(b"INBOX")
-        && (name.len() == 5 || matches!(name[5], b'/' | b'.'))
-    {
-        out[..5].copy_from_slice(b"INBOX");
-    }
-    out
-}
-
-/// Glob with `*` only; iterative, O(len(name) * len(pattern)) in the worst case.
-pub fn glob(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, n));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == name[n] {
-            p += 1;
-            n += 1;
-        } else if let Some((sp, sn)) = star {
-            p = sp + 1;
-            n = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::mutf7::encode_mutf7;
     use proptest::prelude::*;
 
     #[test]
@@ -184,20 +115,7 @@ mod tests {
         assert!(!inbox_tree.may_allow_children(b"&AEk-NBOX", b'.'));
     }
 
-    fn naive_glob(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|k| naive_glob(rest, &n[k..])),
-            Some((&c, rest)) => n.first() == Some(&c) && naive_glob(rest, &n[1..]),
-        }
-    }
-
     proptest! {
-        #[test]
-        fn glob_agrees_with_reference(p in "[ab*/]{0,8}", n in "[ab/]{0,10}") {
-            prop_assert_eq!(glob(p.as_bytes(), n.as_bytes()), naive_glob(p.as_bytes(), n.as_bytes()));
-        }
-
         /// `may_allow_children` says yes exactly when some child name is allowed.
         #[test]
         fn children_agree_with_matching(p in "[ab*/]{0,6}", parent in "[ab]{1,3}", rest in "[ab/]{1,4}") {
@@ -222,12 +140,5 @@ mod tests {
             }
         }
 
-        #[test]
-        fn exact_pattern_only_matches_itself(name in "[A-Za-z0-9/. ]{1,12}", other in "[A-Za-z0-9/. ]{1,12}") {
-            let p = MailboxPatterns::new(&[name.as_str()]);
-            let wire = encode_mutf7(&other);
-            let allowed = p.check_wire(wire.as_bytes()).unwrap().is_some();
-            prop_assert_eq!(allowed, normalize_inbox(name.as_bytes()) == normalize_inbox(other.as_bytes()));
-        }
     }
 }

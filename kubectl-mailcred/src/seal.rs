@@ -11,6 +11,7 @@ use mailcred_core::crd::{
 use mailcred_core::kms::{
     AwsKms, AwsKmsOptions, AwsKmsSealer, DataKeySealer, LocalKms, RsaPublicKeySealer,
 };
+use mailcred_core::policy::{AddressPattern, AddressRole, MailboxPattern};
 use mailcred_core::{CredentialBinding, envelope};
 
 use crate::cli::{KeygenArgs, SealArgs};
@@ -119,6 +120,7 @@ fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
     if args.service_accounts.iter().any(|s| s.is_empty()) {
         bail!("--service-account must not be empty");
     }
+    check_patterns(args)?;
     let mut smtp_policy = SmtpPolicy {
         allowed_senders: args.allowed_senders.clone(),
         allowed_recipients: args.allowed_recipients.clone(),
@@ -170,6 +172,32 @@ fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
             service_accounts: args.service_accounts.clone(),
         },
     }))
+}
+
+/// The relay and the proxy parse policy patterns with the same functions: a pattern refused
+/// here would have matched nothing there (every message 550), after the password was sealed.
+fn check_patterns(args: &SealArgs) -> anyhow::Result<()> {
+    let roles = [
+        (
+            "--allowed-sender",
+            &args.allowed_senders,
+            AddressRole::Sender,
+        ),
+        (
+            "--allowed-recipient",
+            &args.allowed_recipients,
+            AddressRole::Recipient,
+        ),
+    ];
+    for (flag, patterns, role) in roles {
+        for p in patterns {
+            AddressPattern::parse(p, role).map_err(|e| anyhow::anyhow!("{flag} {p:?}: {e}"))?;
+        }
+    }
+    for p in &args.allowed_mailboxes {
+        MailboxPattern::parse(p).map_err(|e| anyhow::anyhow!("--allowed-mailbox {p:?}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn endpoint(

@@ -10,7 +10,6 @@ pub mod controller;
 pub mod health;
 pub mod leader;
 pub mod metrics;
-pub mod policy_patterns;
 pub mod status;
 pub mod telemetry;
 pub mod validation;

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub admissions: Family<OutcomeLabels, Counter>,
     pub admission_duration: Histogram,
     pub injections: Counter,
+    pub app_token_kept: Counter,
     pub leader: Gauge<i64, AtomicI64>,
     pub webhook_cert_expiry: Gauge<i64, AtomicI64>,
 }
@@ -47,6 +48,7 @@ impl Default for Metrics {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 2.5,
             ]),
             injections: Counter::default(),
+            app_token_kept: Counter::default(),
             leader: Gauge::default(),
             webhook_cert_expiry: Gauge::default(),
         }
@@ -86,6 +88,11 @@ impl Metrics {
             "injections",
             "Pods that received the sidecar",
             self.injections.clone(),
+        );
+        r.register(
+            "app_token_kept",
+            "Pods injected with mailcred.io/app-token: keep, whose app containers keep the ServiceAccount token and cloud identity",
+            self.app_token_kept.clone(),
         );
         r.register(
             "leader",

@@ -4,11 +4,8 @@
 //! field and what to do, because it ends up verbatim in status and Events.
 
 use mailcred_core::crd::{MailCredentialSpec, TlsMode, UpstreamEndpoint};
+use mailcred_core::policy::{AddressPattern, AddressRole, MailboxPattern};
 use mailcred_core::{CredentialBinding, envelope};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
-
-use crate::policy_patterns::{AddressPatternKind, check_address_pattern, check_mailbox_pattern};
 
 /// One thing a platform engineer has to fix. `reason` is a CamelCase condition reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,26 +113,18 @@ fn check_endpoint(kind: &str, e: &UpstreamEndpoint, problems: &mut Vec<Problem>)
             ),
         ));
     }
-    if let Some(pem) = &e.ca_pem {
-        let certs = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<Vec<_>, _>>();
-        match certs {
-            Ok(certs) if !certs.is_empty() => {}
-            Ok(_) => problems.push(Problem::new(
-                "InvalidCaPem",
-                format!("{field}.caPem contains no PEM CERTIFICATE block; paste the CA certificate(s) in PEM form or remove caPem to use the system roots"),
-            )),
-            Err(err) => problems.push(Problem::new(
-                "InvalidCaPem",
-                format!("{field}.caPem is not valid PEM ({err}); paste the CA certificate(s) in PEM form"),
-            )),
-        }
+    if let Some(pem) = &e.ca_pem
+        && let Err(err) = mailcred_core::tls::ca_certificates(pem)
+    {
+        // The sidecar builds its trust store with the same function: what passes here works there.
+        problems.push(Problem::new("InvalidCaPem", format!("{field}.{err}")));
     }
 }
 
 fn check_policy(spec: &MailCredentialSpec, problems: &mut Vec<Problem>) {
     let smtp = &spec.policy.smtp;
     for (i, p) in smtp.allowed_senders.iter().enumerate() {
-        if let Err(why) = check_address_pattern(p, AddressPatternKind::Sender) {
+        if let Err(why) = AddressPattern::parse(p, AddressRole::Sender) {
             problems.push(Problem::new(
                 "InvalidPolicy",
                 format!("spec.policy.smtp.allowedSenders[{i}] {p:?}: {why}"),
@@ -143,7 +132,7 @@ fn check_policy(spec: &MailCredentialSpec, problems: &mut Vec<Problem>) {
         }
     }
     for (i, p) in smtp.allowed_recipients.iter().enumerate() {
-        if let Err(why) = check_address_pattern(p, AddressPatternKind::Recipient) {
+        if let Err(why) = AddressPattern::parse(p, AddressRole::Recipient) {
             problems.push(Problem::new(
                 "InvalidPolicy",
                 format!("spec.policy.smtp.allowedRecipients[{i}] {p:?}: {why}"),
@@ -158,7 +147,7 @@ fn check_policy(spec: &MailCredentialSpec, problems: &mut Vec<Problem>) {
         ));
     }
     for (i, p) in imap.allowed_mailboxes.iter().enumerate() {
-        if let Err(why) = check_mailbox_pattern(p) {
+        if let Err(why) = MailboxPattern::parse(p) {
             problems.push(Problem::new(
                 "InvalidPolicy",
                 format!("spec.policy.imap.allowedMailboxes[{i}] {p:?}: {why}"),

@@ -234,6 +234,10 @@ async fn injects_a_native_sidecar_and_app_env_then_is_idempotent() {
                 {"name": "MAILCRED_IMAP_LISTEN", "value": "127.0.0.1:1143"},
                 {"name": "MAILCRED_ADMIN_LISTEN", "value": "127.0.0.1:15090"}
             ],
+            // The only container with the ServiceAccount token (webhook_identity.rs).
+            "volumeMounts": [
+                {"name": "mailcred-api-token", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true}
+            ],
             "restartPolicy": "Always",
             "securityContext": {
                 "allowPrivilegeEscalation": false,

@@ -294,14 +294,8 @@ impl Session<'_> {
             timeout: cfg.upstream_timeout,
             max_line: cfg.max_line_bytes,
         };
-        let up = match upstream::connect_and_login(
-            endpoint,
-            &cred.username,
-            &cred.password,
-            &self.ctx.tls,
-            limits,
-        )
-        .await
+        let up = match upstream::connect_and_login(endpoint, &cred.username, &cred.password, limits)
+            .await
         {
             Ok(up) => up,
             Err(e) => {

@@ -14,7 +14,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use self::login::{Phase, authenticate_plain, greeting, login, read_until_tagged};
-pub use self::tls::TlsConfigs;
 use self::tls::tls_handshake;
 use crate::error::{Error, LoginRefusal, Side};
 use crate::wire::conn::Conn;
@@ -55,7 +54,6 @@ pub async fn connect_and_login(
     endpoint: &UpstreamEndpoint,
     username: &str,
     password: &MailPassword,
-    tls: &TlsConfigs,
     limits: LoginLimits,
 ) -> Result<Upstream, Error> {
     let name = format!("{}:{}", endpoint.host, endpoint.port);
@@ -85,7 +83,7 @@ pub async fn connect_and_login(
     };
     let mut conn = match endpoint.tls {
         TlsMode::Implicit => {
-            let io = tls_handshake(tcp, endpoint, tls, limits.timeout).await?;
+            let io = tls_handshake(tcp, endpoint, limits.timeout).await?;
             let mut conn = new_conn(io);
             greeting(&mut conn, limits).await?;
             conn
@@ -110,7 +108,7 @@ pub async fn connect_and_login(
                 });
             }
             let tcp = plain.into_inner()?;
-            let io = tls_handshake(tcp, endpoint, tls, limits.timeout).await?;
+            let io = tls_handshake(tcp, endpoint, limits.timeout).await?;
             new_conn(io)
         }
         TlsMode::None => {

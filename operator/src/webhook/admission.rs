@@ -15,7 +15,7 @@ use kube::{Client, ResourceExt};
 use mailcred_core::crd::MailCredential;
 use tracing::{info, warn};
 
-use super::annotation::{self, INJECT_ANNOTATION};
+use super::annotation::{self, APP_TOKEN_ANNOTATION, AppToken, INJECT_ANNOTATION};
 use super::inject;
 use crate::config::{InvalidPodPolicy, SidecarArgs};
 use crate::status::READY;
@@ -100,6 +100,17 @@ pub struct Admission {
 }
 
 type Reply = (StatusCode, serde_json::Value, Outcome);
+/// A decision, and whether the app containers keep the token (for the operator's metric).
+type Decided = (AdmissionResponse, Outcome, AppToken);
+
+/// One answered review.
+pub struct Answer {
+    pub status: StatusCode,
+    pub review: serde_json::Value,
+    pub outcome: Outcome,
+    /// The pod opted out (`mailcred.io/app-token: keep`) and was injected or already was.
+    pub app_token_kept: bool,
+}
 
 /// The review as JSON, with `response.patch` base64-encoded as the API server requires
 /// (kube-core serializes the bytes as a number array: kube-rs/kube#1781).
@@ -118,6 +129,12 @@ pub fn review_json(review: &AdmissionReview<DynamicObject>) -> serde_json::Value
 impl Admission {
     /// Answers one request body.
     pub async fn review(&self, body: &[u8]) -> Reply {
+        let answer = self.answer(body).await;
+        (answer.status, answer.review, answer.outcome)
+    }
+
+    /// Answers one request body, with what the metrics need beyond the outcome.
+    pub async fn answer(&self, body: &[u8]) -> Answer {
         let value: serde_json::Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => return invalid(format!("request body is not JSON: {e}")),
@@ -140,19 +157,21 @@ impl Admission {
             Ok(r) => r,
             Err(_) => return invalid("AdmissionReview has no request".to_string()),
         };
-        let (response, outcome) = self.decide(&request).await;
-        (
-            StatusCode::OK,
-            review_json(&response.into_review()),
+        let (response, outcome, app_token) = self.decide(&request).await;
+        Answer {
+            status: StatusCode::OK,
+            review: review_json(&response.into_review()),
             outcome,
-        )
+            app_token_kept: app_token == AppToken::Keep
+                && matches!(outcome, Outcome::Injected | Outcome::Unchanged),
+        }
     }
 
-    async fn decide(&self, req: &AdmissionRequest<DynamicObject>) -> (AdmissionResponse, Outcome) {
+    async fn decide(&self, req: &AdmissionRequest<DynamicObject>) -> Decided {
         let allowed = AdmissionResponse::from(req);
         let is_pod = req.kind.group.is_empty() && req.kind.kind == "Pod";
         if !is_pod || req.operation != Operation::Create || req.sub_resource.is_some() {
-            return (allowed, Outcome::Skipped);
+            return (allowed, Outcome::Skipped, AppToken::default());
         }
         let Some(object) = &req.object else {
             return self.refuse(
@@ -168,10 +187,18 @@ impl Admission {
             Err(e) => return self.refuse(allowed, format!("the object is not a valid Pod: {e}")),
         };
         let Some(value) = pod.annotations().get(INJECT_ANNOTATION) else {
-            return (allowed, Outcome::Skipped);
+            return (allowed, Outcome::Skipped, AppToken::default());
         };
         let names = match annotation::parse(value) {
             Ok(n) => n,
+            Err(why) => return self.refuse(allowed, why),
+        };
+        let app_token = match annotation::app_token(
+            pod.annotations()
+                .get(APP_TOKEN_ANNOTATION)
+                .map(|v| v.as_str()),
+        ) {
+            Ok(t) => t,
             Err(why) => return self.refuse(allowed, why),
         };
         let Some(namespace) = req.namespace.clone().or_else(|| pod.namespace()) else {
@@ -230,11 +257,11 @@ impl Admission {
         if !problems.is_empty() {
             return self.refuse(allowed, problems.join("; "));
         }
-        if spec.and_then(|s| s.automount_service_account_token) == Some(false) {
-            warnings.push("mailcred: automountServiceAccountToken is false, so the sidecar has no token to read its MailCredential; mount a projected ServiceAccount token".into());
+        if app_token == AppToken::Keep {
+            warnings.push(format!("mailcred: {APP_TOKEN_ANNOTATION}=keep: the app containers keep the ServiceAccount token and cloud identity, so a compromised app can read its MailCredential and decrypt it; remove the annotation unless the app needs them"));
         }
 
-        let injection = match inject::injection(&pod, &self.sidecar, &names) {
+        let injection = match inject::injection(&pod, &self.sidecar, &names, app_token) {
             Ok(i) => i,
             Err(e) => return self.refuse(allowed, e.to_string()),
         };
@@ -243,7 +270,7 @@ impl Admission {
             response.warnings = Some(warnings);
         }
         if injection.operations.is_empty() {
-            return (response, Outcome::Unchanged);
+            return (response, Outcome::Unchanged, app_token);
         }
         let added_sidecar = injection.added_sidecar;
         match response
@@ -251,24 +278,29 @@ impl Admission {
             .with_patch(json_patch::Patch(injection.operations))
         {
             Ok(patched) => {
-                info!(pod = %format!("{namespace}/{pod_name}"), credentials = %names.join(","), service_account = %service_account, added_sidecar, "injecting mailcred sidecar");
+                let pod = format!("{namespace}/{pod_name}");
+                info!(pod = %pod, credentials = %names.join(","), service_account = %service_account, added_sidecar, "injecting mailcred sidecar");
+                if app_token == AppToken::Keep && added_sidecar {
+                    // No Event: the pod does not exist yet (no uid) and may still be refused.
+                    warn!(pod = %pod, annotation = APP_TOKEN_ANNOTATION, "app containers keep the ServiceAccount token and cloud identity: a compromised app can decrypt the credential");
+                }
                 let outcome = if added_sidecar {
                     Outcome::Injected
                 } else {
                     Outcome::Unchanged
                 };
-                (patched, outcome)
+                (patched, outcome, app_token)
             }
             Err(e) => self.refuse(response, format!("could not encode the patch: {e}")),
         }
     }
 
-    fn refuse(&self, response: AdmissionResponse, why: String) -> (AdmissionResponse, Outcome) {
+    fn refuse(&self, response: AdmissionResponse, why: String) -> Decided {
         let message = format!("mailcred: {why}");
         match self.policy {
             InvalidPodPolicy::Deny => {
                 warn!(uid = %response.uid, reason = %message, "denying pod");
-                (response.deny(message), Outcome::Denied)
+                (response.deny(message), Outcome::Denied, AppToken::default())
             }
             InvalidPodPolicy::Admit => {
                 warn!(uid = %response.uid, reason = %message, "admitting pod without the sidecar");
@@ -278,7 +310,7 @@ impl Admission {
                     format!("{message} (admitted without the mailcred sidecar)"),
                     MAX_ADMIT_WARNING,
                 )]);
-                (response, Outcome::AdmittedUninjected)
+                (response, Outcome::AdmittedUninjected, AppToken::default())
             }
         }
     }
@@ -296,11 +328,14 @@ fn not_ready(c: &MailCredential) -> Option<String> {
     }
 }
 
-fn invalid(message: String) -> Reply {
+fn invalid(message: String) -> Answer {
     warn!(reason = %message, "invalid admission request");
-    (
-        StatusCode::BAD_REQUEST,
-        review_json(&AdmissionResponse::invalid(format!("mailcred: {message}")).into_review()),
-        Outcome::Invalid,
-    )
+    Answer {
+        status: StatusCode::BAD_REQUEST,
+        review: review_json(
+            &AdmissionResponse::invalid(format!("mailcred: {message}")).into_review(),
+        ),
+        outcome: Outcome::Invalid,
+        app_token_kept: false,
+    }
 }

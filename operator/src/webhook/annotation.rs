@@ -6,6 +6,33 @@ pub const INJECT_ANNOTATION: &str = "mailcred.io/inject";
 /// Set on injected pods: which credentials the sidecar serves (for humans and audits).
 pub const INJECTED_ANNOTATION: &str = "mailcred.io/injected";
 
+/// `keep`: the app containers keep the pod's ServiceAccount token and cloud identity.
+pub const APP_TOKEN_ANNOTATION: &str = "mailcred.io/app-token";
+pub const APP_TOKEN_KEEP: &str = "keep";
+
+/// Who holds the pod's ServiceAccount token and cloud identity after injection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AppToken {
+    /// The sidecar only: a compromised app can neither read its MailCredential nor decrypt.
+    #[default]
+    SidecarOnly,
+    /// The app containers keep them too (`mailcred.io/app-token: keep`), and with them the
+    /// means to decrypt the secret themselves.
+    Keep,
+}
+
+/// The `mailcred.io/app-token` annotation; absent means [`AppToken::SidecarOnly`].
+pub fn app_token(value: Option<&str>) -> Result<AppToken, String> {
+    match value.map(str::trim) {
+        None => Ok(AppToken::SidecarOnly),
+        Some(APP_TOKEN_KEEP) => Ok(AppToken::Keep),
+        // A typo must not silently take the token away from an app that asked to keep it.
+        Some(other) => Err(format!(
+            "annotation {APP_TOKEN_ANNOTATION}={other:?} is not understood; set it to {APP_TOKEN_KEEP:?} (the app containers keep the ServiceAccount token and cloud identity) or remove it"
+        )),
+    }
+}
+
 /// A pod serves at most this many credentials through one sidecar (bounded work per review).
 pub const MAX_CREDENTIALS: usize = 16;
 
@@ -81,6 +108,18 @@ mod tests {
         );
         let many: Vec<String> = (0..17).map(|i| format!("c{i}")).collect();
         assert!(parse(&many.join(",")).unwrap_err().contains("more than 16"));
+    }
+
+    #[test]
+    fn app_token_is_keep_or_absent() {
+        assert_eq!(app_token(None).unwrap(), AppToken::SidecarOnly);
+        assert_eq!(app_token(Some(" keep ")).unwrap(), AppToken::Keep);
+        assert!(
+            app_token(Some("Keep"))
+                .unwrap_err()
+                .contains("mailcred.io/app-token=\"Keep\" is not understood")
+        );
+        assert!(app_token(Some("")).is_err());
     }
 
     proptest::proptest! {

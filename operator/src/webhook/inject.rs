@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
 
-use super::annotation::INJECTED_ANNOTATION;
+use super::annotation::{AppToken, INJECTED_ANNOTATION};
+use super::identity;
 use crate::config::{SidecarArgs, SidecarMode};
 use crate::{Error, Result};
 
@@ -180,40 +181,74 @@ pub struct Injection {
 }
 
 /// Operations that bring `pod` to the injected state for `credentials`.
-pub fn injection(pod: &Pod, args: &SidecarArgs, credentials: &[String]) -> Result<Injection> {
+pub fn injection(
+    pod: &Pod,
+    args: &SidecarArgs,
+    credentials: &[String],
+    app_token: AppToken,
+) -> Result<Injection> {
     let mut out = Injection::default();
     let Some(spec) = &pod.spec else {
         return Ok(out);
     };
 
-    if !has_sidecar(pod) {
-        let sidecar = sidecar_container(args, credentials);
-        match args.sidecar_mode {
-            SidecarMode::Native => match &spec.init_containers {
-                Some(list) if !list.is_empty() => {
-                    // First, so init containers that send mail can use it.
-                    add(&mut out, &["spec", "initContainers", "0"], &sidecar)?;
-                }
-                _ => add(&mut out, &["spec", "initContainers"], &[sidecar])?,
-            },
-            SidecarMode::Container => add(&mut out, &["spec", "containers", "-"], &sidecar)?,
+    let existing = identity::slots(spec).find(|s| s.container.name == SIDECAR_NAME);
+    let mut sidecar = match &existing {
+        Some(slot) => slot.container.clone(),
+        None => sidecar_container(args, credentials),
+    };
+    let plan = identity::plan(pod, &sidecar, app_token)?;
+    // Removals first: they use the indices of the pod as it is, before the sidecar is inserted.
+    out.operations.extend(plan.removals);
+
+    match &existing {
+        Some(slot) => {
+            let index = slot.index.to_string();
+            let mounts = ["spec", slot.list, &index, "volumeMounts"];
+            extend(
+                &mut out,
+                &mounts,
+                sidecar.volume_mounts.is_some(),
+                &plan.sidecar_mounts,
+            )?;
+            let env = ["spec", slot.list, &index, "env"];
+            extend(&mut out, &env, sidecar.env.is_some(), &plan.sidecar_env)?;
         }
-        out.added_sidecar = true;
+        None => {
+            sidecar.volume_mounts = Some(plan.sidecar_mounts);
+            sidecar
+                .env
+                .get_or_insert_with(Vec::new)
+                .extend(plan.sidecar_env);
+            match args.sidecar_mode {
+                SidecarMode::Native => match &spec.init_containers {
+                    Some(list) if !list.is_empty() => {
+                        // First, so init containers that send mail can use it.
+                        add(&mut out, &["spec", "initContainers", "0"], &sidecar)?;
+                    }
+                    _ => add(&mut out, &["spec", "initContainers"], &[sidecar])?,
+                },
+                SidecarMode::Container => add(&mut out, &["spec", "containers", "-"], &sidecar)?,
+            }
+            out.added_sidecar = true;
+        }
     }
 
     let names = credentials.join(",");
     let annotations = pod.metadata.annotations.as_ref();
+    let mut wanted_annotations = BTreeMap::new();
     if annotations.and_then(|a| a.get(INJECTED_ANNOTATION)) != Some(&names) {
-        if annotations.is_some() {
-            add(
-                &mut out,
-                &["metadata", "annotations", INJECTED_ANNOTATION],
-                &names,
-            )?;
-        } else {
-            let map = BTreeMap::from([(INJECTED_ANNOTATION.to_string(), names)]);
-            add(&mut out, &["metadata", "annotations"], &map)?;
+        wanted_annotations.insert(INJECTED_ANNOTATION.to_string(), names);
+    }
+    if let Some(skip) = plan.skip_containers {
+        wanted_annotations.insert(identity::SKIP_CONTAINERS_ANNOTATION.to_string(), skip);
+    }
+    if annotations.is_some() {
+        for (key, value) in &wanted_annotations {
+            add(&mut out, &["metadata", "annotations", key], value)?;
         }
+    } else if !wanted_annotations.is_empty() {
+        add(&mut out, &["metadata", "annotations"], &wanted_annotations)?;
     }
 
     let wanted = app_env(args);
@@ -234,15 +269,46 @@ pub fn injection(pod: &Pod, args: &SidecarArgs, credentials: &[String]) -> Resul
             }
         }
     }
+    out.operations.extend(plan.pod);
     Ok(out)
 }
 
+/// Appends `items` to the list at `path`, creating it when the container has none.
+fn extend<T: Serialize>(
+    out: &mut Injection,
+    path: &[&str],
+    exists: bool,
+    items: &[T],
+) -> Result<()> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    if !exists {
+        return add(out, path, &items);
+    }
+    let mut element = path.to_vec();
+    element.push("-");
+    for item in items {
+        add(out, &element, item)?;
+    }
+    Ok(())
+}
+
 fn add(out: &mut Injection, tokens: &[&str], value: &impl Serialize) -> Result<()> {
+    add_op(&mut out.operations, tokens, value)
+}
+
+/// An `add` of `value` at the JSON pointer made of `tokens` (escaped here).
+pub(super) fn add_op(
+    ops: &mut Vec<PatchOperation>,
+    tokens: &[&str],
+    value: &impl Serialize,
+) -> Result<()> {
     let value = serde_json::to_value(value).map_err(|source| Error::Serialize {
         what: "injection patch value",
         source,
     })?;
-    out.operations.push(PatchOperation::Add(AddOperation {
+    ops.push(PatchOperation::Add(AddOperation {
         path: PointerBuf::from_tokens(tokens.iter().copied()),
         value,
     }));

@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod annotation;
 pub mod certs;
+pub mod identity;
 pub mod inject;
 pub mod tls;
 
@@ -43,12 +44,16 @@ pub fn router(admission: Arc<Admission>, metrics: Metrics) -> Router {
 
 async fn mutate(State(s): State<WebhookState>, body: Bytes) -> Response {
     let started = Instant::now();
-    let (status, review, outcome) = s.admission.review(&body).await;
-    s.metrics.admitted(outcome.label(), started.elapsed());
-    if outcome == admission::Outcome::Injected {
+    let answer = s.admission.answer(&body).await;
+    s.metrics
+        .admitted(answer.outcome.label(), started.elapsed());
+    if answer.outcome == admission::Outcome::Injected {
         s.metrics.injections.inc();
+        if answer.app_token_kept {
+            s.metrics.app_token_kept.inc();
+        }
     }
-    (status, axum::Json(review)).into_response()
+    (answer.status, axum::Json(answer.review)).into_response()
 }
 
 /// Serves `router` over TLS on `addr` until `handle` is told to shut down.

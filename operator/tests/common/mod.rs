@@ -13,6 +13,9 @@ use mailcred_core::crd::MailCredential;
 use serde_json::{Value, json};
 use tower_test::mock;
 
+pub mod apiserver;
+pub mod injected;
+
 /// One request as the API server would have seen it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
