@@ -26,6 +26,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
 # shellcheck source-path=SCRIPTDIR source=../lib/common.sh
+# shellcheck source=../lib/common.sh
 source "$repo/e2e/lib/common.sh"
 here=e2e/kind
 cluster="${KIND_CLUSTER:-mailcred-e2e}"

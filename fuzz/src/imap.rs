@@ -2,19 +2,25 @@
 //! memory, and the upstream response filter (LIST/LSUB/STATUS filtering, CAPABILITY
 //! rewriting, literal streaming, tagged responses) through the real proxy on loopback with a
 //! scripted upstream.
+//!
+//! Every `imap_response` call builds its own runtime, upstream listener and proxy, so calls
+//! share nothing: parallel tests cannot pair one call's application with another's script,
+//! and no lock orders them.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mailcred_core::MailPassword;
 use mailcred_core::crd::{ImapPolicy, Policy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
-use mailcred_imap::mailbox::{MailboxPatterns, decode_mutf7, encode_mutf7};
+use mailcred_imap::mailbox::MailboxPatterns;
+use mailcred_imap::outcome::Reason;
 use mailcred_imap::wire::command::{Limits, Read, Refusal, read_command};
 use mailcred_imap::wire::conn::Conn;
 use mailcred_imap::wire::lexer::{Item, is_valid_tag};
+use mailcred_imap::wire::mutf7::{decode_mutf7, encode_mutf7};
 use mailcred_imap::{ImapMetrics, ImapProxy, ImapProxyConfig, Side};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -79,7 +85,7 @@ pub fn imap_command(data: &[u8]) {
                 refused.then(|| Refusal {
                     status: "NO",
                     text: "read-only".into(),
-                    reason: "read_only",
+                    reason: Reason::ReadOnly,
                 })
             })
             .await;
@@ -134,82 +140,72 @@ struct Fixture {
     upstream: TcpListener,
 }
 
+/// The upstream password; the application must never see it, whatever upstream sends.
+pub const PASSWORD: &str = "fuzz-imap-password";
+const USERNAME: &str = "reader@example.test";
+
 const UPSTREAM_CAPS: &str = "* CAPABILITY IMAP4rev1 LITERAL+ IDLE ENABLE UIDPLUS\r\n";
 const LOGIN_OK: &str =
     "m3 OK [CAPABILITY IMAP4rev1 IDLE COMPRESS=DEFLATE AUTH=PLAIN LITERAL+] Logged in\r\n";
 
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        runtime().block_on(async {
-            let upstream = match TcpListener::bind("127.0.0.1:0").await {
-                Ok(l) => l,
-                Err(e) => panic!("bind: {e}"),
-            };
-            let port = match upstream.local_addr() {
-                Ok(a) => a.port(),
-                Err(e) => panic!("{e}"),
-            };
-            let password = match MailPassword::new("fuzz-imap-password".into()) {
-                Ok(p) => p,
-                Err(e) => panic!("{e}"),
-            };
-            let credential = Arc::new(UsableCredential {
-                namespace: "ns".into(),
-                name: "mail".into(),
-                username: "reader@example.test".into(),
-                smtp: None,
-                imap: Some(UpstreamEndpoint {
-                    host: "127.0.0.1".into(),
-                    port,
-                    tls: TlsMode::None,
-                    ca_pem: None,
-                    insecure: true,
-                    insecure_reason: Some("fuzzing on loopback".into()),
-                }),
-                policy: Policy {
-                    imap: ImapPolicy {
-                        enabled: true,
-                        read_only: true,
-                        allowed_mailboxes: vec!["INBOX".into(), "Shared/*".into()],
-                    },
-                    ..Default::default()
-                },
-                sealed_fingerprint: "sha256:fuzz".into(),
-                password,
-            });
-            let config = ImapProxyConfig {
-                login_timeout: Duration::from_secs(2),
-                upstream_timeout: Duration::from_secs(2),
-                app_io_timeout: Duration::from_millis(200),
-                idle_timeout: Duration::from_secs(5),
-                max_line_bytes: 1024,
-                max_inline_literal_bytes: 2048,
-                max_command_bytes: 8192,
-                shutdown_grace: Duration::from_secs(1),
+/// A scripted upstream listener and a proxy in front of it, on the caller's runtime.
+async fn fixture() -> std::io::Result<Fixture> {
+    let upstream = TcpListener::bind("127.0.0.1:0").await?;
+    let port = upstream.local_addr()?.port();
+    let password = match MailPassword::new(PASSWORD.into()) {
+        Ok(p) => p,
+        Err(e) => panic!("{e}"),
+    };
+    let credential = Arc::new(UsableCredential {
+        namespace: "ns".into(),
+        name: "mail".into(),
+        username: USERNAME.into(),
+        smtp: None,
+        imap: Some(UpstreamEndpoint {
+            host: "127.0.0.1".into(),
+            port,
+            tls: TlsMode::None,
+            ca_pem: None,
+            insecure: true,
+            insecure_reason: Some("fuzzing on loopback".into()),
+        }),
+        policy: Policy {
+            imap: ImapPolicy {
+                enabled: true,
+                read_only: true,
+                allowed_mailboxes: vec!["INBOX".into(), "Shared/*".into()],
                 ..Default::default()
-            };
-            let proxy = ImapProxy::new(
-                config,
-                Arc::new(Source(credential)),
-                ImapMetrics::unregistered(),
-            );
-            let listener = match TcpListener::bind("127.0.0.1:0").await {
-                Ok(l) => l,
-                Err(e) => panic!("bind: {e}"),
-            };
-            let addr = match listener.local_addr() {
-                Ok(a) => a,
-                Err(e) => panic!("{e}"),
-            };
-            tokio::spawn(async move {
-                let _ = proxy.serve(listener, std::future::pending()).await;
-            });
-            Fixture {
-                proxy: addr,
-                upstream,
-            }
-        })
+            },
+            ..Default::default()
+        },
+        sealed_fingerprint: "sha256:fuzz".into(),
+        password,
+    });
+    let config = ImapProxyConfig {
+        login_timeout: Duration::from_secs(2),
+        upstream_timeout: Duration::from_secs(2),
+        app_io_timeout: Duration::from_millis(200),
+        idle_timeout: Duration::from_secs(5),
+        max_line_bytes: 1024,
+        max_inline_literal_bytes: 2048,
+        max_command_bytes: 8192,
+        shutdown_grace: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let proxy = ImapProxy::new(
+        config,
+        Arc::new(Source(credential)),
+        ImapMetrics::unregistered(),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    // Ends with the runtime of its call.
+    tokio::spawn(async move {
+        let _ = proxy.serve(listener, std::future::pending()).await;
+    });
+    Ok(Fixture {
+        proxy: addr,
+        upstream,
     })
 }
 
@@ -262,6 +258,11 @@ pub fn imap_response(data: &[u8]) {
     let got = imap_response_session(data);
     // The login reply is the proxy's own: upstream's AUTH= and COMPRESS never reach the app.
     let text = String::from_utf8_lossy(&got);
+    // Upstream may echo anything, the login included: the secret never reaches the app.
+    assert!(
+        !text.contains(PASSWORD),
+        "the password reached the application"
+    );
     if let Some(login) = text.lines().find(|l| l.starts_with("a0 ")) {
         assert!(
             !login.contains("AUTH=") && !login.contains("COMPRESS"),
@@ -276,14 +277,16 @@ pub fn imap_response_session(data: &[u8]) -> Vec<u8> {
         Some(at) => (&data[..at], &data[at + 6..]),
         None => (&b""[..], data),
     };
-    // One scripted upstream listener serves every session: two sessions at once (parallel
-    // tests) could pair one application's connection with the other's upstream script.
-    static SESSION: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = SESSION
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let fixture = fixture();
+    // Its own runtime: tasks of another call (its proxy, its upstream) never run here.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("cannot build a tokio runtime: {e}"),
+    };
     let run = async {
+        let fixture = fixture().await?;
         let app = async {
             let s = TcpStream::connect(fixture.proxy).await?;
             s.set_nodelay(true)?;
@@ -324,7 +327,7 @@ pub fn imap_response_session(data: &[u8]) -> Vec<u8> {
         let (got, _) = tokio::join!(app, up);
         got
     };
-    match runtime().block_on(async { tokio::time::timeout(Duration::from_secs(60), run).await }) {
+    match runtime.block_on(async { tokio::time::timeout(Duration::from_secs(60), run).await }) {
         Ok(got) => got.unwrap_or_default(),
         Err(_) => panic!("the IMAP session did not end after upstream closed"),
     }

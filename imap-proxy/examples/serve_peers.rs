@@ -99,6 +99,7 @@ async fn main() {
                 enabled: true,
                 read_only: true,
                 allowed_mailboxes: vec!["*".into()],
+                ..Default::default()
             },
             ..Default::default()
         },

@@ -28,11 +28,12 @@ pub enum Error {
     #[error("TLS with upstream IMAP server {endpoint} failed: {detail}")]
     UpstreamTls { endpoint: String, detail: String },
 
-    #[error("upstream IMAP server {endpoint} rejected the login of {username}: {detail}")]
+    #[error("upstream IMAP server {endpoint} rejected the login of {username}: {refusal}")]
     UpstreamAuth {
         endpoint: String,
         username: String,
-        detail: String,
+        /// Only the class: upstream's text may echo the login line, password included.
+        refusal: LoginRefusal,
     },
 
     #[error("upstream IMAP server broke the protocol: {0}")]
@@ -43,6 +44,61 @@ pub enum Error {
 
     #[error("IMAP proxy configuration: {0}")]
     Config(String),
+}
+
+/// Why upstream refused the login, from its response code (RFC 5530) and status alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefusal {
+    AuthenticationFailed,
+    AuthorizationFailed,
+    Expired,
+    PrivacyRequired,
+    ContactAdmin,
+    Unavailable,
+    Limit,
+    /// `NO` without a code the proxy knows.
+    Refused,
+    /// `BAD`: upstream did not understand the login command.
+    Bad,
+    /// Upstream offers neither AUTHENTICATE PLAIN nor LOGIN.
+    NoMechanism,
+}
+
+impl LoginRefusal {
+    pub(crate) fn from_response(status: &str, code: Option<&str>) -> Self {
+        if status == "BAD" {
+            return LoginRefusal::Bad;
+        }
+        match code {
+            Some("AUTHENTICATIONFAILED") => LoginRefusal::AuthenticationFailed,
+            Some("AUTHORIZATIONFAILED") => LoginRefusal::AuthorizationFailed,
+            Some("EXPIRED") => LoginRefusal::Expired,
+            Some("PRIVACYREQUIRED") => LoginRefusal::PrivacyRequired,
+            Some("CONTACTADMIN") => LoginRefusal::ContactAdmin,
+            Some("UNAVAILABLE") => LoginRefusal::Unavailable,
+            Some("LIMIT") => LoginRefusal::Limit,
+            _ => LoginRefusal::Refused,
+        }
+    }
+}
+
+impl std::fmt::Display for LoginRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoginRefusal::AuthenticationFailed => {
+                "authentication failed (wrong username or password?)"
+            }
+            LoginRefusal::AuthorizationFailed => "authorization failed",
+            LoginRefusal::Expired => "the credential has expired",
+            LoginRefusal::PrivacyRequired => "the server requires more privacy (TLS)",
+            LoginRefusal::ContactAdmin => "the server asks to contact its administrator",
+            LoginRefusal::Unavailable => "the server is temporarily unavailable",
+            LoginRefusal::Limit => "a server limit was reached",
+            LoginRefusal::Refused => "refused without a known reason code (its text is not shown)",
+            LoginRefusal::Bad => "the server did not accept the login command",
+            LoginRefusal::NoMechanism => "the server allows neither AUTH=PLAIN nor LOGIN",
+        })
+    }
 }
 
 /// Which end of the proxy a failure happened on.
@@ -94,5 +150,16 @@ impl Error {
 
     pub(crate) fn io(side: Side) -> impl FnOnce(std::io::Error) -> Error {
         move |source| Error::Io { side, source }
+    }
+
+    /// The connection a transport failure happened on (`None` for login and setup errors).
+    pub(crate) fn side(&self) -> Option<Side> {
+        match self {
+            Error::Io { side, .. } | Error::Closed { side } | Error::Timeout { side, .. } => {
+                Some(*side)
+            }
+            Error::UpstreamProtocol(_) => Some(Side::Upstream),
+            _ => None,
+        }
     }
 }

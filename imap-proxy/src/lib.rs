@@ -14,18 +14,21 @@
 //! ```
 
 mod audit;
-mod commands;
+pub mod command_table;
 mod config;
+mod context;
 mod error;
 pub mod mailbox;
 mod metrics;
+pub mod outcome;
 mod proxy;
+pub mod scrub;
 mod session;
 mod upstream;
 pub mod wire;
 
-pub use commands::{PRE_AUTH_CAPABILITIES, post_auth_capabilities};
+pub use command_table::{PRE_AUTH_CAPABILITIES, post_auth_capabilities};
 pub use config::ImapProxyConfig;
-pub use error::{Error, Side};
+pub use error::{Error, LoginRefusal, Side};
 pub use metrics::ImapMetrics;
 pub use proxy::ImapProxy;

@@ -6,28 +6,19 @@ use std::sync::Arc;
 use mailcred_core::credential::CredentialSource;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::ImapProxyConfig;
+use crate::context::SessionContext;
 use crate::error::Error;
 use crate::metrics::ImapMetrics;
+use crate::outcome::Outcome;
 use crate::session;
-use crate::upstream::TlsConfigs;
 
 /// The IMAP proxy of one sidecar. Cheap to clone.
 #[derive(Clone)]
 pub struct ImapProxy {
-    inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub config: ImapProxyConfig,
-    pub source: Arc<dyn CredentialSource>,
-    pub metrics: ImapMetrics,
-    pub tls: TlsConfigs,
-    connections: Arc<Semaphore>,
-    shutdown_tx: watch::Sender<bool>,
+    context: Arc<SessionContext>,
 }
 
 impl ImapProxy {
@@ -36,17 +27,8 @@ impl ImapProxy {
         source: Arc<dyn CredentialSource>,
         metrics: ImapMetrics,
     ) -> Self {
-        let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
-        let (shutdown_tx, _) = watch::channel(false);
         Self {
-            inner: Arc::new(Inner {
-                config,
-                source,
-                metrics,
-                tls: TlsConfigs::default(),
-                connections,
-                shutdown_tx,
-            }),
+            context: Arc::new(SessionContext::new(config, source, metrics)),
         }
     }
 
@@ -61,7 +43,7 @@ impl ImapProxy {
         let local = listener
             .local_addr()
             .map_err(|e| Error::Config(format!("listener has no address: {e}")))?;
-        if !local.ip().is_loopback() && !self.inner.config.allow_non_loopback {
+        if !local.ip().is_loopback() && !self.context.config.allow_non_loopback {
             return Err(Error::Config(format!(
                 "refusing to serve IMAP on non-loopback address {local}: applications must reach the proxy only from inside the pod"
             )));
@@ -86,8 +68,8 @@ impl ImapProxy {
                 Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             }
         }
-        let _ = self.inner.shutdown_tx.send(true);
-        let grace = self.inner.config.shutdown_grace;
+        let _ = self.context.shutdown_tx.send(true);
+        let grace = self.context.config.shutdown_grace;
         let drained = tokio::time::timeout(grace, async {
             while sessions.join_next().await.is_some() {}
         })
@@ -104,23 +86,17 @@ impl ImapProxy {
 
     /// Serves one application connection to its end.
     pub async fn serve_connection(&self, mut stream: TcpStream) {
-        let Ok(_permit) = self.inner.connections.clone().try_acquire_owned() else {
+        let Ok(_permit) = self.context.connections.clone().try_acquire_owned() else {
             let _ = tokio::time::timeout(
-                self.inner.config.app_io_timeout,
+                self.context.config.app_io_timeout,
                 stream.write_all(b"* BYE [UNAVAILABLE] Too many connections\r\n"),
             )
             .await;
-            self.inner
-                .metrics
-                .sessions
-                .get_or_create(&crate::metrics::OutcomeLabels {
-                    outcome: "too_many_connections",
-                })
-                .inc();
+            self.context.count_session(Outcome::TooManyConnections);
             return;
         };
         let _ = stream.set_nodelay(true);
-        let shutdown = self.inner.shutdown_tx.subscribe();
-        session::run(&self.inner, stream, shutdown).await;
+        let shutdown = self.context.shutdown_tx.subscribe();
+        session::run(&self.context, stream, shutdown).await;
     }
 }

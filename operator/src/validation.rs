@@ -154,6 +154,13 @@ fn check_policy(spec: &MailCredentialSpec, problems: &mut Vec<Problem>) {
             ));
         }
     }
+    // The CRD's CEL rule says the same; this covers API servers without CEL and old objects.
+    if imap.seen_only && !imap.read_only {
+        problems.push(Problem::new(
+            "InvalidPolicy",
+            "spec.policy.imap.seenOnly is true but readOnly is false: seenOnly narrows read-only access to setting and clearing \\Seen, read-write allows every change already; remove seenOnly or set readOnly: true (the sidecar applies seen-only until then)",
+        ));
+    }
 }
 
 fn bindable_service_accounts(names: &[String]) -> Vec<String> {

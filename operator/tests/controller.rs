@@ -361,6 +361,31 @@ async fn bad_policy_patterns() {
 }
 
 #[tokio::test]
+async fn seen_only_with_read_write_is_a_contradiction() {
+    let (status, events) = bad(|v| {
+        v["spec"]["policy"]["imap"]["readOnly"] = json!(false);
+        v["spec"]["policy"]["imap"]["seenOnly"] = json!(true);
+    })
+    .await;
+    assert_not_ready(
+        &status,
+        &events,
+        "InvalidPolicy",
+        "spec.policy.imap.seenOnly is true but readOnly is false",
+    );
+}
+
+#[tokio::test]
+async fn seen_only_with_read_only_is_valid() {
+    let (status, _) = bad(|v| {
+        v["spec"]["policy"]["imap"]["seenOnly"] = json!(true);
+    })
+    .await;
+    let ready = condition(&status, "Ready");
+    assert!(!ready.message.contains("seenOnly"), "{:?}", ready.message);
+}
+
+#[tokio::test]
 async fn empty_service_account_list_revokes_and_says_so() {
     let (client, log) = fake_client(echo);
     let obj = credential(|v| v["spec"]["access"]["serviceAccounts"] = json!([]));

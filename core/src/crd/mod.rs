@@ -11,7 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use policy::{ImapPolicy, Policy, RateLimits, SmtpPolicy};
+pub use policy::{ImapAccess, ImapPolicy, Policy, RateLimits, SmtpPolicy};
 pub use sealed::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealedSecret};
 
 /// API group of every mailcred resource.

@@ -1,6 +1,7 @@
 //! Least-privilege policy the sidecar enforces. Defaults deny what an application rarely needs:
 //! IMAP is read-only on INBOX, and mail may only be sent as the account itself.
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -75,7 +76,8 @@ pub struct RateLimits {
 }
 
 /// What an application may read or change.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("!has(self.seenOnly) || !self.seenOnly || !has(self.readOnly) || self.readOnly").message("seenOnly: true narrows readOnly: true to allow setting and clearing \\Seen; with readOnly: false every change is allowed already, so remove seenOnly or set readOnly: true"))]
 #[serde(rename_all = "camelCase")]
 pub struct ImapPolicy {
     /// IMAP access through this credential at all.
@@ -84,6 +86,12 @@ pub struct ImapPolicy {
     /// SELECT becomes EXAMINE; STORE, COPY, MOVE, APPEND, EXPUNGE, CREATE, DELETE, RENAME... refused.
     #[serde(default = "default_true")]
     pub read_only: bool,
+    /// With `readOnly: true`: let the application mark messages read and unread and nothing
+    /// else (the IMAP ACL `s` right). SELECT stays writable, `STORE +FLAGS/-FLAGS (\Seen)`
+    /// passes, every other change is refused and CLOSE becomes UNSELECT (no implicit expunge).
+    /// For clients that cannot open a mailbox read-only (fetchmail, some imaplib code).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seen_only: bool,
     /// Mailbox names or patterns (`*` matches any run of characters, hierarchy included).
     #[serde(default = "default_mailboxes")]
     #[schemars(length(min = 1, max = 256))]
@@ -95,7 +103,31 @@ impl Default for ImapPolicy {
         Self {
             enabled: true,
             read_only: true,
+            seen_only: false,
             allowed_mailboxes: default_mailboxes(),
+        }
+    }
+}
+
+/// How much an IMAP application may change, from [`ImapPolicy::access`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ImapAccess {
+    /// Nothing: mailboxes open read-only (EXAMINE), every change is refused.
+    ReadOnly,
+    /// Only the `\Seen` flag, set or cleared.
+    SeenOnly,
+    /// Everything the allowed mailboxes permit upstream.
+    ReadWrite,
+}
+
+impl ImapPolicy {
+    /// The access level. The contradiction `readOnly: false, seenOnly: true` (refused by the
+    /// CRD's CEL rule and the operator) reads as the stricter `SeenOnly`.
+    pub fn access(&self) -> ImapAccess {
+        match (self.read_only, self.seen_only) {
+            (true, false) => ImapAccess::ReadOnly,
+            (_, true) => ImapAccess::SeenOnly,
+            (false, false) => ImapAccess::ReadWrite,
         }
     }
 }

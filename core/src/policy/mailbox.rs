@@ -65,6 +65,12 @@ impl MailboxPattern {
         glob(&self.bytes, &normalize_inbox(name))
     }
 
+    /// True when some name `prefix + rest` with a non-empty `rest` matches: the question
+    /// behind LIST's `\HasChildren` (`prefix` is a parent's name and hierarchy delimiter).
+    pub fn matches_below(&self, prefix: &[u8]) -> bool {
+        continues_past(&self.bytes, &normalize_inbox(prefix))
+    }
+
     /// A name this pattern allows: every `*` read as nothing.
     pub fn witness(&self) -> Vec<u8> {
         self.bytes.iter().copied().filter(|&b| b != b'*').collect()
@@ -118,6 +124,11 @@ impl MailboxPatterns {
         self.patterns.iter().any(|p| p.matches(name))
     }
 
+    /// Some pattern allows a name below `prefix` (see [`MailboxPattern::matches_below`]).
+    pub fn allows_below(&self, prefix: &[u8]) -> bool {
+        self.patterns.iter().any(|p| p.matches_below(prefix))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &MailboxPattern> {
         self.patterns.iter()
     }
@@ -133,6 +144,37 @@ fn normalize_inbox(name: &[u8]) -> Vec<u8> {
         out[..5].copy_from_slice(b"INBOX");
     }
     out
+}
+
+/// True when, after reading `prefix`, some pattern position is still alive and can read one
+/// more character (positions reachable with `*`s skipped as empty).
+fn continues_past(pattern: &[u8], prefix: &[u8]) -> bool {
+    let close = |states: &mut Vec<bool>| {
+        for i in 0..pattern.len() {
+            if states[i] && pattern[i] == b'*' {
+                states[i + 1] = true;
+            }
+        }
+    };
+    let mut states = vec![false; pattern.len() + 1];
+    states[0] = true;
+    close(&mut states);
+    for &c in prefix {
+        let mut next = vec![false; pattern.len() + 1];
+        for i in 0..pattern.len() {
+            if states[i] && pattern[i] == b'*' {
+                next[i] = true;
+            } else if states[i] && pattern[i] == c {
+                next[i + 1] = true;
+            }
+        }
+        close(&mut next);
+        if !next.iter().any(|&s| s) {
+            return false;
+        }
+        states = next;
+    }
+    states[..pattern.len()].iter().any(|&s| s)
 }
 
 /// Glob with `*` only; iterative, O(len(name) * len(pattern)) in the worst case.

@@ -14,8 +14,10 @@ set -euo pipefail
 
 e2e="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source-path=SCRIPTDIR source=../../lib/common.sh
+# shellcheck source=../../lib/common.sh
 source "$e2e/lib/common.sh"
 # shellcheck source-path=SCRIPTDIR source=../../mailserver/render.sh
+# shellcheck source=../../mailserver/render.sh
 source "$e2e/mailserver/render.sh"
 
 tls_dir="${TLS_DIR:-/tls}"

@@ -11,6 +11,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=../../lib/common.sh
+# shellcheck source=../../lib/common.sh
 source "$here/../../lib/common.sh"
 if [[ "${1:-}" != --inside ]]; then
   [[ "$(id -u)" -eq 0 ]] || { echo "selftest.sh: run as root" >&2; exit 1; }

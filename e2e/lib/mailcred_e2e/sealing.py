@@ -35,7 +35,7 @@ def seal(out, *, user, password, kms, ca_file, smtp=None, imap=None, namespace, 
     args = [str(plugin), "seal", "--name", name, "--namespace", namespace, "--username", user,
             "--service-account", service_account, "--allowed-sender", user,
             "--allowed-recipient", allowed_recipient, "--allowed-mailbox", allowed_mailbox,
-            "--ca-file", str(ca_file), "--kms", kms, "--password-stdin", "-o", f"{out}.tmp"]
+            "--ca-file", str(ca_file), "--kms", kms, "--password-stdin", "-w", f"{out}.tmp"]
     if max_recipients is not None:
         args += ["--max-recipients", str(max_recipients)]
     if max_message_bytes is not None:

@@ -6,8 +6,11 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::conn::{Conn, Line};
-use super::lexer::{Item, Lexer, LiteralMarker, is_valid_tag, trailing_literal};
+use super::lexer::{Item, Lexer, LiteralMarker, is_valid_tag};
+use super::skip::{marker_of, refuse_literal, resync};
+use super::write::reply;
 use crate::error::Error;
+use crate::outcome::Reason;
 
 /// The limits a command is read under.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +58,7 @@ pub struct Refusal {
     /// Response text, response code included (`[NOPERM] ...`).
     pub text: String,
     /// Metrics/audit reason.
-    pub reason: &'static str,
+    pub reason: Reason,
 }
 
 #[derive(Debug)]
@@ -64,10 +67,10 @@ pub enum Read {
     /// An APPEND whose message literal comes next (announced by `marker`, not yet read).
     AppendMessage(AppCommand, LiteralMarker),
     /// Refused and answered; the connection is in sync again.
-    Rejected(&'static str),
+    Rejected(Reason),
     /// Answered with `* BYE`: the connection must close (a non-synchronizing literal too
     /// large to skip).
-    Close(&'static str),
+    Close(Reason),
 }
 
 /// Reads the rest of a command whose first line is `first`. `precheck` sees the upper-cased
@@ -86,7 +89,7 @@ where
         Line::TooLong { tail } => {
             conn.write(b"* BAD [TOOBIG] Command line too long\r\n")
                 .await?;
-            return resync(conn, marker_of(&tail), limits, "line_too_long").await;
+            return resync(conn, marker_of(&tail), limits, Reason::LineTooLong).await;
         }
         Line::Complete(line) => line,
     };
@@ -99,14 +102,14 @@ where
             b"* BAD Invalid tag\r\n"
         };
         conn.write(msg).await?;
-        return resync(conn, marker_of(&line), limits, "bad_tag").await;
+        return resync(conn, marker_of(&line), limits, Reason::BadTag).await;
     }
     let tag = tag.to_vec();
     let (name_span, name) = match word(&line, tag_end + 1) {
         Some(w) => w,
         None => {
             reply(conn, &tag, "BAD", "Missing command").await?;
-            return resync(conn, marker_of(&line), limits, "syntax").await;
+            return resync(conn, marker_of(&line), limits, Reason::Syntax).await;
         }
     };
     let mut rest_from = name_span.end;
@@ -139,7 +142,7 @@ where
             }),
             Err(e) => {
                 reply(conn, &tag, "BAD", e.message()).await?;
-                return resync(conn, marker_of(&text), limits, "syntax").await;
+                return resync(conn, marker_of(&text), limits, Reason::Syntax).await;
             }
         };
         let Some(marker) = marker else {
@@ -206,14 +209,14 @@ where
                 total += next.len();
                 if total > limits.max_command {
                     reply(conn, &tag, "BAD", "[TOOBIG] Command too long").await?;
-                    return resync(conn, marker_of(&next), limits, "command_too_long").await;
+                    return resync(conn, marker_of(&next), limits, Reason::CommandTooLong).await;
                 }
                 text = next;
                 lex_from = 0;
             }
             Line::TooLong { tail } => {
                 reply(conn, &tag, "BAD", "[TOOBIG] Command line too long").await?;
-                return resync(conn, marker_of(&tail), limits, "line_too_long").await;
+                return resync(conn, marker_of(&tail), limits, Reason::LineTooLong).await;
             }
         }
     }
@@ -221,7 +224,7 @@ where
         Ok(items) => items,
         Err(e) => {
             reply(conn, &tag, "BAD", e.message()).await?;
-            return Ok(Read::Rejected("syntax"));
+            return Ok(Read::Rejected(Reason::Syntax));
         }
     };
     Ok(Read::Command(AppCommand {
@@ -232,80 +235,6 @@ where
         segments,
         items,
     }))
-}
-
-/// A literal the proxy will not take. A synchronizing one is simply not continued; a
-/// non-synchronizing one is already on its way, so the connection closes unless it is small
-/// enough to skip.
-async fn refuse_literal<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Conn<S>,
-    tag: &[u8],
-    marker: LiteralMarker,
-    text: &str,
-    limits: &Limits,
-) -> Result<Read, Error> {
-    if marker.synchronizing {
-        reply(conn, tag, "NO", text).await?;
-        return Ok(Read::Rejected("literal_too_large"));
-    }
-    if marker.len <= skip_limit(limits) {
-        reply(conn, tag, "NO", text).await?;
-        return resync(conn, Some(marker), limits, "literal_too_large").await;
-    }
-    conn.write(b"* BYE [TOOBIG] Non-synchronizing literal too large\r\n")
-        .await?;
-    Ok(Read::Close("literal_too_large"))
-}
-
-/// Largest non-synchronizing literal skipped (read and dropped) to stay in sync.
-fn skip_limit(limits: &Limits) -> u64 {
-    limits.max_append.max(limits.max_inline_literal as u64)
-}
-
-/// After a refusal: skips the rest of the command. A synchronizing literal was never
-/// continued, so the client abandons the command; a non-synchronizing one is read and dropped,
-/// and so is the line after it.
-pub async fn resync<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Conn<S>,
-    mut marker: Option<LiteralMarker>,
-    limits: &Limits,
-    reason: &'static str,
-) -> Result<Read, Error> {
-    while let Some(m) = marker {
-        if m.synchronizing {
-            break;
-        }
-        if m.len > skip_limit(limits) {
-            conn.write(b"* BYE [TOOBIG] Non-synchronizing literal too large\r\n")
-                .await?;
-            return Ok(Read::Close(reason));
-        }
-        conn.discard(m.len, limits.io_timeout, "skipping a refused literal")
-            .await?;
-        marker = match conn
-            .read_line(
-                limits.max_line,
-                limits.io_timeout,
-                "skipping a refused command",
-            )
-            .await?
-        {
-            Line::Complete(line) => marker_of(&line),
-            Line::TooLong { tail } => marker_of(&tail),
-        };
-    }
-    Ok(Read::Rejected(reason))
-}
-
-/// The literal announced at the end of raw line text, if any.
-pub fn marker_of(line: &[u8]) -> Option<LiteralMarker> {
-    let len = trailing_literal(line)?;
-    let synchronizing = !line.ends_with(b"+}");
-    Some(LiteralMarker {
-        len,
-        synchronizing,
-        offset: line.iter().rposition(|&c| c == b'{').unwrap_or(0),
-    })
 }
 
 /// The atom starting at `from`, upper-cased, and its span.
@@ -326,23 +255,6 @@ fn word(line: &[u8], from: usize) -> Option<(std::ops::Range<usize>, Vec<u8>)> {
         return None;
     }
     Some((from..from + len, w.to_ascii_uppercase()))
-}
-
-/// Writes `tag status text`.
-pub async fn reply<S: AsyncRead + AsyncWrite + Unpin>(
-    conn: &mut Conn<S>,
-    tag: &[u8],
-    status: &str,
-    text: &str,
-) -> Result<(), Error> {
-    let mut out = Vec::with_capacity(tag.len() + status.len() + text.len() + 4);
-    out.extend_from_slice(tag);
-    out.push(b' ');
-    out.extend_from_slice(status.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(text.as_bytes());
-    out.extend_from_slice(b"\r\n");
-    conn.write(&out).await
 }
 
 #[cfg(test)]

@@ -4,24 +4,24 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
+use super::write::deadline;
 use crate::error::{Error, Side};
-
-/// Writes at least this large skip the write buffer: a FETCH body goes to the socket in the
-/// chunks it arrived in, never copied twice.
-const DIRECT_WRITE_BYTES: usize = 16 * 1024;
+use crate::scrub::Scrubber;
 
 pub struct Conn<S> {
-    io: S,
-    side: Side,
+    pub(super) io: S,
+    pub(super) side: Side,
     buf: Vec<u8>,
     start: usize,
     end: usize,
     max_buf: usize,
-    out: Vec<u8>,
-    out_cap: usize,
-    write_timeout: Duration,
+    pub(super) out: Vec<u8>,
+    pub(super) out_cap: usize,
+    pub(super) write_timeout: Duration,
+    /// Set on the application side once a secret exists: everything written passes it.
+    pub(super) scrubber: Option<Scrubber>,
     pub bytes_read: u64,
     pub bytes_written: u64,
 }
@@ -74,6 +74,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             out: Vec::new(),
             out_cap,
             write_timeout,
+            scrubber: None,
             bytes_read: 0,
             bytes_written: 0,
         }
@@ -265,66 +266,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
-    /// Queues bytes for sending; large writes go straight to the socket after what is queued.
-    pub async fn write(&mut self, data: &[u8]) -> Result<(), Error> {
-        // Order matters: whatever is queued goes first, then a large chunk directly.
-        if self.out.len() + data.len() > self.out_cap || data.len() >= DIRECT_WRITE_BYTES {
-            self.write_out().await?;
-        }
-        if data.len() >= DIRECT_WRITE_BYTES {
-            self.write_all_bounded(data, "writing").await?;
-        } else {
-            self.out.extend_from_slice(data);
-        }
-        self.bytes_written += data.len() as u64;
-        Ok(())
-    }
-
-    /// Writes a secret straight to the socket, never through the reusable write buffer.
-    pub async fn write_secret(&mut self, secret: &[u8]) -> Result<(), Error> {
-        self.write_out().await?;
-        self.write_all_bounded(secret, "writing").await?;
-        self.bytes_written += secret.len() as u64;
-        Ok(())
-    }
-
-    async fn write_all_bounded(&mut self, data: &[u8], during: &'static str) -> Result<(), Error> {
-        let (side, timeout) = (self.side, self.write_timeout);
-        match deadline(timeout, self.io.write_all(data)).await {
-            Ok(r) => r.map_err(Error::io(side)),
-            Err(_) => Err(Error::Timeout {
-                side,
-                timeout,
-                during,
-            }),
-        }
-    }
-
-    async fn write_out(&mut self) -> Result<(), Error> {
-        if !self.out.is_empty() {
-            let out = std::mem::take(&mut self.out);
-            let r = self.write_all_bounded(&out, "writing").await;
-            self.out = out;
-            self.out.clear();
-            r?;
-        }
-        Ok(())
-    }
-
-    /// Sends everything queued.
-    pub async fn flush(&mut self) -> Result<(), Error> {
-        self.write_out().await?;
-        let (side, timeout) = (self.side, self.write_timeout);
-        match deadline(timeout, self.io.flush()).await {
-            Ok(r) => r.map_err(Error::io(side)),
-            Err(_) => Err(Error::Timeout {
-                side,
-                timeout,
-                during: "flushing",
-            }),
-        }
-    }
-
     /// The stream, once nothing is buffered in either direction (STARTTLS upgrade).
     pub fn into_inner(self) -> Result<S, Error> {
         if self.start != self.end || !self.out.is_empty() {
@@ -333,51 +274,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             ));
         }
         Ok(self.io)
-    }
-
-    pub fn has_unflushed(&self) -> bool {
-        !self.out.is_empty()
-    }
-
-    /// Best-effort orderly close (TLS close_notify / FIN).
-    pub async fn shutdown(&mut self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, async {
-            let _ = self.flush().await;
-            let _ = self.io.shutdown().await;
-        })
-        .await;
-    }
-}
-
-/// Runs `fut` with a deadline, but arms a timer only if the first poll does not finish:
-/// most reads and writes complete at once, and a timer per socket call costs a wake-up of the
-/// runtime's driver on every request.
-pub async fn deadline<T>(
-    timeout: Duration,
-    fut: impl std::future::Future<Output = T>,
-) -> Result<T, tokio::time::error::Elapsed> {
-    let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    match first {
-        std::task::Poll::Ready(v) => Ok(v),
-        std::task::Poll::Pending => tokio::time::timeout(timeout, fut).await,
-    }
-}
-
-/// Bounds a future that writes to `side`.
-pub async fn within<T>(
-    side: Side,
-    timeout: Duration,
-    during: &'static str,
-    fut: impl std::future::Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::Timeout {
-            side,
-            timeout,
-            during,
-        }),
     }
 }
 

@@ -3,6 +3,8 @@
 //! a raw IMAP client, and the peers' env file.
 #![allow(dead_code)]
 
+pub mod scripted;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,7 @@ pub fn policy(read_only: bool, mailboxes: &[&str]) -> ImapPolicy {
     ImapPolicy {
         enabled: true,
         read_only,
+        seen_only: false,
         allowed_mailboxes: mailboxes.iter().map(|s| s.to_string()).collect(),
     }
 }

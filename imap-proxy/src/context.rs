@@ -1,0 +1,62 @@
+//! What every session of one proxy shares: configuration, the credential source, metrics, the
+//! connection limit and the shutdown signal.
+
+use std::sync::Arc;
+
+use mailcred_core::credential::CredentialSource;
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::ImapProxyConfig;
+use crate::metrics::{CommandLabels, DenialLabels, ImapMetrics, OutcomeLabels};
+use crate::outcome::{Outcome, Reason};
+
+pub(crate) struct SessionContext {
+    pub config: ImapProxyConfig,
+    pub source: Arc<dyn CredentialSource>,
+    pub metrics: ImapMetrics,
+    pub connections: Arc<Semaphore>,
+    pub shutdown_tx: watch::Sender<bool>,
+}
+
+impl SessionContext {
+    pub fn new(
+        config: ImapProxyConfig,
+        source: Arc<dyn CredentialSource>,
+        metrics: ImapMetrics,
+    ) -> Self {
+        let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let (shutdown_tx, _) = watch::channel(false);
+        Self {
+            config,
+            source,
+            metrics,
+            connections,
+            shutdown_tx,
+        }
+    }
+
+    pub fn count_session(&self, outcome: Outcome) {
+        self.metrics
+            .sessions
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn count_denial(&self, reason: Reason) {
+        self.metrics
+            .denials
+            .get_or_create(&DenialLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn count_command(&self, label: &'static str) {
+        self.metrics
+            .commands
+            .get_or_create(&CommandLabels { command: label })
+            .inc();
+    }
+}
