@@ -54,7 +54,7 @@ async fn seal_with_aws_kms_then_verify() {
         ])
         .args(["--smtp", "localhost:10587", "--service-account", "orders"])
         .arg(format!("--kms=aws:{arn}"))
-        .args(["--password-stdin", "-o"])
+        .args(["--password-stdin", "-w"])
         .arg(&file)
         .write_stdin("kms-sealed-password\n")
         .assert()
