@@ -10,6 +10,9 @@ pub mod envelope;
 mod error;
 pub mod kms;
 pub mod secret;
+pub mod sidecar_contract;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testkit;
 
 pub use binding::{CredentialBinding, EncryptionContext};
 pub use error::{Error, KmsError};
