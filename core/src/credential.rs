@@ -1,12 +1,28 @@
-//! A decrypted credential as the sidecar's protocol front-ends consume it, and the trait
-//! through which they ask for it (the sidecar runtime implements it with a bounded cache).
+//! A decrypted credential as the sidecar's protocol front-ends consume it, [`open`] that makes
+//! one from a resource, and the trait through which the front-ends ask for it (the sidecar
+//! runtime implements it with a bounded cache).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::crd::{MailCredential, Policy, UpstreamEndpoint};
-use crate::{Error, MailPassword};
+use crate::kms::KmsProvider;
+use crate::{CredentialBinding, Error, MailPassword, envelope};
+
+/// Opens the sealed secret of `resource` as it is now (binding from its namespace, name,
+/// username and endpoints; data key unwrapped through `kms`) and returns the finished
+/// credential. The one path from a MailCredential to a usable password: the sidecar and
+/// `kubectl mailcred verify` both take it. Not bounded in time: callers that serve traffic
+/// put their own timeout around it.
+pub async fn open(
+    resource: &MailCredential,
+    kms: &dyn KmsProvider,
+) -> Result<UsableCredential, Error> {
+    let binding = CredentialBinding::for_resource(resource)?;
+    let password = envelope::open(kms, &binding, &resource.spec.sealed_secret).await?;
+    Ok(UsableCredential::assemble(resource, &binding, password))
+}
 
 /// Everything needed to serve one application session against the upstream servers.
 /// `Debug` is safe: the password redacts itself.
@@ -27,6 +43,50 @@ impl UsableCredential {
     /// `namespace/name`, as used in audit lines and metrics labels.
     pub fn id(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub(crate) fn assemble(
+        resource: &MailCredential,
+        binding: &CredentialBinding,
+        password: MailPassword,
+    ) -> Self {
+        Self {
+            namespace: binding.context.namespace.clone(),
+            name: binding.context.name.clone(),
+            username: resource.spec.username.clone(),
+            smtp: resource.spec.smtp.clone(),
+            imap: resource.spec.imap.clone(),
+            policy: resource.spec.policy.clone(),
+            sealed_fingerprint: envelope::fingerprint(&resource.spec.sealed_secret),
+            password,
+        }
+    }
+
+    /// True when `resource` has the sealed secret, username, endpoints, namespace and name
+    /// this credential was opened from: then its password still applies, whatever else
+    /// (policy, access) changed. Everything compared here is bound into the ciphertext.
+    pub fn opened_from(&self, resource: &MailCredential) -> bool {
+        resource.metadata.namespace.as_deref() == Some(self.namespace.as_str())
+            && resource.metadata.name.as_deref() == Some(self.name.as_str())
+            && resource.spec.username == self.username
+            && resource.spec.smtp == self.smtp
+            && resource.spec.imap == self.imap
+            && envelope::fingerprint(&resource.spec.sealed_secret) == self.sealed_fingerprint
+    }
+
+    /// The same password under a newer version of its resource that only changed what is not
+    /// bound (a policy or access edit): no KMS call. `None` when the resource must be opened
+    /// again ([`Self::opened_from`] is false).
+    pub fn reissue(&self, resource: &MailCredential) -> Option<Self> {
+        if !self.opened_from(resource) {
+            return None;
+        }
+        let binding = CredentialBinding::for_resource(resource).ok()?;
+        Some(Self::assemble(
+            resource,
+            &binding,
+            self.password.duplicate(),
+        ))
     }
 }
 

@@ -30,6 +30,11 @@ pub enum Error {
     #[error("the MailCredential {id} was deleted; nothing is sent with it until it is re-created")]
     Deleted { id: String },
 
+    #[error(
+        "ServiceAccount {service_account} is not in spec.access.serviceAccounts of MailCredential {id}: this pod may not use it; add the ServiceAccount there if it should"
+    )]
+    AccessDenied { id: String, service_account: String },
+
     #[error("invalid password: {0}")]
     InvalidPassword(String),
 
@@ -50,6 +55,7 @@ impl Error {
             Error::InvalidSpec(_) => "invalid_spec",
             Error::NotLoaded => "credential_not_loaded",
             Error::Deleted { .. } => "credential_deleted",
+            Error::AccessDenied { .. } => "service_account_not_allowed",
             Error::InvalidPassword(_) => "invalid_password",
             Error::Kms(e) => e.metric_label(),
             Error::Crypto(_) => "crypto",

@@ -13,6 +13,9 @@ pub mod policy;
 pub mod secret;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod sidecar_contract;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testkit;
 
 pub use binding::{CredentialBinding, EncryptionContext};
 pub use error::{Error, KmsError};

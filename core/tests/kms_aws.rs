@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_kms::types::{KeySpec, KeyUsageType};
@@ -13,19 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use common::{binding, password, spec};
 
-/// Reads the peers' env file named by MAILCRED_PEERS_ENV and points the AWS SDK at moto.
+/// The moto endpoint from the peers' env file (MAILCRED_PEERS_ENV).
 fn moto_endpoint() -> String {
-    let path = std::env::var("MAILCRED_PEERS_ENV").expect(
-        "MAILCRED_PEERS_ENV is unset: start the peers with e2e/peers/start.sh DIR and export MAILCRED_PEERS_ENV=DIR/env (scripts/test.sh does this)",
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    let env: BTreeMap<&str, &str> = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim(), v.trim().trim_matches('"').trim_matches('\'')))
-        .collect();
-    env.get("PEERS_KMS_ENDPOINT")
-        .expect("PEERS_KMS_ENDPOINT in the peers env")
+    mailcred_core::testkit::peers_env()
+        .get("PEERS_KMS_ENDPOINT")
         .to_string()
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
-use mailcred_core::credential::UsableCredential;
+use mailcred_core::credential;
 use mailcred_core::kms::LocalKms;
 use mailcred_core::{DataKey, MailPassword, envelope};
 
@@ -45,17 +45,10 @@ async fn debug_of_every_secret_holding_type_redacts() {
         .unwrap();
     assert_redacted("opened MailPassword", &format!("{opened:?}"));
 
-    let spec = common::spec();
-    let credential = Arc::new(UsableCredential {
-        namespace: "shop".into(),
-        name: "billing".into(),
-        username: spec.username.clone(),
-        smtp: spec.smtp.clone(),
-        imap: spec.imap.clone(),
-        policy: spec.policy.clone(),
-        sealed_fingerprint: envelope::fingerprint(&sealed),
-        password: opened,
-    });
+    drop(opened);
+    // The credential as `open` finishes it, from a resource sealed in the test.
+    let resource = common::credential().sealed(&kms, SECRET).await;
+    let credential = Arc::new(credential::open(&resource, &kms).await.unwrap());
     assert_redacted("UsableCredential", &format!("{credential:?}"));
     assert_redacted("UsableCredential (pretty)", &format!("{credential:#?}"));
 

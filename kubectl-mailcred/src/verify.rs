@@ -2,9 +2,8 @@
 
 use anyhow::Context;
 use mailcred_core::crd::KmsProviderKind;
-use mailcred_core::credential::from_yaml;
+use mailcred_core::credential::{self, from_yaml};
 use mailcred_core::kms::{AwsKms, AwsKmsOptions, KmsProviders, LocalKms};
-use mailcred_core::{CredentialBinding, envelope};
 
 use crate::cli::VerifyArgs;
 
@@ -12,10 +11,8 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let resource = from_yaml(&text)?;
-    let binding = CredentialBinding::for_resource(&resource)?;
-    let sealed = &resource.spec.sealed_secret;
     let mut providers = KmsProviders::default();
-    match sealed.kms.provider {
+    match resource.spec.sealed_secret.kms.provider {
         KmsProviderKind::Local => {
             let path = args
                 .local_key_file
@@ -33,15 +30,14 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let password = envelope::open(&providers, &binding, sealed).await?;
-    drop(password);
+    // The sidecar's own path from resource to password; the password is dropped unused.
+    let opened = credential::open(&resource, &providers).await?;
     println!(
-        "ok: the sealed secret of {}/{} opens for user {} and {} endpoint(s); fingerprint {}",
-        binding.context.namespace,
-        binding.context.name,
-        binding.username,
-        binding.endpoints.len(),
-        envelope::fingerprint(sealed)
+        "ok: the sealed secret of {} opens for user {} and {} endpoint(s); fingerprint {}",
+        opened.id(),
+        opened.username,
+        usize::from(opened.smtp.is_some()) + usize::from(opened.imap.is_some()),
+        opened.sealed_fingerprint
     );
     Ok(())
 }

@@ -1,22 +1,9 @@
 //! `seal --kms aws:<arn>` and `verify` against a real AWS-KMS-compatible endpoint (moto).
 
-use std::collections::BTreeMap;
-
 use assert_cmd::Command;
+use mailcred_core::testkit::{PeersEnv, peers_env};
 
-fn peers_env() -> BTreeMap<String, String> {
-    let path = std::env::var("MAILCRED_PEERS_ENV").expect(
-        "MAILCRED_PEERS_ENV is unset: run e2e/peers/start.sh DIR first (scripts/test.sh does)",
-    );
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-async fn create_key(env: &BTreeMap<String, String>) -> String {
+async fn create_key(env: &PeersEnv) -> String {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&env["PEERS_KMS_ENDPOINT"])
@@ -36,7 +23,7 @@ async fn seal_with_aws_kms_then_verify() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mcred.yaml");
     let aws_env = [
-        ("AWS_ENDPOINT_URL", env["PEERS_KMS_ENDPOINT"].as_str()),
+        ("AWS_ENDPOINT_URL", env.get("PEERS_KMS_ENDPOINT")),
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),

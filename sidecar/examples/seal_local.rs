@@ -5,12 +5,9 @@
 //! cargo run -p mailcred-sidecar --example seal_local -- keygen KEYFILE
 //! cargo run -p mailcred-sidecar --example seal_local -- KEYFILE HOST PORT starttls|implicit CA_PEM USERNAME > cred.json
 
-use mailcred_core::crd::{
-    Access, DataKeyWrapping, KmsKeyRef, KmsProviderKind, MailCredentialSpec, Policy, SealedSecret,
-    TlsMode, UpstreamEndpoint,
-};
+use mailcred_core::crd::TlsMode;
 use mailcred_core::kms::LocalKms;
-use mailcred_core::{CredentialBinding, MailPassword, envelope};
+use mailcred_core::testkit::{TestCredential, endpoint, manifest_json};
 use zeroize::Zeroizing;
 
 #[tokio::main(flavor = "current_thread")]
@@ -29,49 +26,21 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut line = Zeroizing::new(String::new());
     std::io::stdin().read_line(&mut line)?;
-    let password = MailPassword::new(line.trim_end_matches(['\r', '\n']).to_owned())?;
+    let password = line.trim_end_matches(['\r', '\n']);
     let kms = LocalKms::from_file(std::path::Path::new(key))?;
-    let mut spec = MailCredentialSpec {
-        smtp: Some(UpstreamEndpoint {
-            host: host.clone(),
-            port: port.parse()?,
-            tls: if tls == "implicit" {
-                TlsMode::Implicit
-            } else {
-                TlsMode::Starttls
-            },
-            ca_pem: Some(std::fs::read_to_string(ca)?),
-            insecure: false,
-            insecure_reason: None,
-        }),
-        imap: None,
-        username: username.clone(),
-        sealed_secret: SealedSecret {
-            version: 1,
-            kms: KmsKeyRef {
-                provider: KmsProviderKind::Local,
-                key_id: kms.fingerprint().into(),
-                wrapping: DataKeyWrapping::SymmetricDefault,
-                region: None,
-                endpoint: None,
-            },
-            encrypted_data_key: String::new(),
-            nonce: String::new(),
-            ciphertext: String::new(),
-        },
-        policy: Policy::default(),
-        access: Access {
-            service_accounts: vec!["default".into()],
-        },
+    let tls = if tls == "implicit" {
+        TlsMode::Implicit
+    } else {
+        TlsMode::Starttls
     };
-    let binding = CredentialBinding::new("default", "bench", &spec)?;
-    spec.sealed_secret = envelope::seal(&kms, &binding, &password).await?;
-    let doc = serde_json::json!({
-        "apiVersion": "mailcred.io/v1alpha1",
-        "kind": "MailCredential",
-        "metadata": {"name": "bench", "namespace": "default"},
-        "spec": spec,
-    });
+    let resource = TestCredential::new("default", "bench")
+        .smtp_endpoint(endpoint(host, port.parse()?, tls))
+        .ca_pem(&std::fs::read_to_string(ca)?)
+        .username(username)
+        .service_accounts(&["default"])
+        .sealed(&kms, password)
+        .await;
+    let doc = manifest_json(&resource);
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use mailcred_core::sidecar_contract as contract;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -21,8 +22,8 @@ pub struct AdminState {
 
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        .route(contract::HEALTH_PATH, get(|| async { "ok\n" }))
+        .route(contract::READY_PATH, get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state)
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use mailcred_core::sidecar_contract as contract;
 
 /// mailcred sidecar: serves SMTP (and IMAP) on loopback to the application and authenticates
 /// upstream with a MailCredential's password, which the application never sees.
@@ -12,48 +13,56 @@ use clap::Parser;
 #[command(name = "mailcred-sidecar", version)]
 pub struct Args {
     /// MailCredential name(s) in the pod's namespace (repeat or comma-separate).
-    #[arg(
-        long = "credential",
-        env = "MAILCRED_CREDENTIALS",
-        value_delimiter = ','
-    )]
+    #[arg(long = contract::FLAG_CREDENTIAL, env = contract::ENV_CREDENTIALS, value_delimiter = ',')]
     pub credentials: Vec<String>,
 
     /// Which of the credentials the SMTP relay uses (default: the first).
-    #[arg(long, env = "MAILCRED_SMTP_CREDENTIAL")]
+    #[arg(long, env = contract::ENV_SMTP_CREDENTIAL)]
     pub smtp_credential: Option<String>,
 
     /// Which of the credentials the IMAP proxy uses (default: the first).
-    #[arg(long, env = "MAILCRED_IMAP_CREDENTIAL")]
+    #[arg(long, env = contract::ENV_IMAP_CREDENTIAL)]
     pub imap_credential: Option<String>,
 
     /// Read the MailCredential from this YAML file instead of the Kubernetes API
     /// (single-machine use, tests). The file is re-read when it changes.
-    #[arg(long, env = "MAILCRED_CREDENTIAL_FILE", conflicts_with = "credentials")]
+    #[arg(long, env = contract::ENV_CREDENTIAL_FILE, conflicts_with = "credentials")]
     pub credential_file: Option<PathBuf>,
 
     /// Namespace of the credentials (default: the pod's, from the service account mount).
-    #[arg(long, env = "POD_NAMESPACE")]
+    #[arg(long = contract::FLAG_NAMESPACE, env = contract::ENV_POD_NAMESPACE)]
     pub namespace: Option<String>,
 
     /// The pod's ServiceAccount; when set, a credential that does not list it is refused.
-    #[arg(long, env = "MAILCRED_SERVICE_ACCOUNT")]
+    #[arg(long = contract::FLAG_SERVICE_ACCOUNT, env = contract::ENV_SERVICE_ACCOUNT)]
     pub service_account: Option<String>,
 
     /// Pod name for audit lines.
-    #[arg(long, env = "POD_NAME", default_value = "")]
+    #[arg(long, env = contract::ENV_POD_NAME, default_value = "")]
     pub pod: String,
 
     /// SMTP listener for the application.
-    #[arg(long, env = "MAILCRED_SMTP_LISTEN", default_value = "127.0.0.1:2525")]
+    #[arg(
+        long = contract::FLAG_SMTP_LISTEN,
+        env = contract::ENV_SMTP_LISTEN,
+        default_value = contract::DEFAULT_SMTP_LISTEN
+    )]
     pub smtp_listen: SocketAddr,
 
     /// IMAP listener for the application.
-    #[arg(long, env = "MAILCRED_IMAP_LISTEN", default_value = "127.0.0.1:1143")]
+    #[arg(
+        long = contract::FLAG_IMAP_LISTEN,
+        env = contract::ENV_IMAP_LISTEN,
+        default_value = contract::DEFAULT_IMAP_LISTEN
+    )]
     pub imap_listen: SocketAddr,
 
     /// Health and metrics listener (/healthz, /readyz, /metrics).
-    #[arg(long, env = "MAILCRED_ADMIN_LISTEN", default_value = "127.0.0.1:15090")]
+    #[arg(
+        long = contract::FLAG_ADMIN_LISTEN,
+        env = contract::ENV_ADMIN_LISTEN,
+        default_value = contract::DEFAULT_ADMIN_LISTEN
+    )]
     pub admin_listen: SocketAddr,
 
     /// Allow listeners on non-loopback addresses. Exposes the account to the network.
@@ -61,19 +70,27 @@ pub struct Args {
     pub unsafe_listen_any: bool,
 
     /// How long a decrypted password stays in memory (seconds) before it is dropped and zeroized.
-    #[arg(long, env = "MAILCRED_CACHE_TTL_SECONDS", default_value_t = 900)]
+    #[arg(
+        long = contract::FLAG_CACHE_TTL_SECONDS,
+        env = contract::ENV_CACHE_TTL_SECONDS,
+        default_value_t = contract::DEFAULT_CACHE_TTL_SECONDS
+    )]
     pub cache_ttl_seconds: u64,
 
     /// Key file of the local KMS provider (development, single machine).
-    #[arg(long, env = "MAILCRED_LOCAL_KEY_FILE")]
+    #[arg(long, env = contract::ENV_LOCAL_KEY_FILE)]
     pub local_key_file: Option<PathBuf>,
 
     /// KMS endpoints a sealed secret may name (comma-separated).
-    #[arg(long, env = "MAILCRED_TRUSTED_KMS_ENDPOINTS", value_delimiter = ',')]
+    #[arg(
+        long = contract::FLAG_TRUSTED_KMS_ENDPOINTS,
+        env = contract::ENV_TRUSTED_KMS_ENDPOINTS,
+        value_delimiter = ','
+    )]
     pub trusted_kms_endpoints: Vec<String>,
 
     /// Disable the AWS KMS provider (no AWS environment needed).
-    #[arg(long, env = "MAILCRED_NO_AWS")]
+    #[arg(long, env = contract::ENV_NO_AWS)]
     pub no_aws: bool,
 
     /// Longest SMTP command line, CRLF included (1000..8192).
@@ -105,11 +122,11 @@ pub struct Args {
     pub shutdown_grace: u64,
 
     /// File holding a token the application must present with SMTP AUTH (optional).
-    #[arg(long, env = "MAILCRED_SMTP_TOKEN_FILE")]
+    #[arg(long, env = contract::ENV_SMTP_TOKEN_FILE)]
     pub smtp_token_file: Option<PathBuf>,
 
     /// File holding a token the application must present with IMAP LOGIN (optional).
-    #[arg(long, env = "MAILCRED_IMAP_TOKEN_FILE")]
+    #[arg(long, env = contract::ENV_IMAP_TOKEN_FILE)]
     pub imap_token_file: Option<PathBuf>,
 
     /// Longest IMAP APPEND message in bytes (streamed, never held whole).
@@ -128,5 +145,34 @@ pub struct Args {
 impl Args {
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_secs(self.cache_ttl_seconds.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use mailcred_core::sidecar_contract::{self as contract, flag};
+
+    use super::Args;
+
+    /// The argv `operator/src/webhook/inject.rs` writes, built from the same constants.
+    #[test]
+    fn the_argv_the_webhook_writes_parses_with_the_contract_defaults() {
+        let argv = [
+            contract::SIDECAR_BINARY.to_string(),
+            flag(contract::FLAG_CREDENTIAL),
+            "billing".into(),
+            flag(contract::FLAG_CREDENTIAL),
+            "alerts".into(),
+            flag(contract::FLAG_NAMESPACE),
+            "shop".into(),
+        ];
+        let args = Args::try_parse_from(argv).expect("the webhook's argv parses");
+        assert_eq!(args.credentials, ["billing", "alerts"]);
+        assert_eq!(args.namespace.as_deref(), Some("shop"));
+        assert_eq!(args.smtp_listen.to_string(), contract::DEFAULT_SMTP_LISTEN);
+        assert_eq!(args.imap_listen.to_string(), contract::DEFAULT_IMAP_LISTEN);
+        assert_eq!(args.admin_listen.to_string(), contract::DEFAULT_ADMIN_LISTEN);
+        assert_eq!(args.cache_ttl_seconds, contract::DEFAULT_CACHE_TTL_SECONDS);
     }
 }

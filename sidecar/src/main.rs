@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod harden;
 mod listen;
+mod plan;
 mod probe;
 mod runtime;
 mod source;
@@ -29,7 +30,7 @@ static ALLOCATOR: secmem_alloc::zeroizing_alloc::ZeroizeAlloc<std::alloc::System
 
 fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some("probe") {
+    if argv.get(1).map(String::as_str) == Some(mailcred_core::sidecar_contract::PROBE_SUBCOMMAND) {
         return probe::run(&argv[2..]);
     }
     // lettre logs every SMTP line it writes at DEBUG, AUTH (base64 password) and message
@@ -60,6 +61,14 @@ fn main() -> std::process::ExitCode {
         tracing::warn!("a rustls crypto provider was already installed");
     }
     let args = cli::Args::parse();
+    // Every argument is checked before anything is bound, read or asked of a cloud SDK.
+    let plan = match plan::Plan::from_args(&args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid arguments");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -73,7 +82,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
-        runtime::run(args, shutdown).await
+        runtime::run(args, plan, shutdown).await
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

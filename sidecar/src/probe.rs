@@ -6,6 +6,8 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use mailcred_core::sidecar_contract as contract;
+
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Exit code of the probe: 0 when the endpoint answers 200.
@@ -21,7 +23,7 @@ pub fn run(args: &[String]) -> std::process::ExitCode {
 
 fn probe(args: &[String]) -> Result<(), String> {
     let url = match args {
-        [flag, url] if flag == "--url" => url.as_str(),
+        [flag, url] if *flag == contract::flag(contract::PROBE_URL_FLAG) => url.as_str(),
         _ => return Err("usage: mailcred-sidecar probe --url http://127.0.0.1:PORT/PATH".into()),
     };
     let (addr, path) = parse_url(url)?;

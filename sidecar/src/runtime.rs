@@ -7,27 +7,36 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
-use mailcred_core::MailPassword;
 use mailcred_core::credential::CredentialSource;
 use mailcred_core::kms::{AwsKms, AwsKmsOptions, KmsProviders, LocalKms};
-use mailcred_imap::{ImapMetrics, ImapProxy, ImapProxyConfig};
-use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
+use mailcred_imap::{ImapMetrics, ImapProxy};
+use mailcred_smtp::{RelayMetrics, SmtpRelay};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::cli::Args;
 use crate::listen;
+use crate::plan::{FeedSpec, Plan};
 use crate::source::{self, CachedCredentialSource, ResourceFeed, SourceMetrics};
 
-/// How often decrypted passwords past their TTL are dropped.
+/// How often decrypted passwords past their TTL are dropped (feed changes act at once).
 const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 
-pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the sidecar `plan` describes (arguments already validated: [`Plan::from_args`]).
+pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow::Result<()> {
     // Bind first: a port clash or a non-loopback address fails before anything is decrypted.
     let smtp_listener = listen::bind("smtp", args.smtp_listen, args.unsafe_listen_any).await?;
     let imap_listener = listen::bind("imap", args.imap_listen, args.unsafe_listen_any).await?;
     let admin_listener = listen::bind("admin", args.admin_listen, args.unsafe_listen_any).await?;
+
+    // The resources next: a missing file or object, or no RBAC, fails before any cloud SDK
+    // is initialised (the AWS one may wait on a metadata endpoint for its region).
+    let smtp_feed = feed(&args, &plan.smtp_feed, shutdown.clone()).await?;
+    let imap_feed = match &plan.imap_feed {
+        Some(spec) => Some(feed(&args, spec, shutdown.clone()).await?),
+        None => None,
+    };
 
     let mut registry = Registry::default();
     let source_metrics = SourceMetrics::register(&mut registry);
@@ -41,24 +50,20 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
             source_metrics.clone(),
         ))
     };
-
-    let smtp_name = credential_name(&args, args.smtp_credential.as_ref());
-    let imap_name = credential_name(&args, args.imap_credential.as_ref());
-    let smtp_source = new_source(feed(&args, smtp_name.clone(), shutdown.clone()).await?);
+    let smtp_source = new_source(smtp_feed);
     // One credential for both protocols (the usual case) shares one feed and one cache.
-    let imap_source = if imap_name == smtp_name {
-        smtp_source.clone()
-    } else {
-        new_source(feed(&args, imap_name, shutdown.clone()).await?)
+    let imap_source = match imap_feed {
+        Some(feed) => new_source(feed),
+        None => smtp_source.clone(),
     };
 
     let relay = SmtpRelay::new(
-        relay_config(&args)?,
+        plan.relay,
         smtp_source.clone() as Arc<dyn CredentialSource>,
         RelayMetrics::register(&mut registry),
     );
     let imap = Arc::new(ImapProxy::new(
-        imap_config(&args)?,
+        plan.imap,
         imap_source.clone() as Arc<dyn CredentialSource>,
         ImapMetrics::register(&mut registry),
     ));
@@ -73,19 +78,18 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         loaded,
     });
 
-    let expiry = tokio::spawn({
-        let sources = [smtp_source.clone(), imap_source.clone()];
-        let shutdown = shutdown.clone();
-        async move {
-            let mut tick = tokio::time::interval(EXPIRE_EVERY);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => for s in &sources { s.expire().await },
-                }
-            }
-        }
-    });
+    // Each distinct source drops its plaintext on every feed change and every EXPIRE_EVERY.
+    let mut sources = vec![smtp_source.clone()];
+    if !Arc::ptr_eq(&smtp_source, &imap_source) {
+        sources.push(imap_source.clone());
+    }
+    let expiry: Vec<_> = sources
+        .into_iter()
+        .map(|source| {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { source.expire_until(EXPIRE_EVERY, shutdown).await })
+        })
+        .collect();
 
     tracing::info!(
         smtp = %smtp_listener.local_addr().context("SMTP listener address")?,
@@ -115,7 +119,9 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         }
     );
     let _ = admin.await;
-    let _ = expiry.await;
+    for task in expiry {
+        let _ = task.await;
+    }
     // Dropping the last source handles zeroizes any password still cached.
     drop((smtp_source, imap_source, imap));
     smtp_result
@@ -126,62 +132,6 @@ pub async fn run(args: Args, shutdown: CancellationToken) -> anyhow::Result<()> 
         .context("IMAP proxy")?;
     tracing::info!("mailcred sidecar stopped");
     Ok(())
-}
-
-fn imap_config(args: &Args) -> anyhow::Result<ImapProxyConfig> {
-    let local_token = match &args.imap_token_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading IMAP token file {}", path.display()))?;
-            Some(
-                MailPassword::new(text.trim_end_matches(['\r', '\n']).to_owned())
-                    .context("IMAP token file")?,
-            )
-        }
-        None => None,
-    };
-    Ok(ImapProxyConfig {
-        pod: args.pod.clone(),
-        local_token,
-        max_append_bytes: args.imap_max_append,
-        idle_timeout: Duration::from_secs(args.imap_idle_minutes.max(30) * 60),
-        upstream_timeout: Duration::from_secs(args.upstream_timeout),
-        max_connections: args.max_connections,
-        allow_non_loopback: args.unsafe_listen_any,
-        shutdown_grace: Duration::from_secs(args.shutdown_grace),
-        ..ImapProxyConfig::default()
-    })
-}
-
-/// The credential a protocol uses: its own flag, else the first one named.
-fn credential_name(args: &Args, chosen: Option<&String>) -> Option<String> {
-    chosen
-        .cloned()
-        .or_else(|| args.credentials.first().cloned())
-}
-
-fn relay_config(args: &Args) -> anyhow::Result<RelayConfig> {
-    let local_token = match &args.smtp_token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("reading SMTP token file {}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        ),
-        None => None,
-    };
-    Ok(RelayConfig {
-        pod: args.pod.clone(),
-        max_line: args.smtp_max_line,
-        command_timeout: Duration::from_secs(args.smtp_command_timeout),
-        data_timeout: Duration::from_secs(args.smtp_data_timeout),
-        upstream_timeout: Duration::from_secs(args.upstream_timeout),
-        upstream_pool_size: args.upstream_pool_size,
-        max_connections: args.max_connections,
-        shutdown_grace: Duration::from_secs(args.shutdown_grace),
-        local_token,
-        ..RelayConfig::default()
-    })
 }
 
 async fn kms_providers(args: &Args) -> anyhow::Result<KmsProviders> {
@@ -206,20 +156,21 @@ async fn kms_providers(args: &Args) -> anyhow::Result<KmsProviders> {
 /// The resource behind one front-end: the file, or the named credential from the API.
 async fn feed(
     args: &Args,
-    name: Option<String>,
+    spec: &FeedSpec,
     shutdown: CancellationToken,
 ) -> anyhow::Result<ResourceFeed> {
-    if let Some(path) = &args.credential_file {
-        return Ok(source::file::watch_file(
-            path.clone(),
-            args.namespace.clone(),
-            Duration::from_millis(args.file_poll_ms),
-            shutdown,
-        )
-        .await?);
-    }
-    let name =
-        name.context("no credential given: pass --credential NAME (or --credential-file PATH)")?;
-    let namespace = source::kube::pod_namespace(args.namespace.as_deref())?;
-    Ok(source::kube::watch_resource(namespace, name, shutdown).await?)
+    Ok(match spec {
+        FeedSpec::File(path) => {
+            source::file::watch_file(
+                path.clone(),
+                args.namespace.clone(),
+                Duration::from_millis(args.file_poll_ms),
+                shutdown,
+            )
+            .await?
+        }
+        FeedSpec::Api { namespace, name } => {
+            source::kube::watch_resource(namespace.clone(), name.clone(), shutdown).await?
+        }
+    })
 }

@@ -3,32 +3,15 @@
 //! `mailcred-sidecar --credential-file`, sends as the application with python smtplib, swaks
 //! and curl, and reads the result back from the mailbox over IMAP.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mailcred_core::crd::{
-    Access, DataKeyWrapping, KmsKeyRef, KmsProviderKind, MailCredentialSpec, Policy, SealedSecret,
-    SmtpPolicy, TlsMode, UpstreamEndpoint,
-};
+use mailcred_core::crd::{MailCredential, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::kms::LocalKms;
-use mailcred_core::{CredentialBinding, MailPassword, envelope};
-
-const IGNORE: &str = "needs real peers (e2e/peers/start.sh); run by scripts/test.sh";
-
-fn peers() -> HashMap<String, String> {
-    let path = std::env::var("MAILCRED_PEERS_ENV").unwrap_or_else(|_| {
-        panic!("MAILCRED_PEERS_ENV is not set: start the peers with e2e/peers/start.sh DIR and export MAILCRED_PEERS_ENV=DIR/env ({IGNORE})")
-    });
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use mailcred_core::testkit::{PeersEnv, TestCredential, peers_env, write_manifest};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -42,7 +25,7 @@ fn token(label: &str) -> String {
 }
 
 struct Setup {
-    env: HashMap<String, String>,
+    env: PeersEnv,
     dir: tempfile::TempDir,
     kms: LocalKms,
     key_file: PathBuf,
@@ -50,7 +33,7 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
-        let env = peers();
+        let env = peers_env();
         let dir = tempfile::tempdir().unwrap();
         let kms = LocalKms::generate().unwrap();
         let key_file = dir.path().join("local.key");
@@ -64,26 +47,21 @@ impl Setup {
     }
 
     fn e(&self, k: &str) -> &str {
-        self.env
-            .get(k)
-            .unwrap_or_else(|| panic!("{k} missing in the peers env"))
+        self.env.get(k)
     }
 
     fn ca(&self) -> String {
-        std::fs::read_to_string(self.e("PEERS_CA_PEM")).unwrap()
+        self.env.ca_pem()
     }
 
     fn endpoint(&self, implicit: bool) -> UpstreamEndpoint {
         UpstreamEndpoint {
             host: self.e("PEERS_HOST").into(),
-            port: self
-                .e(if implicit {
-                    "PEERS_SMTP_TLS_PORT"
-                } else {
-                    "PEERS_SMTP_STARTTLS_PORT"
-                })
-                .parse()
-                .unwrap(),
+            port: self.env.port(if implicit {
+                "PEERS_SMTP_TLS_PORT"
+            } else {
+                "PEERS_SMTP_STARTTLS_PORT"
+            }),
             tls: if implicit {
                 TlsMode::Implicit
             } else {
@@ -95,7 +73,7 @@ impl Setup {
         }
     }
 
-    /// Seals `password` for `spec` (name "mail" in "ns") and writes the resource as a file.
+    /// Seals `password` for the credential (name "mail" in "ns") and writes it as a file.
     async fn credential_file(
         &self,
         file: &str,
@@ -104,49 +82,19 @@ impl Setup {
         password: &str,
         smtp: SmtpPolicy,
     ) -> PathBuf {
-        let mut spec = MailCredentialSpec {
-            smtp: Some(endpoint),
-            imap: None,
-            username: username.into(),
-            sealed_secret: SealedSecret {
-                version: 1,
-                kms: KmsKeyRef {
-                    provider: KmsProviderKind::Local,
-                    key_id: self.kms.fingerprint().into(),
-                    wrapping: DataKeyWrapping::SymmetricDefault,
-                    region: None,
-                    endpoint: None,
-                },
-                encrypted_data_key: String::new(),
-                nonce: String::new(),
-                ciphertext: String::new(),
-            },
-            policy: Policy {
-                smtp,
-                ..Default::default()
-            },
-            access: Access {
-                service_accounts: vec!["app".into()],
-            },
-        };
-        let binding = CredentialBinding::new("ns", "mail", &spec).unwrap();
-        spec.sealed_secret = envelope::seal(
-            &self.kms,
-            &binding,
-            &MailPassword::new(password.into()).unwrap(),
-        )
-        .await
-        .unwrap();
-        let json = serde_json::json!({
-            "apiVersion": "mailcred.io/v1alpha1",
-            "kind": "MailCredential",
-            "metadata": {"name": "mail", "namespace": "ns"},
-            "spec": spec,
-        });
+        let resource = TestCredential::new("ns", "mail")
+            .smtp_endpoint(endpoint)
+            .username(username)
+            .smtp_policy(smtp)
+            .sealed(&self.kms, password)
+            .await;
+        self.write(file, &resource)
+    }
+
+    /// Replaces `file` with `resource` (in one rename: the sidecar never reads half a file).
+    fn write(&self, file: &str, resource: &MailCredential) -> PathBuf {
         let path = self.dir.path().join(file);
-        let tmp = self.dir.path().join(format!("{file}.tmp"));
-        std::fs::write(&tmp, serde_json::to_string_pretty(&json).unwrap()).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
+        write_manifest(resource, &path).unwrap();
         path
     }
 }
@@ -155,6 +103,7 @@ impl Setup {
 struct Sidecar {
     child: Child,
     port: u16,
+    imap: u16,
     admin: u16,
     log: PathBuf,
 }
@@ -190,27 +139,19 @@ impl Sidecar {
         let mut s = Sidecar {
             child,
             port: 0,
+            imap: 0,
             admin: 0,
             log,
         };
         let line = s.wait_log("mailcred sidecar serving");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        s.port = v["smtp"]
-            .as_str()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        s.admin = v["admin"]
-            .as_str()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let port_of = |field: &str| -> u16 {
+            let addr: std::net::SocketAddr = v[field].as_str().unwrap().parse().unwrap();
+            addr.port()
+        };
+        s.port = port_of("smtp");
+        s.imap = port_of("imap");
+        s.admin = port_of("admin");
         s
     }
 
@@ -1091,4 +1032,118 @@ async fn sigterm_finishes_the_message_in_flight() {
         "no longer accepting"
     );
     assert_delivered(&s, &user, &pw, &subject);
+}
+
+/// One SMTP exchange up to MAIL FROM: the reply to MAIL.
+fn smtp_mail_reply(port: u16, sender: &str) -> String {
+    use std::io::Write;
+    let app = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    app.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut reader = BufReader::new(app.try_clone().unwrap());
+    let mut writer = app;
+    let reply = |reader: &mut BufReader<std::net::TcpStream>| loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line;
+        }
+    };
+    assert!(reply(&mut reader).starts_with("220"));
+    writer.write_all(b"EHLO app.local\r\n").unwrap();
+    assert!(reply(&mut reader).starts_with("250"));
+    writer
+        .write_all(format!("MAIL FROM:<{sender}>\r\n").as_bytes())
+        .unwrap();
+    let mail = reply(&mut reader);
+    writer.write_all(b"QUIT\r\n").unwrap();
+    mail
+}
+
+/// One IMAP LOGIN as the application: the tagged reply.
+fn imap_login_reply(port: u16) -> String {
+    use std::io::Write;
+    let app = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    app.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut reader = BufReader::new(app.try_clone().unwrap());
+    let mut writer = app;
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("* OK"), "{line}");
+    writer.write_all(b"a1 LOGIN app any\r\n").unwrap();
+    let tagged = loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(!line.is_empty(), "connection closed before the LOGIN reply");
+        if line.starts_with("a1 ") {
+            break line.clone();
+        }
+    };
+    writer.write_all(b"a2 LOGOUT\r\n").unwrap();
+    tagged
+}
+
+/// Polls (bounded) until `attempt` gives a reply starting with `refused`; every reply before
+/// it must start with `served`.
+fn until_refused(attempt: impl Fn() -> String, served: &str, refused: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = attempt();
+        if reply.starts_with(refused) {
+            return reply;
+        }
+        assert!(reply.starts_with(served), "{reply}");
+        assert!(
+            Instant::now() < deadline,
+            "still served after the access list changed: {reply}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs real peers (e2e/peers/start.sh); run by scripts/test.sh"]
+async fn removed_service_account_is_refused_before_the_ttl() {
+    let s = Setup::new();
+    let user = s.e("PEERS_USER").to_string();
+    let pw = s.e("PEERS_PASSWORD").to_string();
+    let mut resource = TestCredential::new("ns", "mail")
+        .smtp_endpoint(s.endpoint(false))
+        .imap(
+            s.e("PEERS_HOST"),
+            s.env.port("PEERS_IMAP_TLS_PORT"),
+            TlsMode::Implicit,
+        )
+        .ca_pem(&s.ca())
+        .username(&user)
+        .service_accounts(&["app", "batch"])
+        .sealed(&s.kms, &pw)
+        .await;
+    let file = s.write("c.yaml", &resource);
+    // TTL 900 s (the default): only the access check can refuse within this test.
+    let sidecar = Sidecar::start(&s, &file, &["--service-account", "app"]);
+    assert!(smtp_mail_reply(sidecar.port, &user).starts_with("250"));
+    let login = imap_login_reply(sidecar.imap);
+    assert!(login.starts_with("a1 OK"), "{login}\n{}", sidecar.logs());
+
+    // The same sealed secret; only the access list changes.
+    resource.spec.access.service_accounts = vec!["batch".into()];
+    s.write("c.yaml", &resource);
+    let mail = until_refused(|| smtp_mail_reply(sidecar.port, &user), "250", "454");
+    assert!(mail.contains("service_account_not_allowed"), "{mail}");
+    let login = until_refused(|| imap_login_reply(sidecar.imap), "a1 OK", "a1 NO");
+    assert!(
+        login.contains("[UNAVAILABLE]") && login.contains("service_account_not_allowed"),
+        "{login}"
+    );
+    let logs = sidecar.logs();
+    assert!(
+        logs.contains("spec.access.serviceAccounts") && logs.contains("ServiceAccount app"),
+        "the refusal names the access list:\n{logs}"
+    );
+    let metrics = reqwest_metrics(sidecar.admin);
+    assert!(
+        metrics.contains("mailcred_credential_cache_drops_total{reason=\"access_revoked\"} 1"),
+        "the cached password was dropped at once:\n{metrics}"
+    );
+    assert_no_password(&s, &sidecar, &pw);
 }

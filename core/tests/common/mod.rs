@@ -1,53 +1,25 @@
-//! Shared fixtures for the core crate's tests.
+//! Shared fixtures for the core crate's tests, built with the test kit (`test-util`).
 #![allow(dead_code)]
 
-use mailcred_core::crd::{
-    Access, KmsKeyRef, KmsProviderKind, MailCredentialSpec, Policy, SealedSecret, TlsMode,
-    UpstreamEndpoint,
-};
+use mailcred_core::crd::{MailCredentialSpec, TlsMode};
+use mailcred_core::testkit::{TestCredential, endpoint};
 use mailcred_core::{CredentialBinding, MailPassword};
 
+/// shop/billing: SMTP STARTTLS with the system roots, IMAP implicit TLS with its own CA.
+pub fn credential() -> TestCredential {
+    let mut imap = endpoint("imap.example.test", 993, TlsMode::Implicit);
+    imap.ca_pem = Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into());
+    TestCredential::new("shop", "billing")
+        .imap_endpoint(imap)
+        .service_accounts(&["billing"])
+}
+
 pub fn spec() -> MailCredentialSpec {
-    MailCredentialSpec {
-        smtp: Some(UpstreamEndpoint {
-            host: "smtp.example.test".into(),
-            port: 587,
-            tls: TlsMode::Starttls,
-            ca_pem: None,
-            insecure: false,
-            insecure_reason: None,
-        }),
-        imap: Some(UpstreamEndpoint {
-            host: "imap.example.test".into(),
-            port: 993,
-            tls: TlsMode::Implicit,
-            ca_pem: Some("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()),
-            insecure: false,
-            insecure_reason: None,
-        }),
-        username: "app@example.test".into(),
-        sealed_secret: SealedSecret {
-            version: 1,
-            kms: KmsKeyRef {
-                provider: KmsProviderKind::Local,
-                key_id: String::new(),
-                wrapping: Default::default(),
-                region: None,
-                endpoint: None,
-            },
-            encrypted_data_key: String::new(),
-            nonce: String::new(),
-            ciphertext: String::new(),
-        },
-        policy: Policy::default(),
-        access: Access {
-            service_accounts: vec!["billing".into()],
-        },
-    }
+    credential().into_spec()
 }
 
 pub fn binding() -> CredentialBinding {
-    CredentialBinding::new("shop", "billing", &spec()).expect("valid binding")
+    credential().binding()
 }
 
 pub fn password(text: &str) -> MailPassword {

@@ -113,41 +113,13 @@ mod tests {
 
     use http::{Request, Response};
     use kube::client::Body;
-    use mailcred_core::crd::{
-        Access, DataKeyWrapping, KmsKeyRef, KmsProviderKind, MailCredential, MailCredentialSpec,
-        Policy, SealedSecret,
-    };
+    use mailcred_core::crd::MailCredential;
+    use mailcred_core::testkit::TestCredential;
     use tokio_util::sync::CancellationToken;
 
     fn resource(max_recipients: u32) -> MailCredential {
-        let mut policy = Policy::default();
-        policy.smtp.max_recipients = max_recipients;
-        let mut r = MailCredential::new(
-            "mail",
-            MailCredentialSpec {
-                smtp: None,
-                imap: None,
-                username: "app@example.test".into(),
-                sealed_secret: SealedSecret {
-                    version: 1,
-                    kms: KmsKeyRef {
-                        provider: KmsProviderKind::Local,
-                        key_id: "sha256:00000000000000000000000000000000".into(),
-                        wrapping: DataKeyWrapping::SymmetricDefault,
-                        region: None,
-                        endpoint: None,
-                    },
-                    encrypted_data_key: "AA==".into(),
-                    nonce: "AA==".into(),
-                    ciphertext: "AA==".into(),
-                },
-                policy,
-                access: Access {
-                    service_accounts: vec!["app".into()],
-                },
-            },
-        );
-        r.metadata.namespace = Some("ns".into());
+        let mut r = TestCredential::new("ns", "mail").build();
+        r.spec.policy.smtp.max_recipients = max_recipients;
         r.metadata.resource_version = Some(max_recipients.to_string());
         r
     }

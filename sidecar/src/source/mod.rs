@@ -1,6 +1,9 @@
 //! The credential source of the sidecar: the latest MailCredential (from a file or the
-//! Kubernetes API, published on a watch channel), decrypted on first use, the plaintext kept
-//! for at most the TTL, re-decrypted when the sealed secret changes.
+//! Kubernetes API, published on a watch channel), opened on first use by
+//! `mailcred_core::credential::open`, the plaintext kept for at most the TTL, mlocked while
+//! cached, re-opened when the sealed secret changes. Access is checked on every hand-out
+//! (`credential()` and `outline()`): a pod whose ServiceAccount leaves
+//! `spec.access.serviceAccounts` is refused at once and the cached plaintext dropped.
 //!
 //! Sessions hold the `Arc<UsableCredential>` they started with; the cache only hands out new
 //! ones. When the cache drops its `Arc` (TTL, rotation) and the last session ends, the
@@ -8,6 +11,7 @@
 
 pub mod file;
 pub mod kube;
+mod metrics;
 mod mlock;
 
 use std::sync::Arc;
@@ -15,53 +19,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mailcred_core::crd::MailCredential;
-use mailcred_core::credential::{CredentialOutline, CredentialSource, UsableCredential};
+use mailcred_core::credential::{self, CredentialOutline, CredentialSource, UsableCredential};
 use mailcred_core::kms::KmsProvider;
-use mailcred_core::{CredentialBinding, Error, KmsError, envelope};
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
+use mailcred_core::{Error, KmsError};
 use tokio::sync::{Mutex, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::{DropReason, SourceMetrics};
 
 /// The latest version of the resource, as the file or API watcher last saw it.
 pub type ResourceFeed = watch::Receiver<Option<Arc<MailCredential>>>;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabel {
-    pub result: &'static str,
-}
-
-/// Metrics of the credential cache and KMS.
-#[derive(Clone, Debug, Default)]
-pub struct SourceMetrics {
-    pub kms_decrypts: Family<ResultLabel, Counter>,
-    pub cache_hits: Counter,
-    pub cache_expiries: Counter,
-}
-
-impl SourceMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
-        let r = registry.sub_registry_with_prefix("mailcred");
-        r.register(
-            "kms_decrypts",
-            "Sealed-secret decryptions by result (ok or error label)",
-            m.kms_decrypts.clone(),
-        );
-        r.register(
-            "credential_cache_hits",
-            "Credential requests answered from the in-memory cache",
-            m.cache_hits.clone(),
-        );
-        r.register(
-            "credential_cache_expiries",
-            "Decrypted passwords dropped because their TTL ran out",
-            m.cache_expiries.clone(),
-        );
-        m
-    }
-}
 
 struct Cached {
     /// The pages of `credential`'s password stay out of swap while cached (dropped first).
@@ -128,41 +95,88 @@ impl CachedCredentialSource {
         self.feed.borrow().is_some()
     }
 
-    /// Drops the plaintext once the TTL has passed, the resource was deleted, or its secret
-    /// was re-sealed (called periodically by the runtime, so an unused password does not
-    /// outlive any of these waiting for the next request).
+    /// Drops the plaintext once the TTL has passed, the resource was deleted or re-sealed, or
+    /// the pod's ServiceAccount left its access list (called on every feed change and
+    /// periodically, so an unused password does not outlive any of these waiting for the next
+    /// request).
     pub async fn expire(&self) {
         let current = self.current();
         let mut cache = self.cache.lock().await;
-        let Some(cached) = cache.as_ref() else {
-            return;
+        self.drop_if_stale(&mut cache, current.as_deref());
+    }
+
+    /// Runs [`Self::expire`] whenever the feed changes and every `every` until shutdown.
+    pub async fn expire_until(&self, every: Duration, shutdown: CancellationToken) {
+        let mut feed = self.feed.clone();
+        let mut feed_open = true;
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+                changed = feed.changed(), if feed_open => feed_open = changed.is_ok(),
+            }
+            self.expire().await;
+        }
+    }
+
+    /// Why the cached plaintext may no longer be handed out for `current`, if it may not.
+    fn staleness(&self, cached: &Cached, current: Option<&MailCredential>) -> Option<DropReason> {
+        let Some(resource) = current else {
+            return Some(DropReason::Deleted);
         };
-        let why = if cached.decrypted_at.elapsed() >= self.ttl {
-            "its TTL passed"
-        } else if current.is_none() {
-            "the MailCredential was deleted"
-        } else if current
-            .as_ref()
-            .is_some_and(|r| !same_secret(&cached.resource, r))
-        {
-            "the MailCredential was re-sealed"
+        if self.authorize(resource).is_err() {
+            Some(DropReason::AccessRevoked)
+        } else if !cached.credential.opened_from(resource) {
+            Some(DropReason::Resealed)
+        } else if cached.decrypted_at.elapsed() >= self.ttl {
+            Some(DropReason::Ttl)
         } else {
+            None
+        }
+    }
+
+    /// Empties the cache (unlocking and zeroizing the plaintext once no session holds it)
+    /// when it is stale for `current`.
+    fn drop_if_stale(&self, cache: &mut Option<Cached>, current: Option<&MailCredential>) {
+        let Some(why) = cache.as_ref().and_then(|c| self.staleness(c, current)) else {
             return;
         };
         *cache = None;
-        self.metrics.cache_expiries.inc();
-        tracing::debug!("decrypted credential dropped: {why}");
+        self.metrics.dropped(why);
+        tracing::debug!(
+            reason = why.label(),
+            "decrypted credential dropped: {}",
+            why.describe()
+        );
+    }
+
+    /// The sidecar's own access check (after the webhook and RBAC), made on every hand-out:
+    /// the access list can change while a password is cached.
+    fn authorize(&self, resource: &MailCredential) -> Result<(), Error> {
+        let Some(sa) = &self.service_account else {
+            return Ok(());
+        };
+        if resource
+            .spec
+            .access
+            .service_accounts
+            .iter()
+            .any(|a| a == sa)
+        {
+            return Ok(());
+        }
+        Err(Error::AccessDenied {
+            id: resource_id(resource),
+            service_account: sa.clone(),
+        })
     }
 
     /// The resource now in the feed, remembering its id for [`Error::Deleted`].
     fn current(&self) -> Option<Arc<MailCredential>> {
         let resource = self.feed.borrow().clone();
         if let Some(r) = &resource {
-            let id = format!(
-                "{}/{}",
-                r.metadata.namespace.as_deref().unwrap_or_default(),
-                r.metadata.name.as_deref().unwrap_or_default()
-            );
+            let id = resource_id(r);
             let mut last = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
             if last.as_deref() != Some(id.as_str()) {
                 *last = Some(id);
@@ -183,86 +197,42 @@ impl CachedCredentialSource {
         }
     }
 
-    async fn decrypt(&self, resource: &MailCredential) -> Result<UsableCredential, Error> {
-        let binding = CredentialBinding::for_resource(resource)?;
-        if let Some(sa) = &self.service_account
-            && !resource
-                .spec
-                .access
-                .service_accounts
-                .iter()
-                .any(|a| a == sa)
-        {
-            return Err(Error::InvalidSpec(format!(
-                "ServiceAccount {sa} is not in spec.access.serviceAccounts of this MailCredential"
-            )));
-        }
-        let sealed = &resource.spec.sealed_secret;
+    /// [`credential::open`] bounded by the KMS timeout, counted by result.
+    async fn open(&self, resource: &MailCredential) -> Result<UsableCredential, Error> {
         let opened = tokio::time::timeout(
             self.kms_timeout,
-            envelope::open(self.kms.as_ref(), &binding, sealed),
+            credential::open(resource, self.kms.as_ref()),
         )
         .await
-        .map_err(|_| {
-            Error::Kms(KmsError::Timeout {
-                key_id: sealed.kms.key_id.clone(),
+        .unwrap_or_else(|_| {
+            Err(Error::Kms(KmsError::Timeout {
+                key_id: resource.spec.sealed_secret.kms.key_id.clone(),
                 seconds: self.kms_timeout.as_secs(),
-            })
+            }))
         });
-        let password = match opened.and_then(|r| r) {
-            Ok(p) => {
-                self.metrics
-                    .kms_decrypts
-                    .get_or_create(&ResultLabel { result: "ok" })
-                    .inc();
-                p
-            }
-            Err(e) => {
-                self.metrics
-                    .kms_decrypts
-                    .get_or_create(&ResultLabel {
-                        result: e.metric_label(),
-                    })
-                    .inc();
-                return Err(e);
-            }
-        };
-        Ok(usable(resource, &binding, password))
+        self.metrics.decrypted(match &opened {
+            Ok(_) => "ok",
+            Err(e) => e.metric_label(),
+        });
+        opened
     }
 }
 
-fn usable(
-    resource: &MailCredential,
-    binding: &CredentialBinding,
-    password: mailcred_core::MailPassword,
-) -> UsableCredential {
-    UsableCredential {
-        namespace: binding.context.namespace.clone(),
-        name: binding.context.name.clone(),
-        username: resource.spec.username.clone(),
-        smtp: resource.spec.smtp.clone(),
-        imap: resource.spec.imap.clone(),
-        policy: resource.spec.policy.clone(),
-        sealed_fingerprint: envelope::fingerprint(&resource.spec.sealed_secret),
-        password,
-    }
-}
-
-/// True when only the policy or access list differs: the same password still applies
-/// (username and endpoints are bound into the ciphertext, so they cannot change alone).
-fn same_secret(a: &MailCredential, b: &MailCredential) -> bool {
-    a.spec.sealed_secret == b.spec.sealed_secret
-        && a.spec.username == b.spec.username
-        && a.spec.smtp == b.spec.smtp
-        && a.spec.imap == b.spec.imap
-        && a.metadata.name == b.metadata.name
-        && a.metadata.namespace == b.metadata.namespace
+/// `namespace/name` of a resource, as [`UsableCredential::id`].
+fn resource_id(resource: &MailCredential) -> String {
+    format!(
+        "{}/{}",
+        resource.metadata.namespace.as_deref().unwrap_or_default(),
+        resource.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 #[async_trait]
 impl CredentialSource for CachedCredentialSource {
+    /// Nothing for a credential this pod may not use: not even its policy is served.
     fn outline(&self) -> Option<CredentialOutline> {
         let resource = self.current()?;
+        self.authorize(&resource).ok()?;
         let id = self
             .last_seen
             .lock()
@@ -275,24 +245,22 @@ impl CredentialSource for CachedCredentialSource {
     }
 
     async fn credential(&self) -> Result<Arc<UsableCredential>, Error> {
-        let resource = self.current().ok_or_else(|| self.missing())?;
+        let current = self.current();
         let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.as_ref()
-            && c.decrypted_at.elapsed() < self.ttl
-        {
+        // Lost access, deletion, re-seal or TTL: the old plaintext goes before anything else.
+        self.drop_if_stale(&mut cache, current.as_deref());
+        let resource = current.ok_or_else(|| self.missing())?;
+        self.authorize(&resource)?;
+        if let Some(c) = cache.as_ref() {
             if Arc::ptr_eq(&c.resource, &resource) {
                 self.metrics.cache_hits.inc();
                 return Ok(c.credential.clone());
             }
-            if same_secret(&c.resource, &resource) {
-                // Policy edit: new credential object (so pools and limits follow), same secret.
+            // Not stale, yet another version: a policy or access edit. A new credential
+            // object (so pools and limits follow), the same secret, no KMS call.
+            if let Some(reissued) = c.credential.reissue(&resource) {
                 self.metrics.cache_hits.inc();
-                let binding = CredentialBinding::for_resource(&resource)?;
-                let credential = Arc::new(usable(
-                    &resource,
-                    &binding,
-                    c.credential.password.duplicate(),
-                ));
+                let credential = Arc::new(reissued);
                 let decrypted_at = c.decrypted_at;
                 // Unlock the old range before locking the new one: mlock does not count, and
                 // both may share a page.
@@ -301,9 +269,9 @@ impl CredentialSource for CachedCredentialSource {
                 return Ok(credential);
             }
         }
-        // Drop the old plaintext before making the new one.
+        // Nothing cached (the old plaintext, if any, was dropped above): open afresh.
         *cache = None;
-        let credential = Arc::new(self.decrypt(&resource).await?);
+        let credential = Arc::new(self.open(&resource).await?);
         tracing::info!(
             credential = %credential.id(),
             fingerprint = %credential.sealed_fingerprint,

@@ -1,64 +1,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailcred_core::crd::{
-    Access, DataKeyWrapping, KmsKeyRef, KmsProviderKind, MailCredential, MailCredentialSpec,
-    Policy, SealedSecret, TlsMode, UpstreamEndpoint,
-};
+use mailcred_core::crd::MailCredential;
 use mailcred_core::credential::CredentialSource;
 use mailcred_core::kms::{KmsProviders, LocalKms};
-use mailcred_core::{CredentialBinding, MailPassword, envelope};
+use mailcred_core::testkit::TestCredential;
 use tokio::sync::watch;
 
 use super::{CachedCredentialSource, SourceMetrics};
 
-fn placeholder() -> SealedSecret {
-    SealedSecret {
-        version: 1,
-        kms: KmsKeyRef {
-            provider: KmsProviderKind::Local,
-            key_id: "sha256:00000000000000000000000000000000".into(),
-            wrapping: DataKeyWrapping::SymmetricDefault,
-            region: None,
-            endpoint: None,
-        },
-        encrypted_data_key: String::new(),
-        nonce: String::new(),
-        ciphertext: String::new(),
-    }
-}
-
 async fn sealed_resource(kms: &LocalKms, name: &str, password: &str) -> MailCredential {
-    let spec = MailCredentialSpec {
-        smtp: Some(UpstreamEndpoint {
-            host: "smtp.example.test".into(),
-            port: 587,
-            tls: TlsMode::Starttls,
-            ca_pem: None,
-            insecure: false,
-            insecure_reason: None,
-        }),
-        imap: None,
-        username: "app@example.test".into(),
-        sealed_secret: placeholder(),
-        policy: Policy::default(),
-        access: Access {
-            service_accounts: vec!["app".into()],
-        },
-    };
-    let binding = CredentialBinding::new("ns", name, &spec).unwrap();
-    let sealed = envelope::seal(kms, &binding, &MailPassword::new(password.into()).unwrap())
-        .await
-        .unwrap();
-    let mut r = MailCredential::new(
-        name,
-        MailCredentialSpec {
-            sealed_secret: sealed,
-            ..spec
-        },
-    );
-    r.metadata.namespace = Some("ns".into());
-    r
+    TestCredential::new("ns", name).sealed(kms, password).await
 }
 
 fn source(
@@ -92,7 +44,7 @@ fn source(
 
 fn decrypts(m: &SourceMetrics, result: &'static str) -> u64 {
     m.kms_decrypts
-        .get_or_create(&super::ResultLabel { result })
+        .get_or_create(&super::metrics::ResultLabel { result })
         .get()
 }
 
@@ -219,6 +171,7 @@ async fn deleted_resource_refuses() {
     let err = s.credential().await.unwrap_err();
     assert_eq!(err.metric_label(), "credential_deleted");
     assert!(err.to_string().contains("ns/mail was deleted"), "{err}");
+    assert!(first.upgrade().is_none(), "the refused request dropped it");
     // The plaintext goes at the next expiry tick, not at the end of the TTL (60 s here).
     s.expire().await;
     assert!(first.upgrade().is_none(), "deleted credential still cached");
@@ -271,4 +224,108 @@ async fn resealed_secret_drops_the_old_plaintext_without_a_request() {
         old.upgrade().is_none(),
         "re-sealed: old plaintext still cached"
     );
+}
+
+/// The resource with its access list replaced.
+fn with_access(resource: &MailCredential, service_accounts: &[&str]) -> Arc<MailCredential> {
+    let mut edited = resource.clone();
+    edited.spec.access.service_accounts = service_accounts.iter().map(|s| s.to_string()).collect();
+    Arc::new(edited)
+}
+
+fn drops(m: &SourceMetrics, reason: super::DropReason) -> u64 {
+    m.cache_drops
+        .get_or_create(&super::metrics::DropLabel {
+            reason: reason.label(),
+        })
+        .get()
+}
+
+#[tokio::test]
+async fn removed_service_account_is_refused_at_once_and_the_plaintext_dropped() {
+    let kms = LocalKms::generate().unwrap();
+    let original = sealed_resource(&kms, "mail", "pw").await;
+    let (s, tx, m) = source(
+        &kms,
+        original.clone(),
+        Duration::from_secs(900),
+        Some("app"),
+    );
+    let cached = Arc::downgrade(&s.credential().await.unwrap());
+    assert!(cached.upgrade().is_some(), "the cache holds the credential");
+    assert!(s.outline().is_some());
+
+    tx.send(Some(with_access(&original, &["someone-else"])))
+        .unwrap();
+    let err = s.credential().await.unwrap_err();
+    assert_eq!(err.metric_label(), "service_account_not_allowed");
+    let text = err.to_string();
+    assert!(
+        text.contains("spec.access.serviceAccounts")
+            && text.contains("app")
+            && text.contains("ns/mail"),
+        "{text}"
+    );
+    assert!(
+        cached.upgrade().is_none(),
+        "the cache still holds the plaintext of a credential the pod may no longer use"
+    );
+    assert_eq!(drops(&m, super::DropReason::AccessRevoked), 1);
+    assert!(
+        s.outline().is_none(),
+        "outline of a credential we may not use"
+    );
+
+    // Listed again: decrypted afresh (the old plaintext is gone), not served from a cache.
+    tx.send(Some(with_access(&original, &["someone-else", "app"])))
+        .unwrap();
+    assert_eq!(s.credential().await.unwrap().password.expose(), "pw");
+    assert_eq!(decrypts(&m, "ok"), 2);
+}
+
+#[tokio::test]
+async fn removed_service_account_drops_the_plaintext_without_a_request() {
+    let kms = LocalKms::generate().unwrap();
+    let original = sealed_resource(&kms, "mail", "pw").await;
+    let (s, tx, _m) = source(
+        &kms,
+        original.clone(),
+        Duration::from_secs(900),
+        Some("app"),
+    );
+    let s = Arc::new(s);
+    let cached = Arc::downgrade(&s.credential().await.unwrap());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // A tick far beyond the test: only the feed change can empty the cache.
+    let watcher = tokio::spawn({
+        let (s, shutdown) = (s.clone(), shutdown.clone());
+        async move { s.expire_until(Duration::from_secs(3600), shutdown).await }
+    });
+    tx.send(Some(with_access(&original, &["someone-else"])))
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while cached.upgrade().is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the feed change dropped the plaintext");
+    shutdown.cancel();
+    watcher.await.unwrap();
+}
+
+#[tokio::test]
+async fn access_edit_without_a_configured_service_account_is_no_revocation() {
+    // Without a configured ServiceAccount (file mode, no MAILCRED_SERVICE_ACCOUNT) nothing is
+    // refused on access; an access edit is then only a policy-like edit.
+    let kms = LocalKms::generate().unwrap();
+    let original = sealed_resource(&kms, "mail", "pw").await;
+    let (s, tx, m) = source(&kms, original.clone(), Duration::from_secs(900), None);
+    let a = s.credential().await.unwrap();
+    tx.send(Some(with_access(&original, &["someone-else"])))
+        .unwrap();
+    let b = s.credential().await.unwrap();
+    assert!(!Arc::ptr_eq(&a, &b));
+    assert_eq!(decrypts(&m, "ok"), 1);
+    assert_eq!(drops(&m, super::DropReason::AccessRevoked), 0);
 }

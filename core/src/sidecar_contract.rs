@@ -1,0 +1,132 @@
+//! What the operator's webhook writes into the injected sidecar container and the sidecar
+//! reads: environment names, flag names, default addresses, the probe. Both sides use these
+//! constants, so a renamed flag or variable cannot leave the other side silently behind
+//! (the sidecar's clap arguments name them: `sidecar/src/cli.rs`).
+
+// ---- environment of the sidecar container --------------------------------------------
+
+/// Pod name (downward API `metadata.name`), for audit lines.
+pub const ENV_POD_NAME: &str = "POD_NAME";
+/// Pod namespace (downward API `metadata.namespace`): where the credentials live.
+pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
+/// The pod's ServiceAccount (downward API `spec.serviceAccountName`): the sidecar refuses a
+/// credential whose `spec.access.serviceAccounts` does not list it.
+pub const ENV_SERVICE_ACCOUNT: &str = "MAILCRED_SERVICE_ACCOUNT";
+/// MailCredential names, comma-separated (the webhook passes [`FLAG_CREDENTIAL`] instead).
+pub const ENV_CREDENTIALS: &str = "MAILCRED_CREDENTIALS";
+/// Which credential SMTP uses when several are named.
+pub const ENV_SMTP_CREDENTIAL: &str = "MAILCRED_SMTP_CREDENTIAL";
+/// Which credential IMAP uses when several are named.
+pub const ENV_IMAP_CREDENTIAL: &str = "MAILCRED_IMAP_CREDENTIAL";
+/// A MailCredential file instead of the API (single machine, tests).
+pub const ENV_CREDENTIAL_FILE: &str = "MAILCRED_CREDENTIAL_FILE";
+/// Loopback SMTP listener for the application.
+pub const ENV_SMTP_LISTEN: &str = "MAILCRED_SMTP_LISTEN";
+/// Loopback IMAP listener for the application.
+pub const ENV_IMAP_LISTEN: &str = "MAILCRED_IMAP_LISTEN";
+/// Loopback health and metrics listener.
+pub const ENV_ADMIN_LISTEN: &str = "MAILCRED_ADMIN_LISTEN";
+/// Seconds a decrypted password stays cached.
+pub const ENV_CACHE_TTL_SECONDS: &str = "MAILCRED_CACHE_TTL_SECONDS";
+/// KMS endpoints a sealed secret may name, comma-separated.
+pub const ENV_TRUSTED_KMS_ENDPOINTS: &str = "MAILCRED_TRUSTED_KMS_ENDPOINTS";
+/// Key file of the local KMS provider.
+pub const ENV_LOCAL_KEY_FILE: &str = "MAILCRED_LOCAL_KEY_FILE";
+/// Any value: no AWS KMS provider.
+pub const ENV_NO_AWS: &str = "MAILCRED_NO_AWS";
+/// Token the application presents with SMTP AUTH.
+pub const ENV_SMTP_TOKEN_FILE: &str = "MAILCRED_SMTP_TOKEN_FILE";
+/// Token the application presents with IMAP LOGIN.
+pub const ENV_IMAP_TOKEN_FILE: &str = "MAILCRED_IMAP_TOKEN_FILE";
+
+/// The variables the webhook sets on the sidecar itself: extra env given to the operator
+/// (`--sidecar-env`) may not override them.
+pub const RESERVED_ENV: &[&str] = &[
+    ENV_POD_NAME,
+    ENV_POD_NAMESPACE,
+    ENV_SERVICE_ACCOUNT,
+    ENV_SMTP_LISTEN,
+    ENV_IMAP_LISTEN,
+    ENV_ADMIN_LISTEN,
+    ENV_CACHE_TTL_SECONDS,
+    ENV_TRUSTED_KMS_ENDPOINTS,
+    ENV_CREDENTIALS,
+];
+
+// ---- environment of the application containers ---------------------------------------
+
+/// `smtp://ADDR` of the sidecar's SMTP listener.
+pub const ENV_APP_SMTP_URL: &str = "MAILCRED_SMTP_URL";
+/// `imap://ADDR` of the sidecar's IMAP listener.
+pub const ENV_APP_IMAP_URL: &str = "MAILCRED_IMAP_URL";
+
+// ---- flags (long names, without the leading `--`) -------------------------------------
+
+/// A MailCredential name; repeated for several.
+pub const FLAG_CREDENTIAL: &str = "credential";
+/// The credentials' namespace (the webhook passes `$(POD_NAMESPACE)`).
+pub const FLAG_NAMESPACE: &str = "namespace";
+/// The pod's ServiceAccount, when not from [`ENV_SERVICE_ACCOUNT`].
+pub const FLAG_SERVICE_ACCOUNT: &str = "service-account";
+pub const FLAG_SMTP_LISTEN: &str = "smtp-listen";
+pub const FLAG_IMAP_LISTEN: &str = "imap-listen";
+pub const FLAG_ADMIN_LISTEN: &str = "admin-listen";
+pub const FLAG_CACHE_TTL_SECONDS: &str = "cache-ttl-seconds";
+pub const FLAG_TRUSTED_KMS_ENDPOINTS: &str = "trusted-kms-endpoints";
+
+/// `--NAME` as it appears in argv.
+pub fn flag(long: &str) -> String {
+    format!("--{long}")
+}
+
+/// `$(NAME)`: a reference the kubelet expands from the container's env in argv.
+pub fn env_reference(name: &str) -> String {
+    format!("$({name})")
+}
+
+// ---- defaults ---------------------------------------------------------------------------
+
+pub const DEFAULT_SMTP_LISTEN: &str = "127.0.0.1:2525";
+pub const DEFAULT_IMAP_LISTEN: &str = "127.0.0.1:1143";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:15090";
+pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 900;
+
+// ---- probes -----------------------------------------------------------------------------
+
+/// Name of the injected container and of the binary in the image.
+pub const SIDECAR_BINARY: &str = "mailcred-sidecar";
+/// `mailcred-sidecar probe --url URL`: the exec probe (the admin listener is loopback-only,
+/// which kubelet's httpGet cannot reach).
+pub const PROBE_SUBCOMMAND: &str = "probe";
+pub const PROBE_URL_FLAG: &str = "url";
+pub const READY_PATH: &str = "/readyz";
+pub const HEALTH_PATH: &str = "/healthz";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_addresses() {
+        for addr in [
+            DEFAULT_SMTP_LISTEN,
+            DEFAULT_IMAP_LISTEN,
+            DEFAULT_ADMIN_LISTEN,
+        ] {
+            let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
+            assert!(addr.ip().is_loopback(), "{addr}");
+        }
+    }
+
+    #[test]
+    fn reserved_env_are_mailcred_or_downward_api_names() {
+        for name in RESERVED_ENV {
+            assert!(
+                name.starts_with("MAILCRED_") || name.starts_with("POD_"),
+                "{name}"
+            );
+        }
+        assert_eq!(flag(FLAG_CREDENTIAL), "--credential");
+        assert_eq!(env_reference(ENV_POD_NAMESPACE), "$(POD_NAMESPACE)");
+    }
+}

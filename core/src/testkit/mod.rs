@@ -1,0 +1,18 @@
+//! Fixtures for tests of mailcred-core and of the crates above it (feature `test-util`):
+//! MailCredential builders, ready credentials, credential sources that succeed, fail or hang,
+//! and the reader of the real peers' env file. Never compiled into a product build.
+//!
+//! ```ignore
+//! let resource = TestCredential::new("ns", "mail").smtp("localhost", 587, TlsMode::Starttls).build();
+//! let source = StaticSource::new(UsableCredential::test(&resource, "pw"));
+//! ```
+
+mod peers;
+mod resource;
+mod source;
+
+pub use peers::{PEERS_ENV_VAR, PeersEnv, peers_env};
+pub use resource::{
+    TestCredential, endpoint, manifest_json, placeholder_sealed_secret, write_manifest,
+};
+pub use source::{FailingSource, HangingSource, SealedSource, StaticSource};
