@@ -11,11 +11,11 @@ mod error;
 pub mod kms;
 pub mod policy;
 pub mod secret;
-#[cfg(feature = "tls")]
-pub mod tls;
 pub mod sidecar_contract;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testkit;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use binding::{CredentialBinding, EncryptionContext};
 pub use error::{Error, KmsError};

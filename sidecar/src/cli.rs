@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(args.namespace.as_deref(), Some("shop"));
         assert_eq!(args.smtp_listen.to_string(), contract::DEFAULT_SMTP_LISTEN);
         assert_eq!(args.imap_listen.to_string(), contract::DEFAULT_IMAP_LISTEN);
-        assert_eq!(args.admin_listen.to_string(), contract::DEFAULT_ADMIN_LISTEN);
+        assert_eq!(
+            args.admin_listen.to_string(),
+            contract::DEFAULT_ADMIN_LISTEN
+        );
         assert_eq!(args.cache_ttl_seconds, contract::DEFAULT_CACHE_TTL_SECONDS);
     }
 }
