@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::crd::{MailCredential, Policy, UpstreamEndpoint};
 use crate::kms::KmsProvider;
-use crate::{CredentialBinding, Error, MailPassword, envelope};
+use crate::{CredentialBinding, Error, UpstreamAuth, envelope};
 
 /// Opens the sealed secret of `resource` as it is now (binding from its namespace, name,
 /// username and endpoints; data key unwrapped through `kms`) and returns the finished
@@ -21,11 +21,15 @@ pub async fn open(
 ) -> Result<UsableCredential, Error> {
     let binding = CredentialBinding::for_resource(resource)?;
     let password = envelope::open(kms, &binding, &resource.spec.sealed_secret).await?;
-    Ok(UsableCredential::assemble(resource, &binding, password))
+    Ok(UsableCredential::assemble(
+        resource,
+        &binding,
+        UpstreamAuth::Password(password),
+    ))
 }
 
 /// Everything needed to serve one application session against the upstream servers.
-/// `Debug` is safe: the password redacts itself.
+/// `Debug` is safe: the password and tokens redact themselves.
 #[derive(Debug)]
 pub struct UsableCredential {
     pub namespace: String,
@@ -36,7 +40,8 @@ pub struct UsableCredential {
     pub policy: Policy,
     /// Fingerprint of the sealed secret this password came from (changes on re-seal).
     pub sealed_fingerprint: String,
-    pub password: MailPassword,
+    /// The sealed password, or the OAuth token source built from the sealed grant.
+    pub auth: UpstreamAuth,
 }
 
 impl UsableCredential {
@@ -48,7 +53,7 @@ impl UsableCredential {
     pub(crate) fn assemble(
         resource: &MailCredential,
         binding: &CredentialBinding,
-        password: MailPassword,
+        auth: UpstreamAuth,
     ) -> Self {
         Self {
             namespace: binding.context.namespace.clone(),
@@ -58,7 +63,7 @@ impl UsableCredential {
             imap: resource.spec.imap.clone(),
             policy: resource.spec.policy.clone(),
             sealed_fingerprint: envelope::fingerprint(&resource.spec.sealed_secret),
-            password,
+            auth,
         }
     }
 
@@ -82,11 +87,7 @@ impl UsableCredential {
             return None;
         }
         let binding = CredentialBinding::for_resource(resource).ok()?;
-        Some(Self::assemble(
-            resource,
-            &binding,
-            self.password.duplicate(),
-        ))
+        Some(Self::assemble(resource, &binding, self.auth.duplicate()))
     }
 }
 

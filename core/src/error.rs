@@ -41,6 +41,9 @@ pub enum Error {
     #[error(transparent)]
     Kms(#[from] KmsError),
 
+    #[error(transparent)]
+    Token(#[from] TokenError),
+
     #[error("cryptographic failure: {0}")]
     Crypto(&'static str),
 }
@@ -58,6 +61,7 @@ impl Error {
             Error::AccessDenied { .. } => "service_account_not_allowed",
             Error::InvalidPassword(_) => "invalid_password",
             Error::Kms(e) => e.metric_label(),
+            Error::Token(e) => e.metric_label(),
             Error::Crypto(_) => "crypto",
         }
     }
@@ -65,7 +69,71 @@ impl Error {
     /// True when retrying later may succeed without anyone changing the resource
     /// (the sidecar answers these with a temporary failure and retries).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Kms(e) if e.is_transient())
+        match self {
+            Error::Kms(e) => e.is_transient(),
+            Error::Token(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Failures to obtain an OAuth 2.0 access token. Messages name the endpoint and the OAuth
+/// error code the server sent, never a token, secret or assertion.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "the OAuth token endpoint {endpoint} could not be reached: {detail}; check the network path and spec.oauth"
+    )]
+    Unreachable { endpoint: String, detail: String },
+
+    #[error("the OAuth token endpoint {endpoint} did not answer within {seconds} s")]
+    Timeout { endpoint: String, seconds: u64 },
+
+    #[error("the OAuth token endpoint {endpoint} answered HTTP {status}")]
+    HttpStatus { endpoint: String, status: u16 },
+
+    #[error("the OAuth token endpoint {endpoint} refused the grant: {code}; {hint}")]
+    Refused {
+        endpoint: String,
+        /// The RFC 6749 §5.2 error code, reduced to its allowed characters and bounded.
+        code: String,
+        hint: &'static str,
+    },
+
+    #[error("the OAuth token endpoint {endpoint} sent a malformed reply: {reason}")]
+    Malformed { endpoint: String, reason: String },
+
+    #[error("the OAuth token endpoint {endpoint} sent a reply over {limit} bytes")]
+    TooLarge { endpoint: String, limit: usize },
+
+    #[error("OAuth configuration: {0}")]
+    Config(String),
+}
+
+impl TokenError {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            TokenError::Unreachable { .. } => "token_unreachable",
+            TokenError::Timeout { .. } => "token_timeout",
+            TokenError::HttpStatus { .. } => "token_http_status",
+            TokenError::Refused { .. } => "token_refused",
+            TokenError::Malformed { .. } => "token_malformed",
+            TokenError::TooLarge { .. } => "token_too_large",
+            TokenError::Config(_) => "token_config",
+        }
+    }
+
+    /// Whether waiting may help without anyone changing the grant (`invalid_grant` and
+    /// `invalid_client` do not heal by themselves).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TokenError::Unreachable { .. }
+            | TokenError::Timeout { .. }
+            | TokenError::Malformed { .. }
+            | TokenError::TooLarge { .. } => true,
+            TokenError::HttpStatus { status, .. } => *status >= 500 || *status == 429,
+            TokenError::Refused { .. } | TokenError::Config(_) => false,
+        }
     }
 }
 

@@ -16,7 +16,11 @@ pub mod sidecar_contract;
 pub mod testkit;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod upstream_auth;
 
 pub use binding::{CredentialBinding, EncryptionContext};
-pub use error::{Error, KmsError};
+pub use error::{Error, KmsError, TokenError};
 pub use secret::{DataKey, MailPassword};
+pub use upstream_auth::{
+    AccessToken, AccessTokenSource, GrantSecret, SaslMechanism, TokenSourceFactory, UpstreamAuth,
+};

@@ -32,7 +32,7 @@ async fn open_returns_the_finished_credential() {
         c.sealed_fingerprint,
         envelope::fingerprint(&resource.spec.sealed_secret)
     );
-    assert_eq!(c.password.expose(), "pw-open");
+    assert_eq!(c.auth.password().expect("password").expose(), "pw-open");
     assert!(c.opened_from(&resource));
 }
 
@@ -76,7 +76,7 @@ async fn policy_and_access_edits_reissue_the_password_other_edits_do_not() {
         .push("other".into());
     let reissued = opened.reissue(&policy_edit).expect("same secret");
     assert_eq!(reissued.policy.smtp.max_recipients, 2);
-    assert_eq!(reissued.password.expose(), "pw");
+    assert_eq!(reissued.auth.password().expect("password").expose(), "pw");
 
     let resealed = common::credential().sealed(&kms, "pw").await;
     let mut renamed = resource.clone();
@@ -133,11 +133,25 @@ async fn kit_sources_answer_as_named() {
         .await;
     let sealed = SealedSource::new(resource, kms);
     assert_eq!(
-        sealed.credential().await.unwrap().password.expose(),
+        sealed
+            .credential()
+            .await
+            .unwrap()
+            .auth
+            .password()
+            .expect("password")
+            .expose(),
         "pw-sealed"
     );
     assert_eq!(
-        sealed.credential().await.unwrap().password.expose(),
+        sealed
+            .credential()
+            .await
+            .unwrap()
+            .auth
+            .password()
+            .expect("password")
+            .expose(),
         "pw-sealed"
     );
     assert_eq!(sealed.opened(), 2, "opened on every request");

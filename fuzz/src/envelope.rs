@@ -78,6 +78,7 @@ pub fn envelope_fields(data: &[u8]) {
         }),
         imap: None,
         username: "fuzz@example.test".into(),
+        oauth: None,
         sealed_secret: sealed.clone(),
         policy: Default::default(),
         access: Default::default(),

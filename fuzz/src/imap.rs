@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mailcred_core::MailPassword;
 use mailcred_core::crd::{ImapPolicy, Policy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
+use mailcred_core::{MailPassword, UpstreamAuth};
 use mailcred_imap::mailbox::MailboxPatterns;
 use mailcred_imap::outcome::Reason;
 use mailcred_imap::wire::command::{Limits, Read, Refusal, read_command};
@@ -179,7 +179,7 @@ async fn fixture() -> std::io::Result<Fixture> {
             ..Default::default()
         },
         sealed_fingerprint: "sha256:fuzz".into(),
-        password,
+        auth: UpstreamAuth::Password(password),
     });
     let config = ImapProxyConfig {
         login_timeout: Duration::from_secs(2),

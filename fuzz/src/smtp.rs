@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mailcred_core::MailPassword;
 use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
+use mailcred_core::{MailPassword, UpstreamAuth};
 use mailcred_smtp::testkit::RecordingUpstream;
 use mailcred_smtp::{DataReader, RelayConfig, RelayMetrics, SmtpRelay};
 
@@ -55,7 +55,7 @@ fn relay() -> (SmtpRelay<RecordingUpstream>, RecordingUpstream) {
             ..Default::default()
         },
         sealed_fingerprint: "sha256:fuzz".into(),
-        password,
+        auth: UpstreamAuth::Password(password),
     });
     let recorder = RecordingUpstream::default();
     let relay = SmtpRelay::with_upstream(

@@ -12,7 +12,7 @@ use mailcred_core::crd::{
 };
 use mailcred_core::credential::{CredentialSource, UsableCredential};
 use mailcred_core::kms::{DataKeySealer, LocalKms};
-use mailcred_core::{CredentialBinding, MailPassword, envelope};
+use mailcred_core::{CredentialBinding, MailPassword, UpstreamAuth, envelope};
 use mailcred_imap::{ImapMetrics, ImapProxy, ImapProxyConfig};
 
 struct Source {
@@ -37,7 +37,7 @@ impl CredentialSource for Source {
                     imap: self.spec.imap.clone(),
                     policy: self.spec.policy.clone(),
                     sealed_fingerprint: envelope::fingerprint(&self.spec.sealed_secret),
-                    password,
+                    auth: UpstreamAuth::Password(password),
                 }))
             })
             .await
@@ -87,6 +87,7 @@ async fn main() {
         smtp: None,
         imap: Some(imap),
         username: env[&user_key].clone(),
+        oauth: None,
         sealed_secret: SealedSecret {
             version: 1,
             kms: kms.key_ref(),

@@ -40,7 +40,7 @@ impl CredentialSource for EditableSource {
             imap: cred.imap.clone(),
             policy,
             sealed_fingerprint: cred.sealed_fingerprint.clone(),
-            password: cred.password.duplicate(),
+            auth: cred.auth.duplicate(),
         }))
     }
 

@@ -159,6 +159,7 @@ fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
         smtp,
         imap,
         username: args.username.clone(),
+        oauth: None,
         sealed_secret: SealedSecret {
             version: 0,
             kms: mailcred_core::crd::KmsKeyRef {

@@ -11,7 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
-use mailcred_core::{Error, MailPassword};
+use mailcred_core::{Error, MailPassword, UpstreamAuth};
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
 use support::app::Client;
 use support::scripted::{Script, Scripted};
@@ -93,7 +93,7 @@ async fn start(script: Script) -> Relay {
             ..Default::default()
         },
         sealed_fingerprint: "sha256:test".into(),
-        password: MailPassword::new(PASSWORD.into()).unwrap(),
+        auth: UpstreamAuth::Password(MailPassword::new(PASSWORD.into()).unwrap()),
     });
     let relay = SmtpRelay::new(
         RelayConfig::default(),

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
-use mailcred_core::{Error, MailPassword};
+use mailcred_core::{Error, MailPassword, UpstreamAuth};
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
 use tokio_util::sync::CancellationToken;
 
@@ -65,7 +65,7 @@ async fn relay(env: &HashMap<String, String>, smtp: SmtpPolicy) -> (u16, Cancell
             ..Default::default()
         },
         sealed_fingerprint: "sha256:peers".into(),
-        password: MailPassword::new(env["PEERS_PASSWORD"].clone()).unwrap(),
+        auth: UpstreamAuth::Password(MailPassword::new(env["PEERS_PASSWORD"].clone()).unwrap()),
     });
     let relay = SmtpRelay::new(
         RelayConfig::default(),

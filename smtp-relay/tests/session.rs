@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
-use mailcred_core::{Error, KmsError, MailPassword};
+use mailcred_core::{Error, KmsError, MailPassword, UpstreamAuth};
 use mailcred_smtp::testkit::RecordingUpstream;
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -49,7 +49,7 @@ fn credential(smtp: SmtpPolicy) -> Arc<UsableCredential> {
             ..Default::default()
         },
         sealed_fingerprint: "sha256:test".into(),
-        password: MailPassword::new(PASSWORD.into()).unwrap(),
+        auth: UpstreamAuth::Password(MailPassword::new(PASSWORD.into()).unwrap()),
     })
 }
 

@@ -3,6 +3,7 @@
 //! The spec holds only what may be public inside the namespace: endpoints, the username,
 //! ciphertext and policy. The password exists only inside [`SealedSecret`], encrypted.
 
+mod oauth;
 mod policy;
 mod sealed;
 
@@ -11,6 +12,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use oauth::{ClientAuthMethod, OAuthGrantKind, OAuthProvider, OAuthSpec};
 pub use policy::{ImapAccess, ImapPolicy, Policy, RateLimits, SmtpPolicy};
 pub use sealed::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealedSecret};
 
@@ -50,7 +52,11 @@ pub struct MailCredentialSpec {
     /// requires re-sealing.
     #[schemars(length(min = 1, max = 320))]
     pub username: String,
-    /// The password, envelope-encrypted (see docs/envelope.md).
+    /// Authenticate upstream with OAuth 2.0 access tokens instead of a password. Bound into
+    /// the sealed secret (envelope version 2), which then holds the grant's secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthSpec>,
+    /// The password (or OAuth grant secret), envelope-encrypted (see docs/envelope.md).
     pub sealed_secret: SealedSecret,
     /// What the sidecar lets applications do with this account.
     #[serde(default)]

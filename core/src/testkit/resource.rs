@@ -61,6 +61,7 @@ impl TestCredential {
                 smtp: Some(endpoint("smtp.example.test", 587, TlsMode::Starttls)),
                 imap: None,
                 username: "app@example.test".into(),
+                oauth: None,
                 sealed_secret: placeholder_sealed_secret(),
                 policy: Policy::default(),
                 access: Access {
@@ -180,7 +181,11 @@ impl UsableCredential {
     pub fn test(resource: &MailCredential, password: &str) -> Self {
         let binding = CredentialBinding::for_resource(resource)
             .unwrap_or_else(|e| panic!("test credential cannot be bound: {e}"));
-        Self::assemble(resource, &binding, test_password(password))
+        Self::assemble(
+            resource,
+            &binding,
+            crate::UpstreamAuth::Password(test_password(password)),
+        )
     }
 }
 

@@ -294,8 +294,18 @@ impl Session<'_> {
             timeout: cfg.upstream_timeout,
             max_line: cfg.max_line_bytes,
         };
-        let up = match upstream::connect_and_login(endpoint, &cred.username, &cred.password, limits)
-            .await
+        let Some(password) = cred.auth.password() else {
+            self.deny("LOGIN", Reason::UpstreamLogin("oauth_unsupported"), None);
+            reply(
+                &mut self.app,
+                tag,
+                "NO",
+                "[UNAVAILABLE] OAuth upstream login is not supported by this proxy yet",
+            )
+            .await?;
+            return Ok(None);
+        };
+        let up = match upstream::connect_and_login(endpoint, &cred.username, password, limits).await
         {
             Ok(up) => up,
             Err(e) => {
@@ -325,7 +335,7 @@ impl Session<'_> {
         // the login at any time.
         self.app.set_scrubber(Scrubber::for_password(
             &cred.username,
-            cred.password.expose().as_bytes(),
+            password.expose().as_bytes(),
         ));
         let policy = ActivePolicy::new(policy.clone());
         let caps = Relay::capabilities_for(&up.capabilities, policy.access);

@@ -17,7 +17,9 @@ use mailcred_core::crd::{
 };
 use mailcred_core::credential::{CredentialSource, UsableCredential};
 use mailcred_core::kms::LocalKms;
-use mailcred_core::{CredentialBinding, Error as CoreError, KmsError, MailPassword, envelope};
+use mailcred_core::{
+    CredentialBinding, Error as CoreError, KmsError, MailPassword, UpstreamAuth, envelope,
+};
 use mailcred_imap::{ImapMetrics, ImapProxy, ImapProxyConfig};
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,6 +73,7 @@ impl SealedSource {
             smtp,
             imap,
             username: username.to_owned(),
+            oauth: None,
             sealed_secret: SealedSecret {
                 version: 1,
                 kms: KmsKeyRef {
@@ -119,7 +122,7 @@ impl CredentialSource for SealedSource {
             imap: self.spec.imap.clone(),
             policy: self.spec.policy.clone(),
             sealed_fingerprint: envelope::fingerprint(&self.spec.sealed_secret),
-            password,
+            auth: UpstreamAuth::Password(password),
         }))
     }
 }

@@ -32,7 +32,7 @@ pub type ResourceFeed = watch::Receiver<Option<Arc<MailCredential>>>;
 
 struct Cached {
     /// The pages of `credential`'s password stay out of swap while cached (dropped first).
-    _locked: mlock::LockedRange,
+    _locked: Option<mlock::LockedRange>,
     /// The resource version this was built from (pointer identity: a new version is a new Arc).
     resource: Arc<MailCredential>,
     credential: Arc<UsableCredential>,
@@ -46,7 +46,11 @@ impl Cached {
         decrypted_at: Instant,
     ) -> Self {
         // Locking needs the address of the plaintext, not its use: nothing is read here.
-        let locked = mlock::LockedRange::lock(credential.password.expose().as_bytes());
+        // A token source keeps its own secrets; only a sealed password lives here.
+        let locked = credential
+            .auth
+            .password()
+            .map(|p| mlock::LockedRange::lock(p.expose().as_bytes()));
         Self {
             _locked: locked,
             resource,

@@ -60,7 +60,7 @@ async fn decrypts_once_then_serves_from_cache() {
     let a = s.credential().await.unwrap();
     let b = s.credential().await.unwrap();
     assert!(Arc::ptr_eq(&a, &b));
-    assert_eq!(a.password.expose(), "pw-one");
+    assert_eq!(a.auth.password().expect("password").expose(), "pw-one");
     assert_eq!(a.id(), "ns/mail");
     assert_eq!(decrypts(&m, "ok"), 1);
     assert_eq!(m.cache_hits.get(), 1);
@@ -86,7 +86,7 @@ async fn plaintext_is_dropped_after_ttl_and_decrypted_again() {
     );
     assert_eq!(m.cache_expiries.get(), 1);
     let again = s.credential().await.unwrap();
-    assert_eq!(again.password.expose(), "pw");
+    assert_eq!(again.auth.password().expect("password").expose(), "pw");
     assert_eq!(decrypts(&m, "ok"), 2);
 }
 
@@ -105,10 +105,10 @@ async fn resealed_secret_is_picked_up_and_open_sessions_keep_theirs() {
     )))
     .unwrap();
     let fresh = s.credential().await.unwrap();
-    assert_eq!(fresh.password.expose(), "new-pw");
+    assert_eq!(fresh.auth.password().expect("password").expose(), "new-pw");
     assert_ne!(fresh.sealed_fingerprint, held.sealed_fingerprint);
     assert_eq!(
-        held.password.expose(),
+        held.auth.password().expect("password").expose(),
         "old-pw",
         "an open session finishes on its secret"
     );
@@ -127,7 +127,7 @@ async fn policy_edit_needs_no_decrypt_but_gives_a_new_credential() {
     let b = s.credential().await.unwrap();
     assert!(!Arc::ptr_eq(&a, &b));
     assert_eq!(b.policy.smtp.max_recipients, 3);
-    assert_eq!(b.password.expose(), "pw");
+    assert_eq!(b.auth.password().expect("password").expose(), "pw");
     assert_eq!(decrypts(&m, "ok"), 1);
 }
 
@@ -279,7 +279,16 @@ async fn removed_service_account_is_refused_at_once_and_the_plaintext_dropped() 
     // Listed again: decrypted afresh (the old plaintext is gone), not served from a cache.
     tx.send(Some(with_access(&original, &["someone-else", "app"])))
         .unwrap();
-    assert_eq!(s.credential().await.unwrap().password.expose(), "pw");
+    assert_eq!(
+        s.credential()
+            .await
+            .unwrap()
+            .auth
+            .password()
+            .expect("password")
+            .expose(),
+        "pw"
+    );
     assert_eq!(decrypts(&m, "ok"), 2);
 }
 

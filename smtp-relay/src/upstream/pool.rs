@@ -264,7 +264,11 @@ fn build_target(config: &RelayConfig, credential: &UsableCredential) -> Result<T
     let endpoint = credential.smtp.as_ref().ok_or(Error::NoSmtpEndpoint)?;
     // The one builder (invariant 3): system roots or exactly the spec's caPem.
     let tls = mailcred_core::tls::for_endpoint(endpoint)?;
-    let password = credential.password.expose();
+    let password = credential
+        .auth
+        .password()
+        .ok_or(Error::OAuthUnsupported)?
+        .expose();
     Ok(Target {
         host: endpoint.host.clone(),
         port: endpoint.port,

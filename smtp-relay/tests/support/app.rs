@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use mailcred_core::MailPassword;
 use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
+use mailcred_core::{MailPassword, UpstreamAuth};
 use mailcred_smtp::testkit::RecordingUpstream;
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -32,7 +32,7 @@ pub fn credential(smtp: SmtpPolicy) -> Arc<UsableCredential> {
             ..Default::default()
         },
         sealed_fingerprint: "sha256:test".into(),
-        password: MailPassword::new("s3cret-Upstream-Pw".into()).unwrap(),
+        auth: UpstreamAuth::Password(MailPassword::new("s3cret-Upstream-Pw".into()).unwrap()),
     })
 }
 
