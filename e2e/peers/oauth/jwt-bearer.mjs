@@ -13,8 +13,8 @@
 // The access token is minted by oidc-provider itself (a ClientCredentials token of the service
 // account's client, scope https://mail.google.com/ stored as this server's `mail`), so
 // dovecot's one introspection endpoint checks it like any other and oidc-provider's
-// revocation and expiry apply. The service-account key pair is made per start.
-import { createHash, generateKeyPairSync } from 'node:crypto';
+// revocation and expiry apply. The service-account key pair is made per start (server.mjs).
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 
@@ -34,8 +34,7 @@ class OAuthError extends Error {
   }
 }
 
-function writeServiceAccountKey(config, publicBase) {
-  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+function writeServiceAccountKey(config, publicBase, { publicKey, privateKey }) {
   const spki = publicKey.export({ type: 'spki', format: 'pem' });
   const sa = config.serviceAccount;
   const key = {
@@ -77,9 +76,9 @@ function reply(res, status, body) {
   res.end(text);
 }
 
-export function jwtBearerServer({ tls, config, provider, tokenLog, mintedFor }) {
+export function jwtBearerServer({ tls, config, provider, tokenLog, mintedFor, keyPair }) {
   const publicBase = `https://localhost:${config.jwtBearerPort}`;
-  const { spki, keyId, tokenUri } = writeServiceAccountKey(config, publicBase);
+  const { spki, keyId, tokenUri } = writeServiceAccountKey(config, publicBase, keyPair);
   const sa = config.serviceAccount;
   const authorizedScopes = new Set(sa.authorizedScopes);
   const mailboxes = new Set(config.mailboxes);

@@ -6,15 +6,18 @@
 // Writes, before it listens: the private_key_jwt client's private key (PEM) and the Google
 // service-account JSON key file, into the paths the config names. Logs one line per token
 // request to config.tokenLog (tokenlog.mjs) and its own diagnostics to stdout; never a token.
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPair, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
+import { promisify } from 'node:util';
 
-import Provider, { errors } from 'oidc-provider';
-
-import { interactionRoutes } from './interaction.mjs';
-import { jwtBearerServer } from './jwt-bearer.mjs';
-import { TokenLog } from './tokenlog.mjs';
+// Two RSA-2048 key pairs take 0.2-2 s each on a loaded machine: made on libuv's thread pool,
+// in parallel with each other and with loading oidc-provider (imported only after this).
+const rsaKeyPairs = Promise.all([1, 2].map(() => promisify(generateKeyPair)('rsa', { modulusLength: 2048 })));
+const { default: Provider, errors } = await import('oidc-provider');
+const { interactionRoutes } = await import('./interaction.mjs');
+const { jwtBearerServer } = await import('./jwt-bearer.mjs');
+const { TokenLog } = await import('./tokenlog.mjs');
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const tokenLog = new TokenLog(config.tokenLog);
@@ -23,10 +26,7 @@ const issuer = `https://localhost:${config.port}`;
 const mailboxes = new Set(config.mailboxes);
 
 // ---- keys made per start: nothing secret is committed -------------------------------------
-function rsaKeyPair() {
-  return generateKeyPairSync('rsa', { modulusLength: 2048 });
-}
-const clientKey = rsaKeyPair();
+const [clientKey, serviceAccountKey] = await rsaKeyPairs;
 writeFileSync(config.clientKeyPem, clientKey.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
 const clientJwk = { ...clientKey.publicKey.export({ format: 'jwk' }), kid: config.clientKeyId, alg: 'RS256', use: 'sig' };
 
@@ -160,7 +160,7 @@ provider.on('server_error', (_ctx, err) => console.error('oidc-provider server_e
 provider.use(interactionRoutes(provider, config));
 
 const oidcServer = createServer(tls, provider.callback());
-const jwtServer = jwtBearerServer({ tls, config, provider, tokenLog, mintedFor });
+const jwtServer = jwtBearerServer({ tls, config, provider, tokenLog, mintedFor, keyPair: serviceAccountKey });
 
 await new Promise((resolve) => oidcServer.listen(config.port, '127.0.0.1', resolve));
 await new Promise((resolve) => jwtServer.listen(config.jwtBearerPort, '127.0.0.1', resolve));
