@@ -196,7 +196,6 @@ fi
 # ---- OAuth: oidc-provider, the JWT-bearer endpoint, XOAUTH2/OAUTHBEARER at dovecot and postfix
 # One python run for all of them (selftest_oauth.py prints PASS/FAIL lines).
 t_oauth=$(now_ms)
-oauth_rc=0
 while IFS=$'\t' read -r verdict name detail; do
   case "$verdict" in
     PASS) pass "$name" ;;
