@@ -3,7 +3,8 @@ the peers serve, a scripted "user" for the device flow and the authorization-cod
 Google-style JWT-bearer endpoint, and XOAUTH2 / OAUTHBEARER logins straight to dovecot and
 postfix. `peers` is the dict of DIR/env (peers.read_env).
 
-Also a command line, for tests in other languages (prints JSON on stdout):
+Also a command line, for tests in other languages (prints JSON on stdout; run it as
+`PYTHONPATH=e2e/lib .venv/bin/python -m mailcred_e2e.oauth ...` from the repository root):
   python -m mailcred_e2e.oauth [--env DIR/env] client-credentials [--client secret|jwt|short] [--mailbox ADDR]
   python -m mailcred_e2e.oauth [--env DIR/env] device-token USER [--client native|secret|rotate|jwt|short]
   python -m mailcred_e2e.oauth [--env DIR/env] approve-device USER_CODE USER

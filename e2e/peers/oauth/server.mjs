@@ -104,8 +104,10 @@ function mailboxOf(ctx, token) {
   return mailbox;
 }
 
-function ttlFor(kind) {
-  return (_ctx, token, client) => knobs.get(client?.clientId ?? token.clientId)?.ttl ?? config.accessTokenTtl;
+// Per client: the short-TTL client's tokens expire within seconds. `client` is unset when
+// jwt-bearer.mjs mints outside a request.
+function accessTokenTtl(_ctx, token, client) {
+  return knobs.get(client?.clientId ?? token.clientId)?.ttl ?? config.accessTokenTtl;
 }
 
 const provider = new Provider(issuer, {
@@ -116,9 +118,9 @@ const provider = new Provider(issuer, {
   // `mailbox:ADDRESS` scopes are listed so that they stay in the token (and its introspection).
   scopes: ['openid', 'offline_access', 'mail', ...config.mailboxes.map((m) => `mailbox:${m}`)],
   responseTypes: ['code'],
-  claims: { openid: ['sub'], email: ['email'] },
+  // The accounts are the peers' mailboxes; the sign-in page checks the password.
   findAccount: async (_ctx, sub) => (mailboxes.has(sub)
-    ? { accountId: sub, claims: async () => ({ sub, email: sub }) }
+    ? { accountId: sub, claims: async () => ({ sub }) }
     : undefined),
   extraTokenClaims: async (ctx, token) => {
     const username = mailboxOf(ctx, token);
@@ -126,8 +128,8 @@ const provider = new Provider(issuer, {
   },
   rotateRefreshToken: (ctx) => knobs.get(ctx.oidc.client.clientId)?.rotate === true,
   ttl: {
-    AccessToken: ttlFor('AccessToken'),
-    ClientCredentials: ttlFor('ClientCredentials'),
+    AccessToken: accessTokenTtl,
+    ClientCredentials: accessTokenTtl,
     DeviceCode: 600,
     Grant: 14 * 24 * 3600,
     IdToken: 3600,
@@ -143,14 +145,15 @@ const provider = new Provider(issuer, {
     revocation: { enabled: true },
   },
   interactions: { url: async (_ctx, interaction) => `/interaction/${interaction.uid}` },
+  // OAuth 2.1 / RFC 9700: PKCE for every client, confidential ones too.
   pkce: { required: () => true },
-  // Our tests poll right after approving; no slow_down for them.
+  // Plain text: a scripted client's error message shows what went wrong.
   renderError: async (ctx, out) => {
     ctx.type = 'text/plain; charset=utf-8';
     ctx.body = `${out.error}: ${out.error_description ?? ''}\n`;
   },
 });
-// Loopback only, but tell oidc-provider it may trust X-Forwarded-* from nobody.
+// No reverse proxy in front: X-Forwarded-* headers are not trusted.
 provider.proxy = false;
 
 provider.on('grant.success', (ctx) => tokenLog.grant(ctx, 'ok'));
