@@ -155,4 +155,21 @@ mod tests {
         // A value is matched whole, not as a prefix.
         assert_eq!(count_matching(log, &[("client_id", "")]), 0);
     }
+
+    /// The env file start.sh writes has every OAuth key, with lifetimes and existing files.
+    #[test]
+    #[ignore = "needs the real peers: e2e/peers/start.sh DIR, MAILCRED_PEERS_ENV=DIR/env"]
+    fn real_peers_env_has_the_oauth_part() {
+        let oauth = super::super::peers_env().oauth();
+        assert!(oauth.token_endpoint.starts_with(&oauth.issuer), "{oauth:?}");
+        assert!(oauth.short_ttl < oauth.access_token_ttl);
+        for path in [
+            &oauth.jwt_key_pem,
+            &oauth.google_sa_key_file,
+            &oauth.token_log,
+        ] {
+            assert!(path.is_file(), "{} missing", path.display());
+        }
+        assert_eq!(oauth.token_requests(&[("client_id", "no-such-client")]), 0);
+    }
 }
