@@ -9,6 +9,7 @@ pub mod credential;
 pub mod envelope;
 mod error;
 pub mod kms;
+pub mod metrics_text;
 pub mod policy;
 pub mod secret;
 pub mod sidecar_contract;
@@ -18,5 +19,13 @@ pub mod testkit;
 pub mod tls;
 
 pub use binding::{CredentialBinding, EncryptionContext};
-pub use error::{Error, KmsError};
+/// The commit the binaries were built from: `MAILCRED_GIT_COMMIT` at build time (the image
+/// build and the release workflow set it), `unknown` for a plain `cargo build`. The value of
+/// every `mailcred_build_info{commit}`.
+pub const GIT_COMMIT: &str = match option_env!("MAILCRED_GIT_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
+
+pub use error::{Error, KmsError, METRIC_LABELS as ERROR_METRIC_LABELS};
 pub use secret::{DataKey, MailPassword};
