@@ -140,9 +140,9 @@ check "chart README is generated from values.yaml (charts/gen-readme.py)" \
 check "values.schema.json accepts values.yaml" \
   "$py" charts/values-check.py "$chart"
 check "helm lint --strict" "$HELM" lint --strict "$chart"
-check "yamllint (values, Chart.yaml, examples, e2e manifests, workflows)" \
+check "yamllint (values, Chart.yaml, examples, e2e manifests, workflows, krew manifest, alert rules)" \
   "$venv/bin/yamllint" --strict -c charts/yamllint.yaml "$chart/values.yaml" "$chart/Chart.yaml" \
-  examples e2e/kind/manifests .github/workflows
+  examples e2e/kind/manifests .github/workflows plugins charts/mailcred/files charts/tests/values-extras.yaml charts/tests/values-relabelings.yaml
 
 # Value sets: name, then --set/--values arguments. Every optional feature appears in one.
 value_sets=(
@@ -261,6 +261,8 @@ check "images/Dockerfile has the sidecar target" grep -Eq '^FROM .* AS sidecar$'
 for f in e2e/kind/manifests/*.yaml; do
   check "kubernetes-validate --strict $f" "$kv" --strict --quiet "$f"
 done
+check "krew manifest matches the release workflow and krew's Plugin rules (plugins/check-krew.py)" \
+  "$py" plugins/check-krew.py check
 for f in .github/workflows/*.yml; do
   check "GitHub workflow schema: $f" \
     "$venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows "$f"
