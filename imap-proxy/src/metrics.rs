@@ -95,17 +95,23 @@ impl ImapMetrics {
     /// Every fixed label value present at 0 from the start, so rate() sees the first event.
     fn zero_initialise(&self) {
         for outcome in Outcome::FIXED {
-            self.sessions.get_or_create(&OutcomeLabels {
-                outcome: outcome.as_str(),
-            });
+            self.sessions
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.as_str(),
+                })
+                .inc_by(0);
         }
         for reason in Reason::FIXED {
-            self.denials.get_or_create(&DenialLabels {
-                reason: reason.as_str(),
-            });
+            self.denials
+                .get_or_create(&DenialLabels {
+                    reason: reason.as_str(),
+                })
+                .inc_by(0);
         }
         for direction in ["to_app", "to_upstream"] {
-            self.bytes.get_or_create(&DirectionLabels { direction });
+            self.bytes
+                .get_or_create(&DirectionLabels { direction })
+                .inc_by(0);
         }
     }
 

@@ -183,7 +183,7 @@ pub struct SidecarArgs {
     /// (OpenShift's restricted SCC assigns a UID from the namespace's range; runAsNonRoot
     /// stays true).
     #[arg(long, default_value = "65532", value_parser = parse_run_as_user)]
-    pub sidecar_run_as_user: Option<i64>,
+    pub sidecar_run_as_user: RunAsUser,
 
     /// Seconds a decrypted password stays in the sidecar's memory (unset: the sidecar's
     /// default). Passed as MAILCRED_CACHE_TTL_SECONDS.
@@ -204,12 +204,16 @@ pub struct SidecarArgs {
 /// Env names the operator sets on the sidecar itself; `--sidecar-env` may not override them.
 pub const SIDECAR_RESERVED_ENV: &[&str] = mailcred_core::sidecar_contract::RESERVED_ENV;
 
-fn parse_run_as_user(text: &str) -> Result<Option<i64>, String> {
+/// The sidecar's UID and GID, or none (`unset`): the platform assigns them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAsUser(pub Option<i64>);
+
+fn parse_run_as_user(text: &str) -> Result<RunAsUser, String> {
     if text == "unset" {
-        return Ok(None);
+        return Ok(RunAsUser(None));
     }
     match text.parse::<i64>() {
-        Ok(uid) if uid > 0 => Ok(Some(uid)),
+        Ok(uid) if uid > 0 => Ok(RunAsUser(Some(uid))),
         _ => Err(format!(
             "{text:?} is not a non-root UID (a number > 0) or `unset`"
         )),

@@ -124,11 +124,15 @@ impl Metrics {
         );
         // Every label value present from the start, so rate() sees the first event.
         for outcome in crate::webhook::admission::Outcome::ALL {
-            self.admissions.get_or_create(&OutcomeLabels {
-                outcome: outcome.label(),
-            });
+            self.admissions
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.label(),
+                })
+                .inc_by(0);
         }
-        self.reconciles.get_or_create(&ResultLabels { result: "ok" });
+        self.reconciles
+            .get_or_create(&ResultLabels { result: "ok" })
+            .inc_by(0);
         self
     }
 

@@ -15,8 +15,8 @@ pub fn directives(log_level: &str) -> String {
 }
 
 pub fn init(format: LogFormat, log_level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(directives(log_level)));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives(log_level)));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
     let _ = match format {

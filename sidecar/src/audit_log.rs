@@ -44,7 +44,10 @@ where
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let mut record = Map::new();
         let mut timestamp = String::new();
-        if SystemTime.format_time(&mut Writer::new(&mut timestamp)).is_ok() {
+        if SystemTime
+            .format_time(&mut Writer::new(&mut timestamp))
+            .is_ok()
+        {
             record.insert("timestamp".into(), timestamp.into());
         }
         record.insert("level".into(), event.metadata().level().as_str().into());
@@ -99,7 +102,7 @@ mod tests {
 
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::Layer as _;
-    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    use tracing_subscriber::filter::filter_fn;
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
@@ -128,10 +131,14 @@ mod tests {
     fn capture(rust_log: &str, emit: impl FnOnce()) -> (String, String) {
         let (audit, diag) = (Buffer::default(), Buffer::default());
         let subscriber = tracing_subscriber::registry()
-            .with(crate::diagnostic_layer(EnvFilter::new(rust_log), diag.clone()))
+            .with(crate::diagnostic_layer(
+                EnvFilter::new(rust_log),
+                diag.clone(),
+            ))
             .with(AuditLayer::new(audit.clone()).with_filter(filter_fn(is_audit)));
         tracing::subscriber::with_default(subscriber, emit);
-        let text = |b: Buffer| String::from_utf8(b.0.lock().expect("buffer").clone()).expect("utf-8");
+        let text =
+            |b: Buffer| String::from_utf8(b.0.lock().expect("buffer").clone()).expect("utf-8");
         (text(audit), text(diag))
     }
 
@@ -150,7 +157,10 @@ mod tests {
             assert_eq!(lines[0]["outcome"], "relayed");
             assert_eq!(lines[0]["target"], "audit");
             assert!(lines[0]["timestamp"].is_string());
-            assert!(!diag.contains("relayed"), "RUST_LOG={rust_log}: audit in diag: {diag}");
+            assert!(
+                !diag.contains("relayed"),
+                "RUST_LOG={rust_log}: audit in diag: {diag}"
+            );
             assert_eq!(
                 diag.contains("a diagnostic warning"),
                 ["warn", "info", "trace"].contains(&rust_log),

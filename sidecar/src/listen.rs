@@ -54,11 +54,13 @@ pub async fn bind_metrics(addr: SocketAddr) -> Result<TcpListener, ListenError> 
     if !addr.ip().is_loopback() {
         tracing::info!(%addr, "metrics listener on a non-loopback address (serves /metrics only)");
     }
-    TcpListener::bind(addr).await.map_err(|source| ListenError::Bind {
-        what: "metrics",
-        addr,
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError::Bind {
+            what: "metrics",
+            addr,
+            source,
+        })
 }
 
 #[cfg(test)]

@@ -45,14 +45,18 @@ impl RelayMetrics {
         };
         // Every label value present from the start: rate() and increase() see the first event.
         for outcome in Outcome::ALL {
-            m.messages.get_or_create(&OutcomeLabel {
-                outcome: outcome.as_str(),
-            });
+            m.messages
+                .get_or_create(&OutcomeLabel {
+                    outcome: outcome.as_str(),
+                })
+                .inc_by(0);
         }
         for rule in Rule::ALL {
-            m.policy_denials.get_or_create(&RuleLabel {
-                rule: rule.as_str(),
-            });
+            m.policy_denials
+                .get_or_create(&RuleLabel {
+                    rule: rule.as_str(),
+                })
+                .inc_by(0);
         }
         let r = registry.sub_registry_with_prefix("mailcred_smtp");
         r.register(

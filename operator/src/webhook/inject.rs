@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, Pod, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
+    Pod, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use mailcred_core::sidecar_contract as contract;
@@ -121,8 +121,8 @@ pub fn sidecar_container(args: &SidecarArgs, credentials: &[String]) -> Containe
         restart_policy: native.then(|| "Always".to_string()),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
-            run_as_user: args.sidecar_run_as_user,
-            run_as_group: args.sidecar_run_as_user,
+            run_as_user: args.sidecar_run_as_user.0,
+            run_as_group: args.sidecar_run_as_user.0,
             read_only_root_filesystem: Some(true),
             allow_privilege_escalation: Some(false),
             privileged: Some(false),
@@ -270,9 +270,17 @@ pub fn injection(
     // The PodMonitor selects pods by this label (a label selector cannot test annotations).
     if args.sidecar_metrics_port.is_some() {
         let labels = pod.metadata.labels.as_ref();
-        if labels.and_then(|l| l.get(contract::METRICS_POD_LABEL)).map(String::as_str) != Some("true") {
+        if labels
+            .and_then(|l| l.get(contract::METRICS_POD_LABEL))
+            .map(String::as_str)
+            != Some("true")
+        {
             if labels.is_some() {
-                add(&mut out, &["metadata", "labels", contract::METRICS_POD_LABEL], &"true")?;
+                add(
+                    &mut out,
+                    &["metadata", "labels", contract::METRICS_POD_LABEL],
+                    &"true",
+                )?;
             } else {
                 let wanted = BTreeMap::from([(contract::METRICS_POD_LABEL, "true")]);
                 add(&mut out, &["metadata", "labels"], &wanted)?;

@@ -70,7 +70,10 @@ fn metrics_port_is_a_named_container_port_and_the_sidecar_listens_on_it() {
         &Config::parse_from(["mailcred-operator"]).sidecar,
         &["smtp".into()],
     );
-    assert!(plain.ports.is_none(), "no port without --sidecar-metrics-port");
+    assert!(
+        plain.ports.is_none(),
+        "no port without --sidecar-metrics-port"
+    );
 
     let clash = Config::parse_from(["mailcred-operator", "--sidecar-metrics-port=15090"]);
     let err = clash.validate().unwrap_err().to_string();
@@ -98,7 +101,8 @@ fn a_metrics_port_labels_the_pod_for_the_pod_monitor() {
     let ops = label_ops(&with);
     assert_eq!(ops.len(), 1, "{ops:?}");
     assert!(
-        ops[0].contains("/metadata/labels/mailcred.io~1sidecar-metrics") && ops[0].contains("\"true\""),
+        ops[0].contains("/metadata/labels/mailcred.io~1sidecar-metrics")
+            && ops[0].contains("\"true\""),
         "{ops:?}"
     );
     let without = Config::parse_from(["mailcred-operator"]).sidecar;
@@ -123,6 +127,9 @@ fn run_as_user_can_be_left_to_the_platform_but_never_root() {
     assert_eq!(unset.run_as_non_root, Some(true));
     for bad in ["0", "-1", "root"] {
         let arg = format!("--sidecar-run-as-user={bad}");
-        assert!(Config::try_parse_from(["mailcred-operator", &arg]).is_err(), "{bad}");
+        assert!(
+            Config::try_parse_from(["mailcred-operator", &arg]).is_err(),
+            "{bad}"
+        );
     }
 }

@@ -92,13 +92,19 @@ impl SourceMetrics {
             m.cache_drops.clone(),
         );
         // Every label value at 0 from the start: the first KMS error shows in rate().
-        for result in std::iter::once("ok").chain(mailcred_core::ERROR_METRIC_LABELS.iter().copied()) {
-            m.kms_decrypts.get_or_create(&ResultLabel { result });
+        for result in
+            std::iter::once("ok").chain(mailcred_core::ERROR_METRIC_LABELS.iter().copied())
+        {
+            m.kms_decrypts
+                .get_or_create(&ResultLabel { result })
+                .inc_by(0);
         }
         for reason in DropReason::ALL {
-            m.cache_drops.get_or_create(&DropLabel {
-                reason: reason.label(),
-            });
+            m.cache_drops
+                .get_or_create(&DropLabel {
+                    reason: reason.label(),
+                })
+                .inc_by(0);
         }
         m
     }
