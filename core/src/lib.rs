@@ -10,6 +10,7 @@ pub mod envelope;
 mod error;
 pub mod kms;
 pub mod metrics_text;
+pub mod names;
 pub mod policy;
 pub mod secret;
 pub mod sidecar_contract;
