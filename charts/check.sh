@@ -140,9 +140,9 @@ check "chart README is generated from values.yaml (charts/gen-readme.py)" \
 check "values.schema.json accepts values.yaml" \
   "$py" charts/values-check.py "$chart"
 check "helm lint --strict" "$HELM" lint --strict "$chart"
-check "yamllint (values, Chart.yaml, examples, e2e manifests, workflows)" \
+check "yamllint (values, Chart.yaml, examples, e2e manifests, workflows, krew manifest, alert rules)" \
   "$venv/bin/yamllint" --strict -c charts/yamllint.yaml "$chart/values.yaml" "$chart/Chart.yaml" \
-  examples e2e/kind/manifests .github/workflows
+  examples e2e/kind/manifests .github/workflows plugins charts/mailcred/files charts/tests/values-extras.yaml charts/tests/values-relabelings.yaml
 
 # Value sets: name, then --set/--values arguments. Every optional feature appears in one.
 value_sets=(
@@ -156,6 +156,10 @@ value_sets=(
   "single-replica|--set operator.replicas=1 --set operator.leaderElection.enabled=false"
   "hard-anti-affinity|--set operator.podAntiAffinity=hard --set operator.priorityClassName=system-cluster-critical --set webhook.matchConditions=false --set-string webhook.objectSelector.matchLabels.mailcred\\.io/enabled=true --set webhook.namespaceSelector.matchLabels.mailcred\\.io/injection=enabled"
   "existing-service-account|--set serviceAccount.create=false --set serviceAccount.name=mailcred-custom --set metrics.service.enabled=false --set podDisruptionBudget.enabled=false"
+  "monitoring|--set serviceMonitor.enabled=true --set podMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true --set prometheusRule.additionalAlertLabels.team=platform --values charts/tests/values-relabelings.yaml"
+  "openshift-restricted|--set operator.podSecurityContext.runAsUser=null --set operator.podSecurityContext.runAsGroup=null --set operator.podSecurityContext.fsGroup=null --set sidecar.runAsUser=null"
+  "extras|--set operator.logLevel=debug --set sidecar.logLevel=warn --values charts/tests/values-extras.yaml"
+  "optional-off|--set sidecar.metrics.enabled=false --set rbac.aggregateToDefaultRoles=false"
 )
 
 for entry in "${value_sets[@]}"; do
@@ -199,10 +203,55 @@ check_fails "values.schema.json refuses an unknown TLS mode" \
   "$HELM" template mailcred "$chart" --set webhook.tls.mode=none
 check_fails "two replicas without leader election are refused" \
   "$HELM" template mailcred "$chart" --set operator.leaderElection.enabled=false
+# Reserved names fail the template with a message naming the value (not a crash loop later).
+refused() {
+  local want="$1"
+  shift
+  if "$HELM" template mailcred "$chart" "$@" >"$work/refused" 2>&1; then
+    echo "rendered; must be refused"
+    return 1
+  fi
+  grep -F -- "$want" "$work/refused" || { echo "refused without naming $want:"; cat "$work/refused"; return 1; }
+}
+check "sidecar.extraEnv MAILCRED_ADMIN_LISTEN is refused by name" \
+  refused "sidecar.extraEnv.MAILCRED_ADMIN_LISTEN" --set sidecar.extraEnv.MAILCRED_ADMIN_LISTEN=0.0.0.0:1
+check "sidecar.extraEnv MAILCRED_METRICS_LISTEN is refused by name" \
+  refused "sidecar.extraEnv.MAILCRED_METRICS_LISTEN" --set sidecar.extraEnv.MAILCRED_METRICS_LISTEN=0.0.0.0:1
+check "operator.extraEnv POD_NAME is refused" \
+  refused "operator.extraEnv: POD_NAME" --set "operator.extraEnv[0].name=POD_NAME" --set "operator.extraEnv[0].value=x"
+check "operator.extraVolumes named tmp is refused" \
+  refused 'the volume name "tmp"' --set "operator.extraVolumes[0].name=tmp" --set "operator.extraVolumes[0].emptyDir.medium=Memory"
+check "operator.extraVolumeMounts on /tls is refused" \
+  refused "/tls/ is where the chart mounts its own volume" --set "operator.extraVolumeMounts[0].name=x" --set "operator.extraVolumeMounts[0].mountPath=/tls/"
+check "sidecar.metrics.port equal to the admin port is refused" \
+  refused "sidecar.metrics.port 15090" --set sidecar.metrics.port=15090
+check "podMonitor without sidecar metrics is refused" \
+  refused "podMonitor.enabled needs sidecar.metrics.enabled" --set podMonitor.enabled=true --set sidecar.metrics.enabled=false
+check_fails "values.schema.json refuses sidecar.runAsUser 0" \
+  "$HELM" template mailcred "$chart" --set sidecar.runAsUser=0
+
+# Alerts: the rule file, its promtool unit tests, and a mutated copy the tests must catch.
+[[ -x "$venv/bin/promtool" ]] || bash e2e/peers/install.sh
+promtool="$venv/bin/promtool"
+check "promtool check rules (files/alerts.yaml)" "$promtool" check rules "$chart/files/alerts.yaml"
+check "promtool test rules (charts/tests/alerts.test.yaml)" "$promtool" test rules charts/tests/alerts.test.yaml
+mutated_rules() {
+  mkdir -p "$work/mutated/mailcred/files" "$work/mutated/tests"
+  sed 's/) > 0$/) > 1000/' "$chart/files/alerts.yaml" >"$work/mutated/mailcred/files/alerts.yaml"
+  cp charts/tests/alerts.test.yaml "$work/mutated/tests/"
+  ! cmp -s "$chart/files/alerts.yaml" "$work/mutated/mailcred/files/alerts.yaml" || return 0
+  "$promtool" test rules "$work/mutated/tests/alerts.test.yaml"
+}
+check_fails "promtool tests catch alerts whose threshold was raised" mutated_rules
+"$HELM" template mailcred "$chart" --set prometheusRule.enabled=true --show-only templates/prometheusrule.yaml \
+  | "$py" -c 'import sys, yaml; print(yaml.safe_dump(yaml.safe_load(sys.stdin)["spec"]))' >"$work/rendered-rules.yaml"
+check "promtool check rules (the rendered PrometheusRule)" "$promtool" check rules "$work/rendered-rules.yaml"
+check "Grafana dashboard JSON is well-formed (charts/rules-check.py dashboard)" \
+  "$py" charts/rules-check.py dashboard
 
 # Images and the kind suite, which cannot be built or run here: lint what can be linted.
 check "shellcheck (chart and kind suite scripts)" "$venv/bin/shellcheck" -x --source-path=SCRIPTDIR \
-  charts/check.sh e2e/kind/run.sh e2e/kind/mailserver/entrypoint.sh e2e/kind/mailserver/selftest.sh
+  charts/check.sh e2e/peers/install.sh e2e/kind/run.sh e2e/kind/mailserver/entrypoint.sh e2e/kind/mailserver/selftest.sh
 for f in images/Dockerfile e2e/kind/mailserver/Dockerfile e2e/kind/moto/Dockerfile; do
   check "hadolint $f" "$venv/bin/hadolint" "$f"
 done
@@ -212,6 +261,8 @@ check "images/Dockerfile has the sidecar target" grep -Eq '^FROM .* AS sidecar$'
 for f in e2e/kind/manifests/*.yaml; do
   check "kubernetes-validate --strict $f" "$kv" --strict --quiet "$f"
 done
+check "krew manifest matches the release workflow and krew's Plugin rules (plugins/check-krew.py)" \
+  "$py" plugins/check-krew.py check
 for f in .github/workflows/*.yml; do
   check "GitHub workflow schema: $f" \
     "$venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows "$f"

@@ -12,6 +12,7 @@ When MAILCRED_OPERATOR_BIN names a built mailcred-operator, it is run with the r
 Config::validate exit with status 2; a missing cluster is status 1).
 """
 
+import json
 import os
 import re
 import subprocess
@@ -25,6 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 # are split off and checked here against what they reference.
 FOREIGN_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("cert-manager.io/v1", "Certificate"),
     ("cert-manager.io/v1", "Issuer"),
 }
@@ -47,7 +50,25 @@ EXPECT = {
     "single-replica": {"PodDisruptionBudget": False},
     "hard-anti-affinity": {},
     "existing-service-account": {"ServiceAccount": False, "PodDisruptionBudget": False},
+    "monitoring": {"ServiceMonitor": True, "PodMonitor": True, "PrometheusRule": True, "ConfigMap": True},
+    "openshift-restricted": {},
+    "extras": {},
+    "optional-off": {"PodMonitor": False},
 }
+CONTRACT = REPO / "core" / "src" / "sidecar_contract.rs"
+ALERTS = REPO / "charts" / "mailcred" / "files" / "alerts.yaml"
+DASHBOARD = REPO / "charts" / "mailcred" / "dashboards" / "mailcred.json"
+HELPERS = REPO / "charts" / "mailcred" / "templates" / "_helpers.tpl"
+
+
+def contract():
+    """The string constants of core/src/sidecar_contract.rs, and its RESERVED_ENV values."""
+    src = CONTRACT.read_text()
+    consts = dict(re.findall(r'pub const ([A-Z_]+): &str = "([^"]*)";', src))
+    block = src[src.index("pub const RESERVED_ENV"):]
+    block = block[:block.index("];")]
+    reserved = [consts[n] for n in re.findall(r"\b(ENV_[A-Z_]+)\b", block)]
+    return consts, reserved
 NAMESPACE = "mailcred-system"
 
 
@@ -140,10 +161,16 @@ def check(rendered, set_name):
     flag = lambda name: (flags.get(name) or [None])[-1]  # noqa: E731
     port_names = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
 
-    # Hardening.
+    # Hardening (Pod Security "restricted"; the UID may be left to the platform, never root).
     psc, csc = pod_spec.get("securityContext", {}), c.get("securityContext", {})
     f.expect(csc.get("runAsNonRoot") is True or psc.get("runAsNonRoot") is True, "runAsNonRoot not set")
-    f.expect(psc.get("runAsUser", 0) != 0, "pod runAsUser is root")
+    f.expect(psc.get("runAsUser") != 0 and csc.get("runAsUser") != 0, "runAsUser is root")
+    if set_name == "openshift-restricted":
+        f.expect(not {"runAsUser", "runAsGroup", "fsGroup"} & set(psc), f"restricted SCC set still pins IDs: {psc}")
+        f.expect(flag("--sidecar-run-as-user") == "unset", "sidecar.runAsUser=null did not render --sidecar-run-as-user=unset")
+    else:
+        f.expect(psc.get("runAsUser", 0) > 0, "pod runAsUser not set by default")
+    f.expect(not any("hostPath" in v for v in pod_spec.get("volumes", [])), "hostPath volume")
     f.expect(csc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem not true")
     f.expect(csc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation not false")
     f.expect(csc.get("capabilities", {}).get("drop") == ["ALL"], "capabilities do not drop ALL")
@@ -218,8 +245,19 @@ def check(rendered, set_name):
         f.expect(b["subjects"] == [{"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}], f"{b['kind']} binds someone else than {sa_name}")
     if by_kind.get("ServiceAccount"):
         f.expect(by_kind["ServiceAccount"][0]["metadata"]["name"] == sa_name, "ServiceAccount name differs from the pod's")
-    cr = one("ClusterRole")
+    cr = named("ClusterRole", dep["metadata"]["name"])
     role = one("Role")
+    aggregated = [r for r in by_kind.get("ClusterRole", []) if r is not cr]
+    f.expect(len(aggregated) == (0 if set_name == "optional-off" else 2), f"aggregated ClusterRoles: {len(aggregated)}")
+    for agg in aggregated:
+        labels = agg["metadata"].get("labels", {})
+        f.expect(any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in labels), f"{agg['metadata']['name']} aggregates nowhere")
+        f.expect(not any(b["roleRef"]["name"] == agg["metadata"]["name"] for b in by_kind.get("ClusterRoleBinding", [])), "aggregated role bound directly")
+        for r in agg["rules"]:
+            f.expect(r["apiGroups"] == ["mailcred.io"] and set(r["resources"]) <= {"mailcredentials", "mailcredentials/status"}, f"aggregated rule beyond MailCredentials: {r}")
+        writes = {v for r in agg["rules"] for v in r["verbs"]} - {"get", "list", "watch"}
+        if labels.get("rbac.authorization.k8s.io/aggregate-to-view") == "true":
+            f.expect(not writes, f"the view role would gain {writes}")
     all_rules = cr.get("rules", []) + role.get("rules", [])
     for r in all_rules:
         f.expect("*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"], f"wildcard in {r}")
@@ -286,6 +324,43 @@ def check(rendered, set_name):
         ingress_ports = [p["port"] for r in np["spec"].get("ingress", []) for p in r.get("ports", [])]
         f.expect("webhook" in ingress_ports, "NetworkPolicy blocks the webhook")
         f.expect(set(np["spec"]["policyTypes"]) == {"Ingress", "Egress"}, "NetworkPolicy must restrict both directions")
+
+    # Monitoring: the names the webhook writes (core/src/sidecar_contract.rs) are what the
+    # PodMonitor selects; the PrometheusRule and dashboard are the files promtool and
+    # rules-check.py test.
+    consts, reserved = contract()
+    metrics_port = flag("--sidecar-metrics-port")
+    f.expect((metrics_port is None) == (set_name == "optional-off"), f"--sidecar-metrics-port={metrics_port} in [{set_name}]")
+    if metrics_port is not None:
+        f.expect(int(metrics_port) not in {int((flag(a) or ":0").rsplit(":", 1)[1]) for a in ("--sidecar-smtp-addr", "--sidecar-imap-addr", "--sidecar-admin-addr")}, "metrics port clashes")
+    for pm in by_kind.get("PodMonitor", []):
+        f.expect(pm["spec"]["selector"]["matchLabels"] == {consts["METRICS_POD_LABEL"]: "true"}, "PodMonitor selects another label than the webhook sets")
+        f.expect([e["port"] for e in pm["spec"]["podMetricsEndpoints"]] == [consts["METRICS_PORT_NAME"]], "PodMonitor port is not the injected port's name")
+        f.expect(all(e["path"] == consts["METRICS_PATH"] for e in pm["spec"]["podMetricsEndpoints"]), "PodMonitor path")
+    for sm in by_kind.get("ServiceMonitor", []):
+        if set_name == "monitoring":
+            f.expect(sm["spec"]["endpoints"][0].get("relabelings") and sm["spec"]["endpoints"][0].get("metricRelabelings"), "ServiceMonitor relabelings not rendered")
+    for pr in by_kind.get("PrometheusRule", []):
+        want = yaml.safe_load(ALERTS.read_text())["groups"]
+        got = pr["spec"]["groups"]
+        f.expect([g["name"] for g in got] == [g["name"] for g in want], "PrometheusRule groups differ from files/alerts.yaml")
+        for gw, gg in zip(want, got):
+            for rw, rg in zip(gw["rules"], gg["rules"]):
+                f.expect(rw["expr"] == rg["expr"] and rw["annotations"] == rg["annotations"], f"{rw['alert']} differs from files/alerts.yaml")
+                f.expect(rg["labels"] == {**rw.get("labels", {}), **{"team": "platform"}, **rw.get("labels", {})}, f"{rw['alert']} labels {rg['labels']}")
+    for cm in by_kind.get("ConfigMap", []):
+        f.expect(json.loads(cm["data"]["mailcred.json"]) == json.loads(DASHBOARD.read_text()), "dashboard ConfigMap differs from dashboards/mailcred.json")
+        f.expect(cm["metadata"]["labels"].get("grafana_dashboard") == "1", "dashboard ConfigMap lacks the grafana_dashboard label")
+    if set_name == "default":
+        chart_reserved = HELPERS.read_text().split('define "mailcred.sidecarReservedEnv" -}}', 1)[1].split("{{-", 1)[0].split()
+        f.expect(sorted(chart_reserved) == sorted(reserved), f"_helpers.tpl reserved env {chart_reserved} != sidecar_contract RESERVED_ENV {reserved}")
+    if set_name == "extras":
+        names = [e["name"] for e in c.get("env", [])]
+        f.expect("HTTPS_PROXY" in names and names.count("POD_NAME") == 1, f"operator.extraEnv: {names}")
+        f.expect(any(v["name"] == "corp-ca" for v in pod_spec.get("volumes", [])), "operator.extraVolumes not rendered")
+        f.expect(any(m["mountPath"] == "/etc/corp-ca" for m in c.get("volumeMounts", [])), "operator.extraVolumeMounts not rendered")
+        f.expect(flag("--log-level") == "debug", "operator.logLevel not rendered")
+        f.expect("--sidecar-env=RUST_LOG=warn" in c.get("args", []), "sidecar.logLevel not rendered")
 
     # Flags must exist in the operator (when its source is here).
     known = operator_flags()

@@ -48,6 +48,33 @@ pub enum Error {
     Crypto(&'static str),
 }
 
+/// Every value [`Error::metric_label`] can return (KMS labels included): counters start with
+/// each at 0. A test reads the match arms of this file, so a new label cannot be left out.
+pub const METRIC_LABELS: &[&str] = &[
+    "unsupported_version",
+    "malformed",
+    "sealed_secret_mismatch",
+    "invalid_spec",
+    "credential_not_loaded",
+    "credential_deleted",
+    "service_account_not_allowed",
+    "invalid_password",
+    "crypto",
+    "kms_unreachable",
+    "kms_timeout",
+    "kms_throttled",
+    "kms_access_denied",
+    "kms_key_disabled",
+    "kms_key_not_found",
+    "kms_context_mismatch",
+    "kms_wrong_key",
+    "kms_provider_mismatch",
+    "kms_seal_only",
+    "kms_untrusted_endpoint",
+    "kms_config",
+    "kms_other",
+];
+
 impl Error {
     /// Stable, low-cardinality label for metrics and audit lines.
     pub fn metric_label(&self) -> &'static str {
@@ -228,5 +255,31 @@ impl KmsError {
                 | KmsError::Throttled { .. }
                 | KmsError::Other { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    /// The string literals of every `=> "label"` arm inside the two `metric_label` functions.
+    fn labels_in_source() -> Vec<String> {
+        let source = include_str!("error.rs");
+        let mut labels = Vec::new();
+        for body in source.split("pub fn metric_label(&self)").skip(1) {
+            let body = body.split("\n    }\n").next().unwrap_or_default();
+            for arm in body.split("=> \"").skip(1) {
+                labels.push(arm.split('"').next().unwrap_or_default().to_string());
+            }
+        }
+        labels
+    }
+
+    #[test]
+    fn metric_labels_lists_every_label_of_every_arm() {
+        let mut found = labels_in_source();
+        found.sort();
+        let mut listed: Vec<String> = super::METRIC_LABELS.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert!(found.len() > 20, "the parser found the arms: {found:?}");
+        assert_eq!(found, listed);
     }
 }

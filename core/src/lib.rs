@@ -9,6 +9,8 @@ pub mod credential;
 pub mod envelope;
 mod error;
 pub mod kms;
+pub mod metrics_text;
+pub mod names;
 pub mod policy;
 pub mod secret;
 pub mod sidecar_contract;
@@ -19,7 +21,15 @@ pub mod tls;
 pub mod upstream_auth;
 
 pub use binding::{CredentialBinding, EncryptionContext};
-pub use error::{Error, KmsError, TokenError};
+/// The commit the binaries were built from: `MAILCRED_GIT_COMMIT` at build time (the image
+/// build and the release workflow set it), `unknown` for a plain `cargo build`. The value of
+/// every `mailcred_build_info{commit}`.
+pub const GIT_COMMIT: &str = match option_env!("MAILCRED_GIT_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
+
+pub use error::{Error, KmsError, METRIC_LABELS as ERROR_METRIC_LABELS, TokenError};
 pub use secret::{DataKey, MailPassword};
 pub use upstream_auth::{
     AccessToken, AccessTokenSource, GrantSecret, SaslMechanism, TokenSourceFactory, UpstreamAuth,

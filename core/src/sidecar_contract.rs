@@ -26,6 +26,9 @@ pub const ENV_SMTP_LISTEN: &str = "MAILCRED_SMTP_LISTEN";
 pub const ENV_IMAP_LISTEN: &str = "MAILCRED_IMAP_LISTEN";
 /// Loopback health and metrics listener.
 pub const ENV_ADMIN_LISTEN: &str = "MAILCRED_ADMIN_LISTEN";
+/// Pod-IP listener serving only `/metrics` (unset: no such listener). The one listener that
+/// may be non-loopback: it carries counters, never a credential or a name of one.
+pub const ENV_METRICS_LISTEN: &str = "MAILCRED_METRICS_LISTEN";
 /// Seconds a decrypted password stays cached.
 pub const ENV_CACHE_TTL_SECONDS: &str = "MAILCRED_CACHE_TTL_SECONDS";
 /// KMS endpoints a sealed secret may name, comma-separated.
@@ -48,6 +51,7 @@ pub const RESERVED_ENV: &[&str] = &[
     ENV_SMTP_LISTEN,
     ENV_IMAP_LISTEN,
     ENV_ADMIN_LISTEN,
+    ENV_METRICS_LISTEN,
     ENV_CACHE_TTL_SECONDS,
     ENV_TRUSTED_KMS_ENDPOINTS,
     ENV_CREDENTIALS,
@@ -71,6 +75,7 @@ pub const FLAG_SERVICE_ACCOUNT: &str = "service-account";
 pub const FLAG_SMTP_LISTEN: &str = "smtp-listen";
 pub const FLAG_IMAP_LISTEN: &str = "imap-listen";
 pub const FLAG_ADMIN_LISTEN: &str = "admin-listen";
+pub const FLAG_METRICS_LISTEN: &str = "metrics-listen";
 pub const FLAG_CACHE_TTL_SECONDS: &str = "cache-ttl-seconds";
 pub const FLAG_TRUSTED_KMS_ENDPOINTS: &str = "trusted-kms-endpoints";
 
@@ -89,6 +94,16 @@ pub fn env_reference(name: &str) -> String {
 pub const DEFAULT_SMTP_LISTEN: &str = "127.0.0.1:2525";
 pub const DEFAULT_IMAP_LISTEN: &str = "127.0.0.1:1143";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:15090";
+/// Port of the scrapeable metrics listener when the chart enables it (next to the admin port).
+pub const DEFAULT_METRICS_PORT: u16 = 15091;
+/// Name of the injected container port of the metrics listener (what a PodMonitor selects;
+/// a port name has at most 15 characters).
+pub const METRICS_PORT_NAME: &str = "mailcred-prom";
+/// Label the webhook puts on pods whose sidecar serves the metrics port (the PodMonitor's
+/// selector), value `"true"`.
+pub const METRICS_POD_LABEL: &str = "mailcred.io/sidecar-metrics";
+/// Path of the metrics on both the admin and the metrics listener.
+pub const METRICS_PATH: &str = "/metrics";
 pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 900;
 
 // ---- probes -----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the real test peers need (postfix, dovecot, swaks, moto in a venv, and
-# oidc-provider from npm into e2e/peers/oauth/node_modules) on a
-# Debian/Ubuntu machine, as root, without prompts. Idempotent: when everything is already in
+# oidc-provider from npm into e2e/peers/oauth/node_modules) on a Debian/Ubuntu machine, as root,
+# without prompts, and promtool into the venv (charts/check.sh tests the alert rules with it,
+# the local e2e suite checks the sidecar's scrape). Idempotent: when everything is already in
 # place it returns in well under a second, so every test entry point can call it.
 #
 # Usage: e2e/peers/install.sh            (env: PEERS_VENV overrides <repo>/.venv)
@@ -68,8 +69,10 @@ venv_ready() {
   cmp -s "$venv_stamp" "$requirements"
 }
 
-if apt_ready && venv_ready && node_ready && npm_ready; then
-  log "all present (apt packages, $venv, $oauth_dir/node_modules); nothing to do"
+promtool_ready() { [[ -x "$venv/bin/promtool" ]]; }
+
+if apt_ready && venv_ready && node_ready && npm_ready && promtool_ready; then
+  log "all present (apt packages, $venv, promtool, $oauth_dir/node_modules); nothing to do"
   exit 0
 fi
 
@@ -159,6 +162,24 @@ install_npm() {
   cp "$oauth_dir/package-lock.json" "$npm_stamp"
 }
 
+# Debian's `prometheus` package ships promtool, but installed whole it is ~96 MB plus a web
+# UI's JavaScript dependencies: only its promtool (one static binary) is extracted, from the
+# package apt downloads (19 MB), into the venv.
+install_promtool() {
+  local tmp
+  tmp="$(mktemp -d)"
+  log "promtool: extracting it from Debian's prometheus package into $venv/bin"
+  if ! (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1); then
+    log "apt: no prometheus package in the lists; running apt-get update"
+    apt-get update -q >/dev/null
+    (cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1)
+  fi
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  install -m 0755 "$tmp/x/usr/bin/promtool" "$venv/bin/promtool"
+  rm -rf "$tmp"
+  log "promtool: $("$venv/bin/promtool" --version 2>&1 | head -n 1)"
+}
+
 apt_ready || install_apt
 venv_ready || install_venv
 if ! node_ready; then
@@ -166,5 +187,6 @@ if ! node_ready; then
   node_ready || { log "Node.js 20 or newer is needed for the OAuth peers"; exit 1; }
 fi
 npm_ready || install_npm
+promtool_ready || install_promtool
 
 log "done in $(($(date +%s) - start_s)) s"

@@ -1,5 +1,6 @@
 //! Audit records: one JSON line per session and one per denial, through `tracing` with target
-//! `audit` (the runtime routes that target to its JSON audit stream). Never message content,
+//! `audit` (the sidecar's audit layer writes that target whatever RUST_LOG says, and writes
+//! `mailboxes` and `commands` as JSON values; schema: docs/audit.md). Never message content,
 //! never a secret, never the application's login words.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +51,7 @@ impl SessionAudit {
         let commands = serde_json::to_string(&self.commands).unwrap_or_default();
         tracing::info!(
             target: "audit",
+            protocol = "imap",
             event = "imap_session",
             credential = self.credential.as_deref().unwrap_or(""),
             pod,
@@ -69,9 +71,11 @@ impl SessionAudit {
         self.denials += 1;
         tracing::info!(
             target: "audit",
+            protocol = "imap",
             event = "imap_denied",
             credential = self.credential.as_deref().unwrap_or(""),
             pod,
+            outcome = "denied",
             command,
             reason,
             mailbox = mailbox.map(clip).unwrap_or_default(),

@@ -82,6 +82,25 @@ impl LoginRefusal {
     }
 }
 
+impl LoginRefusal {
+    /// What upstream answered, as the log names it: the RFC 5530 response code, or the
+    /// status when there was none (never upstream's text).
+    pub fn reply_code(self) -> &'static str {
+        match self {
+            LoginRefusal::AuthenticationFailed => "NO [AUTHENTICATIONFAILED]",
+            LoginRefusal::AuthorizationFailed => "NO [AUTHORIZATIONFAILED]",
+            LoginRefusal::Expired => "NO [EXPIRED]",
+            LoginRefusal::PrivacyRequired => "NO [PRIVACYREQUIRED]",
+            LoginRefusal::ContactAdmin => "NO [CONTACTADMIN]",
+            LoginRefusal::Unavailable => "NO [UNAVAILABLE]",
+            LoginRefusal::Limit => "NO [LIMIT]",
+            LoginRefusal::Refused => "NO",
+            LoginRefusal::Bad => "BAD",
+            LoginRefusal::NoMechanism => "LOGINDISABLED",
+        }
+    }
+}
+
 impl std::fmt::Display for LoginRefusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -7,6 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::outcome::{Outcome, Reason};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
@@ -37,6 +39,8 @@ pub struct ImapMetrics {
     pub bytes: Family<DirectionLabels, Counter>,
     pub upstream_login_seconds: Histogram,
     pub session_seconds: Histogram,
+    /// Logins upstream refused (NO/BAD to LOGIN or AUTHENTICATE, or LOGINDISABLED).
+    pub upstream_auth_failures: Counter,
 }
 
 impl ImapMetrics {
@@ -79,7 +83,36 @@ impl ImapMetrics {
             "Length of application sessions",
             metrics.session_seconds.clone(),
         );
+        sub.register(
+            "upstream_auth_failures",
+            "Upstream refused the credential's login (wrong password, locked account, no mechanism)",
+            metrics.upstream_auth_failures.clone(),
+        );
+        metrics.zero_initialise();
         metrics
+    }
+
+    /// Every fixed label value present at 0 from the start, so rate() sees the first event.
+    fn zero_initialise(&self) {
+        for outcome in Outcome::FIXED {
+            self.sessions
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.as_str(),
+                })
+                .inc_by(0);
+        }
+        for reason in Reason::FIXED {
+            self.denials
+                .get_or_create(&DenialLabels {
+                    reason: reason.as_str(),
+                })
+                .inc_by(0);
+        }
+        for direction in ["to_app", "to_upstream"] {
+            self.bytes
+                .get_or_create(&DirectionLabels { direction })
+                .inc_by(0);
+        }
     }
 
     /// For tests and callers that do not export metrics.
@@ -92,6 +125,7 @@ impl ImapMetrics {
             bytes: Family::default(),
             upstream_login_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             session_seconds: Histogram::new(exponential_buckets(0.01, 4.0, 12)),
+            upstream_auth_failures: Counter::default(),
         }
     }
 }

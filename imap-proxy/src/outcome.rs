@@ -24,6 +24,22 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome without an error label, for zero-initialised counters.
+    pub const FIXED: [Outcome; 12] = [
+        Outcome::Logout,
+        Outcome::Shutdown,
+        Outcome::LoginTimeout,
+        Outcome::IdleTimeout,
+        Outcome::AppClosed,
+        Outcome::ClosedByProxy,
+        Outcome::LocalAuthFailed,
+        Outcome::TooManyConnections,
+        Outcome::UpstreamBye,
+        Outcome::UpstreamLost,
+        Outcome::UpstreamTimeout,
+        Outcome::PolicyChanged,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Logout => "logout",
@@ -71,6 +87,29 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason without an error label, for zero-initialised counters.
+    pub const FIXED: [Reason; 19] = [
+        Reason::NotAuthenticated,
+        Reason::LocalAuth,
+        Reason::CredentialUnavailable,
+        Reason::ImapDisabled,
+        Reason::NoImapEndpoint,
+        Reason::UnknownCommand,
+        Reason::Admin,
+        Reason::ReadOnly,
+        Reason::SeenOnly,
+        Reason::Mailbox,
+        Reason::MailboxNameInvalid,
+        Reason::Syntax,
+        Reason::IdleNotDone,
+        Reason::LineTooLong,
+        Reason::BadTag,
+        Reason::CommandTooLong,
+        Reason::LiteralTooLarge,
+        Reason::UpstreamRefused,
+        Reason::PolicyChanged,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::NotAuthenticated => "not_authenticated",

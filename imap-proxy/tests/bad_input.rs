@@ -182,7 +182,7 @@ async fn client_vanishing_mid_literal_ends_only_its_session() {
     let mut ended = false;
     for _ in 0..100 {
         let text = proxy.metrics_text();
-        if text.contains("mailcred_imap_sessions_total{outcome=\"app_closed\"}") {
+        if text.contains("mailcred_imap_sessions_total{outcome=\"app_closed\"} 1") {
             ended = true;
             break;
         }

@@ -81,19 +81,8 @@ pub fn write_target(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A DNS-1123 label: what a namespace name must be.
-fn is_dns_label(s: &str) -> bool {
-    (1..=63).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-/// A DNS-1123 subdomain: what object names (MailCredential, ServiceAccount) must be.
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
+// The operator's rules, so that nothing the plugin accepts is refused at apply time.
+pub(crate) use mailcred_core::names::{is_dns_label, is_dns_subdomain};
 
 pub fn names(name: &str, namespace: &str, username: &str) -> anyhow::Result<()> {
     if !is_dns_subdomain(name) {

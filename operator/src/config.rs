@@ -24,6 +24,12 @@ pub struct Config {
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
 
+    /// Log level or `tracing` filter directives (`debug`, `info,mailcred_operator=debug`).
+    /// The kube client stays at `warn` unless the directives name `kube` themselves.
+    /// RUST_LOG, when set, takes precedence.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+
     /// Plain-HTTP listener for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -156,6 +162,11 @@ pub struct SidecarArgs {
     #[arg(long, default_value = "127.0.0.1:15090")]
     pub sidecar_admin_addr: SocketAddr,
 
+    /// Port of the sidecar's scrapeable metrics listener on the pod IP (`0.0.0.0:PORT`,
+    /// `/metrics` only, no credential). Unset: metrics stay on the loopback admin port.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub sidecar_metrics_port: Option<u16>,
+
     /// CPU request of the sidecar.
     #[arg(long, default_value = "10m")]
     pub sidecar_cpu_request: String,
@@ -168,9 +179,11 @@ pub struct SidecarArgs {
     #[arg(long, default_value = "128Mi")]
     pub sidecar_memory_limit: String,
 
-    /// UID and GID the sidecar runs as (non-root).
-    #[arg(long, default_value_t = 65532)]
-    pub sidecar_run_as_user: i64,
+    /// UID and GID the sidecar runs as (non-root), or `unset` to leave them to the platform
+    /// (OpenShift's restricted SCC assigns a UID from the namespace's range; runAsNonRoot
+    /// stays true).
+    #[arg(long, default_value = "65532", value_parser = parse_run_as_user)]
+    pub sidecar_run_as_user: RunAsUser,
 
     /// Seconds a decrypted password stays in the sidecar's memory (unset: the sidecar's
     /// default). Passed as MAILCRED_CACHE_TTL_SECONDS.
@@ -189,17 +202,23 @@ pub struct SidecarArgs {
 }
 
 /// Env names the operator sets on the sidecar itself; `--sidecar-env` may not override them.
-pub const SIDECAR_RESERVED_ENV: &[&str] = &[
-    "POD_NAME",
-    "POD_NAMESPACE",
-    "MAILCRED_SERVICE_ACCOUNT",
-    "MAILCRED_SMTP_LISTEN",
-    "MAILCRED_IMAP_LISTEN",
-    "MAILCRED_ADMIN_LISTEN",
-    "MAILCRED_CACHE_TTL_SECONDS",
-    "MAILCRED_TRUSTED_KMS_ENDPOINTS",
-    "MAILCRED_CREDENTIALS",
-];
+pub const SIDECAR_RESERVED_ENV: &[&str] = mailcred_core::sidecar_contract::RESERVED_ENV;
+
+/// The sidecar's UID and GID, or none (`unset`): the platform assigns them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAsUser(pub Option<i64>);
+
+fn parse_run_as_user(text: &str) -> Result<RunAsUser, String> {
+    if text == "unset" {
+        return Ok(RunAsUser(None));
+    }
+    match text.parse::<i64>() {
+        Ok(uid) if uid > 0 => Ok(RunAsUser(Some(uid))),
+        _ => Err(format!(
+            "{text:?} is not a non-root UID (a number > 0) or `unset`"
+        )),
+    }
+}
 
 fn parse_env_var(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
@@ -256,6 +275,18 @@ impl Config {
             if !addr.ip().is_loopback() {
                 return Err(crate::Error::Config(format!(
                     "{flag} {addr} is not a loopback address; the sidecar serves the pod only"
+                )));
+            }
+        }
+        if let Some(port) = self.sidecar.sidecar_metrics_port {
+            let taken = [
+                self.sidecar.sidecar_smtp_addr,
+                self.sidecar.sidecar_imap_addr,
+                self.sidecar.sidecar_admin_addr,
+            ];
+            if let Some(addr) = taken.iter().find(|a| a.port() == port) {
+                return Err(crate::Error::Config(format!(
+                    "--sidecar-metrics-port {port} is the port of the sidecar's {addr}; the metrics listener binds 0.0.0.0:{port}, pick another port"
                 )));
             }
         }

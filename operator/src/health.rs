@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use mailcred_core::metrics_text::Format;
 use prometheus_client::registry::Registry;
 
 /// What /readyz waits for; each part flips once and stays.
@@ -51,16 +52,14 @@ async fn readyz(State(s): State<HealthState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(s): State<HealthState>) -> impl IntoResponse {
+async fn metrics(State(s): State<HealthState>, headers: HeaderMap) -> impl IntoResponse {
+    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
+            [(header::CONTENT_TYPE, format.content_type())],
+            format.render(body),
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),

@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    telemetry::init(config.log_format);
+    telemetry::init(config.log_format, &config.log_level);
     if let Err(e) = config.validate() {
         error!(error = %e, "invalid flags");
         return ExitCode::from(2);

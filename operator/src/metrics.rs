@@ -21,6 +21,12 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
 /// Every metric the operator exports.
 #[derive(Clone)]
 pub struct Metrics {
@@ -104,6 +110,29 @@ impl Metrics {
             "Unix time the webhook serving certificate expires",
             self.webhook_cert_expiry.clone(),
         );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                commit: mailcred_core::GIT_COMMIT,
+            })
+            .set(1);
+        registry.register(
+            "mailcred_build_info",
+            "The operator's version and commit (always 1)",
+            build_info,
+        );
+        // Every label value present from the start, so rate() sees the first event.
+        for outcome in crate::webhook::admission::Outcome::ALL {
+            self.admissions
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.label(),
+                })
+                .inc_by(0);
+        }
+        self.reconciles
+            .get_or_create(&ResultLabels { result: "ok" })
+            .inc_by(0);
         self
     }
 

@@ -199,17 +199,5 @@ fn insecure_endpoints(spec: &MailCredentialSpec) -> Vec<String> {
         .collect()
 }
 
-/// RFC 1123 subdomain, as Kubernetes requires for object names.
-pub fn is_dns_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
+/// RFC 1123 subdomain, as Kubernetes requires for object names (core's, shared with the plugin).
+pub use mailcred_core::names::is_dns_subdomain;

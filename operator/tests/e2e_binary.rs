@@ -217,6 +217,27 @@ async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// `mailcred_operator_*` names in the chart's alert rules and dashboard (the sidecar's are
+/// checked against a real scrape by e2e/local, charts/rules-check.py).
+fn operator_series_used_by_alerts_and_dashboard() -> Vec<String> {
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/mailcred");
+    let mut names = Vec::new();
+    for file in ["files/alerts.yaml", "dashboards/mailcred.json"] {
+        let text = std::fs::read_to_string(format!("{chart}/{file}")).unwrap();
+        for (at, _) in text.match_indices("mailcred_operator_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    assert!(names.len() >= 5, "found the names: {names:?}");
+    names
+}
+
 async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -472,11 +493,31 @@ async fn binary_reconciles_serves_tls_it_made_and_shuts_down_cleanly() {
     assert_eq!(code, 200);
     for line in [
         "mailcred_operator_admission_requests_total{outcome=\"injected\"} 1",
+        // Zero-initialised: an alert on rate() sees the first invalid review.
+        "mailcred_operator_admission_requests_total{outcome=\"invalid\"} 0",
+        "mailcred_operator_admission_requests_total{outcome=\"admitted_uninjected\"} 0",
         "mailcred_operator_injections_total 1",
         "mailcred_operator_reconciles_total{result=\"ok\"}",
         "mailcred_operator_leader 1",
+        "mailcred_build_info{version=\"",
+        // The classic text format (no Accept header): counters' TYPE names the _total series.
+        "# TYPE mailcred_operator_injections_total counter",
     ] {
         assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("# EOF"),
+        "OpenMetrics served without being asked for"
+    );
+    for name in operator_series_used_by_alerts_and_dashboard() {
+        let present = metrics.lines().any(|l| {
+            !l.starts_with('#')
+                && (l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        });
+        assert!(
+            present,
+            "{name} (used by the chart's alerts or dashboard) is not exported:\n{metrics}"
+        );
     }
     assert_eq!(
         http_get(operator.metrics_port, "/healthz").await.unwrap(),

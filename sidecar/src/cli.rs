@@ -65,6 +65,12 @@ pub struct Args {
     )]
     pub admin_listen: SocketAddr,
 
+    /// Scrapeable metrics listener, usually on the pod IP (`0.0.0.0:15091`): serves `/metrics`
+    /// only, no health, no credential, so it is the one listener allowed off loopback.
+    /// Unset: metrics only on the loopback admin listener.
+    #[arg(long = contract::FLAG_METRICS_LISTEN, env = contract::ENV_METRICS_LISTEN)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Allow listeners on non-loopback addresses. Exposes the account to the network.
     #[arg(long)]
     pub unsafe_listen_any: bool,

@@ -48,6 +48,21 @@ pub async fn bind(
         .map_err(|source| ListenError::Bind { what, addr, source })
 }
 
+/// The metrics listener: any address, since it serves counters only (no credential, no
+/// name of one, no health endpoint), which is what a Prometheus in another pod must reach.
+pub async fn bind_metrics(addr: SocketAddr) -> Result<TcpListener, ListenError> {
+    if !addr.ip().is_loopback() {
+        tracing::info!(%addr, "metrics listener on a non-loopback address (serves /metrics only)");
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError::Bind {
+            what: "metrics",
+            addr,
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! with the MailCredential's password decrypted on demand and never shown to the application.
 
 mod admin;
+mod audit_log;
 mod cli;
 mod harden;
 mod listen;
@@ -13,9 +14,13 @@ mod source;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::audit_log::{AuditLayer, is_audit};
 
 /// Every heap block is zeroed when freed. The password's own buffers are zeroized by their
 /// types; this covers the copies that dependencies make and free without zeroizing (lettre's
@@ -33,21 +38,11 @@ fn main() -> std::process::ExitCode {
     if argv.get(1).map(String::as_str) == Some(mailcred_core::sidecar_contract::PROBE_SUBCOMMAND) {
         return probe::run(&argv[2..]);
     }
-    // lettre logs every SMTP line it writes at DEBUG, AUTH (base64 password) and message
-    // content included: nothing from it below INFO is ever written, whatever RUST_LOG says.
-    let never_below_info = filter_fn(|meta| {
-        !(meta.target().starts_with("lettre") && *meta.level() > tracing::Level::INFO)
-    });
+    let rust_log = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
-        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .json()
-                .flatten_event(true)
-                .with_current_span(false)
-                .with_span_list(false)
-                .with_filter(never_below_info),
-        )
+        .with(diagnostic_layer(rust_log, std::io::stdout))
+        // The audit trail has its own filter: RUST_LOG cannot switch it off.
+        .with(AuditLayer::new(std::io::stdout).with_filter(filter_fn(is_audit)))
         .init();
     // Before anything can hold a password: no core dumps, no same-uid ptrace.
     if let Err(e) = harden::disable_core_dumps() {
@@ -91,6 +86,31 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The diagnostic log: JSON lines, as RUST_LOG (`rust_log`) selects, audit events excluded
+/// (the audit layer writes those).
+pub(crate) fn diagnostic_layer<S, W>(rust_log: EnvFilter, writer: W) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    // lettre logs every SMTP line it writes at DEBUG, AUTH (base64 password) and message
+    // content included: nothing from it below INFO is ever written, whatever RUST_LOG says.
+    let never_below_info = filter_fn(|meta| {
+        !(meta.target().starts_with("lettre") && *meta.level() > tracing::Level::INFO)
+    });
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(writer)
+        .with_filter(
+            rust_log
+                .and(never_below_info)
+                .and(filter_fn(|meta| !is_audit(meta))),
+        )
 }
 
 /// SIGTERM (Kubernetes) or SIGINT: stop accepting, finish in-flight messages.

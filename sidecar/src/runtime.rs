@@ -29,6 +29,10 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
     let smtp_listener = listen::bind("smtp", args.smtp_listen, args.unsafe_listen_any).await?;
     let imap_listener = listen::bind("imap", args.imap_listen, args.unsafe_listen_any).await?;
     let admin_listener = listen::bind("admin", args.admin_listen, args.unsafe_listen_any).await?;
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some(listen::bind_metrics(addr).await?),
+        None => None,
+    };
 
     // The resources next: a missing file or object, or no RBAC, fails before any cloud SDK
     // is initialised (the AWS one may wait on a metadata endpoint for its region).
@@ -39,6 +43,7 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
     };
 
     let mut registry = Registry::default();
+    admin::register_build_info(&mut registry);
     let source_metrics = SourceMetrics::register(&mut registry);
     let kms = Arc::new(kms_providers(&args).await?);
     let new_source = |feed| {
@@ -95,6 +100,10 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
         smtp = %smtp_listener.local_addr().context("SMTP listener address")?,
         imap = %imap_listener.local_addr().context("IMAP listener address")?,
         admin = %admin_listener.local_addr().context("admin listener address")?,
+        metrics = %metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or_else(|| "off".to_string(), |a| a.to_string()),
         "mailcred sidecar serving"
     );
     let smtp = tokio::spawn(relay.serve(smtp_listener, shutdown.clone()));
@@ -103,7 +112,15 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
         async move { imap.serve(imap_listener, shutdown.cancelled_owned()).await }
     });
     admin_state.listening.store(true, Ordering::Relaxed);
-    let admin = tokio::spawn(admin::serve(admin_listener, admin_state, shutdown.clone()));
+    let scrape = metrics_listener.map(|listener| {
+        let router = admin::metrics_router(admin_state.clone());
+        tokio::spawn(admin::serve(listener, router, shutdown.clone()))
+    });
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        admin::router(admin_state),
+        shutdown.clone(),
+    ));
 
     // Either front-end ending (shutdown, or a fatal listener error) stops the whole sidecar.
     let (smtp_result, imap_result) = tokio::join!(
@@ -119,6 +136,9 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
         }
     );
     let _ = admin.await;
+    if let Some(task) = scrape {
+        let _ = task.await;
+    }
     for task in expiry {
         let _ = task.await;
     }

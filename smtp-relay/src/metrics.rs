@@ -7,6 +7,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::outcome::Outcome;
+use crate::policy::Rule;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: &'static str,
@@ -24,6 +27,8 @@ pub struct RelayMetrics {
     pub upstream_latency: Histogram,
     pub open_connections: Gauge,
     pub upstream_pools_built: Counter,
+    /// Logins upstream refused (AUTH answered 5xx/4xx, or no mechanism offered).
+    pub upstream_auth_failures: Counter,
 }
 
 impl RelayMetrics {
@@ -36,7 +41,23 @@ impl RelayMetrics {
             upstream_latency: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             open_connections: Gauge::default(),
             upstream_pools_built: Counter::default(),
+            upstream_auth_failures: Counter::default(),
         };
+        // Every label value present from the start: rate() and increase() see the first event.
+        for outcome in Outcome::ALL {
+            m.messages
+                .get_or_create(&OutcomeLabel {
+                    outcome: outcome.as_str(),
+                })
+                .inc_by(0);
+        }
+        for rule in Rule::ALL {
+            m.policy_denials
+                .get_or_create(&RuleLabel {
+                    rule: rule.as_str(),
+                })
+                .inc_by(0);
+        }
         let r = registry.sub_registry_with_prefix("mailcred_smtp");
         r.register(
             "messages",
@@ -62,6 +83,11 @@ impl RelayMetrics {
             "upstream_pools_built",
             "Upstream connection pools built (first use and each credential change)",
             m.upstream_pools_built.clone(),
+        );
+        r.register(
+            "upstream_auth_failures",
+            "Upstream refused the credential's login (wrong password, locked account, no AUTH)",
+            m.upstream_auth_failures.clone(),
         );
         m
     }

@@ -15,6 +15,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, for zero-initialised counters.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Relayed,
+        Outcome::PolicyDenied,
+        Outcome::UpstreamRejected,
+        Outcome::TemporaryFailure,
+        Outcome::InvalidMessage,
+        Outcome::Aborted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Relayed => "relayed",

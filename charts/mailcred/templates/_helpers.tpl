@@ -81,3 +81,56 @@ app.kubernetes.io/component: operator
 {{- define "mailcred.certificateName" -}}
 {{- printf "%s-webhook" (include "mailcred.operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/*
+Env names the operator sets on the sidecar itself (core/src/sidecar_contract.rs RESERVED_ENV;
+charts/render-check.py fails when the two lists differ).
+*/}}
+{{- define "mailcred.sidecarReservedEnv" -}}
+POD_NAME POD_NAMESPACE MAILCRED_SERVICE_ACCOUNT MAILCRED_SMTP_LISTEN MAILCRED_IMAP_LISTEN MAILCRED_ADMIN_LISTEN MAILCRED_METRICS_LISTEN MAILCRED_CACHE_TTL_SECONDS MAILCRED_TRUSTED_KMS_ENDPOINTS MAILCRED_CREDENTIALS
+{{- end }}
+
+{{/*
+Refuses, at template time, extra env, volumes and mounts that would replace the chart's own:
+the operator would otherwise crash-loop on them (or silently lose its TLS or /tmp).
+*/}}
+{{- define "mailcred.checkExtras" -}}
+{{- $op := .Values.operator }}
+{{- $reservedSidecar := splitList " " (include "mailcred.sidecarReservedEnv" .) }}
+{{- range $name, $_ := .Values.sidecar.extraEnv }}
+{{- if has $name $reservedSidecar }}
+{{- fail (printf "sidecar.extraEnv.%s: %s is set by the operator on every sidecar; use the matching chart value (sidecar.ports, sidecar.cacheTTLSeconds, sidecar.trustedKmsEndpoints, sidecar.metrics) instead" $name $name) }}
+{{- end }}
+{{- end }}
+{{- if hasKey .Values.sidecar.extraEnv "RUST_LOG" }}
+{{- if .Values.sidecar.logLevel }}
+{{- fail "sidecar.extraEnv.RUST_LOG and sidecar.logLevel both set the sidecar's RUST_LOG; keep sidecar.logLevel" }}
+{{- end }}
+{{- end }}
+{{- range $op.extraEnv }}
+{{- if has .name (list "POD_NAMESPACE" "POD_NAME") }}
+{{- fail (printf "operator.extraEnv: %s is set by the chart from the downward API and cannot be replaced" .name) }}
+{{- end }}
+{{- end }}
+{{- range $op.extraVolumes }}
+{{- if has .name (list "tmp" "webhook-tls") }}
+{{- fail (printf "operator.extraVolumes: the volume name %q is the chart's own (tmp, webhook-tls); pick another name" .name) }}
+{{- end }}
+{{- end }}
+{{- range $op.extraVolumeMounts }}
+{{- if has .name (list "tmp" "webhook-tls") }}
+{{- fail (printf "operator.extraVolumeMounts: the volume name %q is the chart's own (tmp, webhook-tls); pick another name" .name) }}
+{{- end }}
+{{- if has (trimSuffix "/" .mountPath) (list "/tmp" "/tls") }}
+{{- fail (printf "operator.extraVolumeMounts: %s is where the chart mounts its own volume (/tmp, /tls); pick another path" .mountPath) }}
+{{- end }}
+{{- end }}
+{{- if .Values.sidecar.metrics.enabled }}
+{{- if has (int .Values.sidecar.metrics.port) (list (int .Values.sidecar.ports.smtp) (int .Values.sidecar.ports.imap) (int .Values.sidecar.ports.admin)) }}
+{{- fail (printf "sidecar.metrics.port %d is one of sidecar.ports; the metrics listener binds 0.0.0.0:%d, pick another port" (int .Values.sidecar.metrics.port) (int .Values.sidecar.metrics.port)) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.podMonitor.enabled (not .Values.sidecar.metrics.enabled) }}
+{{- fail "podMonitor.enabled needs sidecar.metrics.enabled: without it the sidecars have no port to scrape" }}
+{{- end }}
+{{- end }}

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from . import SIDECAR
-from .wait import http_get, wait_until
+from .wait import http_get, http_request, wait_until
 
 SERVING = "mailcred sidecar serving"
 
@@ -27,12 +27,17 @@ class Sidecar:
     """A running sidecar with its own log file. `source` is the credential source's
     arguments (file_source(...) or the Kubernetes API source's), `extra` any further flags."""
 
-    def __init__(self, log_path, source, *, pod, env=None, cache_ttl=None, extra=(), binary=SIDECAR):
+    def __init__(self, log_path, source, *, pod, env=None, cache_ttl=None, extra=(), binary=SIDECAR,
+                 metrics_port=False):
         self.log_path = log_path
         self.smtp = self.imap = self.admin = None  # ports, known once serving
+        self.metrics_port = None  # the scrapeable metrics listener's port, with metrics_port=True
         args = [str(binary), *source,
                 "--smtp-listen", "127.0.0.1:0", "--imap-listen", "127.0.0.1:0",
                 "--admin-listen", "127.0.0.1:0", "--pod", pod]
+        if metrics_port:
+            # In a pod it is the pod IP; tests stay on loopback.
+            args += ["--metrics-listen", "127.0.0.1:0"]
         if cache_ttl is not None:
             args += ["--cache-ttl-seconds", str(cache_ttl)]
         args += list(extra)
@@ -68,6 +73,8 @@ class Sidecar:
             if fields.get("message") == SERVING or rec.get("message") == SERVING:
                 port = lambda k: int(fields[k].rsplit(":", 1)[1])  # noqa: E731
                 self.smtp, self.imap, self.admin = port("smtp"), port("imap"), port("admin")
+                if fields.get("metrics", "off") != "off":
+                    self.metrics_port = port("metrics")
                 return True
         return False
 
@@ -97,6 +104,10 @@ class Sidecar:
 
     def metrics(self):
         return http_get(f"http://127.0.0.1:{self.admin}/metrics")[1]
+
+    def scrape(self, path="/metrics", accept=None):
+        """(status, body, content type) from the scrapeable metrics listener."""
+        return http_request(f"http://127.0.0.1:{self.metrics_port}{path}", accept=accept)
 
     def metric(self, pattern):
         """The first group of `pattern` in /metrics as a number, None when absent."""

@@ -1,5 +1,6 @@
 """Polling and the one HTTP GET the suites need (the sidecar's admin port, moto)."""
 import time
+import urllib.error
 import urllib.request
 
 
@@ -21,3 +22,14 @@ def http_get(url, timeout=5):
     """(status, body text) of a GET."""
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.status, r.read().decode()
+
+
+def http_request(url, accept=None, timeout=5):
+    """(status, body text, Content-Type) of a GET with an optional Accept header; an HTTP error
+    status is returned, not raised."""
+    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode(), r.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace"), e.headers.get("Content-Type", "")

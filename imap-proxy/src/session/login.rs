@@ -310,7 +310,19 @@ impl Session<'_> {
             Ok(up) => up,
             Err(e) => {
                 // The error carries no upstream text from the login (it may echo the secret).
-                tracing::warn!(credential = %cred.id(), error = %e, "IMAP upstream login failed");
+                if let Error::UpstreamAuth { refusal, .. } = &e {
+                    self.ctx.metrics.upstream_auth_failures.inc();
+                    tracing::error!(
+                        credential = %cred.id(),
+                        username = %cred.username,
+                        protocol = "imap",
+                        reply_code = refusal.reply_code(),
+                        refusal = %refusal,
+                        "the upstream refused the credential's login: re-seal with the right password, or check the account"
+                    );
+                } else {
+                    tracing::warn!(credential = %cred.id(), error = %e, "IMAP upstream login failed");
+                }
                 let label = e.metric_label();
                 self.deny("LOGIN", Reason::UpstreamLogin(label), None);
                 reply(

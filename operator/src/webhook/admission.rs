@@ -43,6 +43,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome: the admissions counter starts with each at 0.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Injected,
+        Outcome::Unchanged,
+        Outcome::Skipped,
+        Outcome::Denied,
+        Outcome::AdmittedUninjected,
+        Outcome::Invalid,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Injected => "injected",

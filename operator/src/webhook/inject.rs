@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector, Pod, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, ObjectFieldSelector,
+    Pod, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use mailcred_core::sidecar_contract as contract;
 use serde::Serialize;
 
 use super::annotation::{AppToken, INJECTED_ANNOTATION};
@@ -73,6 +74,12 @@ pub fn sidecar_container(args: &SidecarArgs, credentials: &[String]) -> Containe
             args.sidecar_trusted_kms_endpoints.join(","),
         ));
     }
+    if let Some(port) = args.sidecar_metrics_port {
+        env.push(plain_env(
+            contract::ENV_METRICS_LISTEN,
+            format!("0.0.0.0:{port}"),
+        ));
+    }
     for (name, value) in &args.sidecar_env {
         env.push(plain_env(name, value.clone()));
     }
@@ -100,13 +107,22 @@ pub fn sidecar_container(args: &SidecarArgs, credentials: &[String]) -> Containe
         image: Some(args.sidecar_image.clone()),
         image_pull_policy: Some(args.sidecar_image_pull_policy.clone()),
         args: Some(argv),
+        // Named so that a PodMonitor selects it (the chart's podmonitor.yaml).
+        ports: args.sidecar_metrics_port.map(|port| {
+            vec![ContainerPort {
+                name: Some(contract::METRICS_PORT_NAME.into()),
+                container_port: i32::from(port),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            }]
+        }),
         env: Some(env),
         // Native sidecar: started before the app (and its later init containers), stopped after.
         restart_policy: native.then(|| "Always".to_string()),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
-            run_as_user: Some(args.sidecar_run_as_user),
-            run_as_group: Some(args.sidecar_run_as_user),
+            run_as_user: args.sidecar_run_as_user.0,
+            run_as_group: args.sidecar_run_as_user.0,
             read_only_root_filesystem: Some(true),
             allow_privilege_escalation: Some(false),
             privileged: Some(false),
@@ -251,6 +267,27 @@ pub fn injection(
         add(&mut out, &["metadata", "annotations"], &wanted_annotations)?;
     }
 
+    // The PodMonitor selects pods by this label (a label selector cannot test annotations).
+    if args.sidecar_metrics_port.is_some() {
+        let labels = pod.metadata.labels.as_ref();
+        if labels
+            .and_then(|l| l.get(contract::METRICS_POD_LABEL))
+            .map(String::as_str)
+            != Some("true")
+        {
+            if labels.is_some() {
+                add(
+                    &mut out,
+                    &["metadata", "labels", contract::METRICS_POD_LABEL],
+                    &"true",
+                )?;
+            } else {
+                let wanted = BTreeMap::from([(contract::METRICS_POD_LABEL, "true")]);
+                add(&mut out, &["metadata", "labels"], &wanted)?;
+            }
+        }
+    }
+
     let wanted = app_env(args);
     for (i, container) in spec.containers.iter().enumerate() {
         if container.name == SIDECAR_NAME {
@@ -316,57 +353,5 @@ pub(super) fn add_op(
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::Parser;
-
-    use super::*;
-    use crate::config::Config;
-
-    fn env_of(c: &Container) -> Vec<(String, Option<String>)> {
-        c.env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone()))
-            .collect()
-    }
-
-    #[test]
-    fn sidecar_gets_cache_ttl_kms_endpoints_and_extra_env_after_its_own() {
-        let args = Config::parse_from([
-            "mailcred-operator",
-            "--sidecar-cache-ttl-seconds=60",
-            "--sidecar-trusted-kms-endpoint=http://127.0.0.1:5000",
-            "--sidecar-trusted-kms-endpoint=https://kms.vpce.example",
-            "--sidecar-env=AWS_REGION=eu-west-1",
-        ])
-        .sidecar;
-        let env = env_of(&sidecar_container(&args, &["smtp".into()]));
-        let names: Vec<&str> = env.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "POD_NAME",
-                "POD_NAMESPACE",
-                "MAILCRED_SERVICE_ACCOUNT",
-                "MAILCRED_SMTP_LISTEN",
-                "MAILCRED_IMAP_LISTEN",
-                "MAILCRED_ADMIN_LISTEN",
-                "MAILCRED_CACHE_TTL_SECONDS",
-                "MAILCRED_TRUSTED_KMS_ENDPOINTS",
-                "AWS_REGION"
-            ]
-        );
-        assert_eq!(env[6].1.as_deref(), Some("60"));
-        assert_eq!(
-            env[7].1.as_deref(),
-            Some("http://127.0.0.1:5000,https://kms.vpce.example")
-        );
-        assert_eq!(env[8].1.as_deref(), Some("eu-west-1"));
-
-        let plain = env_of(&sidecar_container(
-            &Config::parse_from(["mailcred-operator"]).sidecar,
-            &["smtp".into()],
-        ));
-        assert_eq!(plain.len(), 6, "nothing optional by default");
-    }
-}
+#[path = "inject_tests.rs"]
+mod tests;

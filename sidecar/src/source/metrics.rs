@@ -24,6 +24,13 @@ pub enum DropReason {
 }
 
 impl DropReason {
+    pub const ALL: [DropReason; 4] = [
+        DropReason::Ttl,
+        DropReason::Deleted,
+        DropReason::Resealed,
+        DropReason::AccessRevoked,
+    ];
+
     /// The metrics label.
     pub fn label(self) -> &'static str {
         match self {
@@ -84,6 +91,21 @@ impl SourceMetrics {
             "Decrypted passwords dropped, by reason (ttl, deleted, resealed, access_revoked)",
             m.cache_drops.clone(),
         );
+        // Every label value at 0 from the start: the first KMS error shows in rate().
+        for result in
+            std::iter::once("ok").chain(mailcred_core::ERROR_METRIC_LABELS.iter().copied())
+        {
+            m.kms_decrypts
+                .get_or_create(&ResultLabel { result })
+                .inc_by(0);
+        }
+        for reason in DropReason::ALL {
+            m.cache_drops
+                .get_or_create(&DropLabel {
+                    reason: reason.label(),
+                })
+                .inc_by(0);
+        }
         m
     }
 

@@ -28,6 +28,19 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule: the metrics start with each at 0, so a first refusal shows up in rate().
+    pub const ALL: [Rule; 9] = [
+        Rule::SendDisabled,
+        Rule::AllowedSenders,
+        Rule::AllowedRecipients,
+        Rule::MaxRecipients,
+        Rule::MaxMessageBytes,
+        Rule::MessagesPerMinute,
+        Rule::MessagesPerHour,
+        Rule::RecipientsPerMinute,
+        Rule::RecipientsPerHour,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Rule::SendDisabled => "smtp.enabled",

@@ -35,6 +35,7 @@ impl AuditRecord<'_> {
         tracing::info!(
             target: "audit",
             protocol = "smtp",
+            event = "smtp_message",
             credential = self.credential,
             pod = self.pod,
             sender = self.sender,
@@ -59,6 +60,19 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
                 rule: rule.as_str(),
             })
             .inc();
+    }
+
+    /// Upstream refused the credential's login: nothing the application can fix, so it is an
+    /// ERROR for whoever operates the pod, with the reply code (the text may echo the secret).
+    pub(super) fn upstream_auth_failed(&self, credential: &UsableCredential, code: Option<u16>) {
+        self.shared.metrics.upstream_auth_failures.inc();
+        tracing::error!(
+            credential = %credential.id(),
+            username = %credential.username,
+            protocol = "smtp",
+            reply_code = code,
+            "the upstream refused the credential's login: re-seal with the right password, or check the account"
+        );
     }
 
     pub(super) fn count(&self, outcome: Outcome) {

@@ -137,6 +137,9 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
         let upstream = match self.shared.upstream.begin(&credential, &sender).await {
             Ok(t) => t,
             Err(verdict) => {
+                if verdict.reason == Some(Reason::UpstreamAuth) {
+                    self.upstream_auth_failed(&credential, verdict.upstream_code);
+                }
                 if let Some(reason) = verdict.reason {
                     self.refused_at_mail(
                         address,
