@@ -34,7 +34,7 @@ if [[ ${#variants[@]} -eq 0 ]]; then
     (cd "$repo" && nice cargo build -q --release -p mailcred-sidecar)
   variants=("current=$repo/target/release/mailcred-sidecar")
 fi
-(cd "$repo" && cargo build -q -p kubectl-mailcred)
+[[ -x "$repo/target/debug/kubectl-mailcred" ]] || (cd "$repo" && cargo build -q -p kubectl-mailcred)
 
 flags=()
 declare -A imaged=()

@@ -17,12 +17,16 @@ apt_packages=(
   postfix dovecot-imapd dovecot-lmtpd
   swaks libnet-ssleay-perl libio-socket-ssl-perl
   curl openssl ca-certificates python3 python3-venv iproute2
+  # The images (scripts/images.sh) and the pod suite (e2e/pod/): rootful podman with runc
+  # (crun fails on hybrid cgroups), catatonit for the pod's infra container.
+  podman buildah runc catatonit
 )
 # Binaries start.sh and selftest.sh run; a package can be "installed" yet half-removed.
 needed_files=(
   /usr/sbin/postfix /usr/sbin/postconf /usr/lib/postfix/sbin/master
   /usr/sbin/dovecot /usr/bin/doveadm /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp
   /usr/bin/swaks /usr/bin/curl /usr/bin/openssl /usr/bin/python3 /usr/bin/ss
+  /usr/bin/podman /usr/bin/buildah /usr/sbin/runc /usr/bin/catatonit
 )
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }

@@ -35,8 +35,12 @@ else
   export MAILCRED_PEERS_ENV="$work/peers/env"
 fi
 
-# The sealing tool and the operator's admission code (debug builds, as the other suites use).
-(cd "$repo" && cargo build -q -p kubectl-mailcred && cargo build -q -p mailcred-operator --example admit)
+# The sealing tool and the operator's admission code: the debug builds `cargo test --workspace`
+# leaves (scripts/test.sh); built here only when missing (a `-p` build of its own would
+# recompile shared dependencies with other features).
+for what in "kubectl-mailcred:-p kubectl-mailcred" "examples/admit:-p mailcred-operator --example admit"; do
+  [[ -x "$repo/target/debug/${what%%:*}" ]] || (cd "$repo" && read -ra a <<<"${what#*:}" && cargo build -q "${a[@]}")
+done
 t=$SECONDS
 if [[ -z "${SIDECAR_IMAGE:-}" ]]; then
   SIDECAR_IMAGE=localhost/mailcred-sidecar:e2e-pod
