@@ -15,6 +15,7 @@ container and the sidecar container exactly as the operator's webhook injects it
 Prints PASS/FAIL per check, the timings, and "N passed, M failed"; exit status 1 on failure.
 """
 import argparse
+import base64
 import json
 import secrets
 import subprocess
@@ -163,7 +164,7 @@ def main():
             podman("pod", "rm", "-f", pod_name, check=False)
     outputs = [(work / f).read_text() for f in ("pod-admitted.json", "sidecar.log", "app.log", "inspect.json")
                if (work / f).exists()]
-    secrets_ = [password, __import__("base64").b64encode(password.encode()).decode()]
+    secrets_ = [password, base64.b64encode(password.encode()).decode()]
     c.check("no password in the pod spec, container configs, logs or app output",
             not any(s in out for out in outputs + c.outputs for s in secrets_))
     print("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in times.items()))

@@ -25,7 +25,7 @@ cleanup() {
   if [[ -z "${MAILCRED_PEERS_ENV_GIVEN:-}" && -f "$work/peers/env" ]]; then
     "$repo/e2e/peers/stop.sh" "$work/peers" >/dev/null 2>&1 || true
   fi
-  [[ "${KEEP:-}" == 1 ]] && log "kept $work" || rm -rf "$work"
+  if [[ "${KEEP:-}" == 1 ]]; then log "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 if [[ -n "${MAILCRED_PEERS_ENV:-}" ]]; then
