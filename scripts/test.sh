@@ -73,4 +73,9 @@ step "secret hygiene: the sidecar's memory holds the password only while cached"
 e2e/hygiene/check-memory.py --sidecar target/debug/mailcred-sidecar \
   --plugin target/debug/kubectl-mailcred
 
+# The debug binary (built above) in the image: the pod suite checks the injected container
+# settings and the pod model, not the release build (bench/footprint measures that image).
+step "pod model: the injected sidecar in a podman pod against the peers (e2e/pod/run.sh)"
+SIDECAR_BIN="$PWD/target/debug/mailcred-sidecar" e2e/pod/run.sh
+
 step "all tests passed in $((SECONDS - t0)) s"

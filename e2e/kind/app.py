@@ -90,13 +90,18 @@ def main():
 
     # Any local login works (no local token configured); the sidecar logs in upstream itself.
     try:
-        with imaplib.IMAP4(imap_host, imap_port, timeout=30) as imap:
+        imap = imaplib.IMAP4(imap_host, imap_port, timeout=30)
+        try:
             imap.login("app", "no-password-here")
             try:
                 imap.select("INBOX")  # read-write asked for
                 check("SELECT becomes EXAMINE (read-only credential)", False, "INBOX opened writable")
             except imaplib.IMAP4.readonly:
                 check("SELECT becomes EXAMINE (read-only credential)", True)
+        finally:
+            # No LOGOUT: after raising `readonly`, imaplib raises it again for every later
+            # command on this connection (its READ-ONLY untagged response stays pending).
+            imap.shutdown()
     except (imaplib.IMAP4.error, OSError) as e:
         check("IMAP login through the sidecar", False, repr(e))
 

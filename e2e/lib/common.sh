@@ -149,3 +149,14 @@ checks_summary() {
   printf '%s passed, %s failed\n' "$checks_passed" "$checks_failed"
   [[ $checks_failed -eq 0 ]]
 }
+
+# Copies executable BIN into the root filesystem ROOT as ROOT/DEST, with the shared libraries
+# ldd lists for it at the paths the dynamic loader looks them up by (what a FROM scratch image
+# needs to run a dynamically linked binary: scripts/images.sh, e2e/pod/run.sh).
+install_with_libs() { # BIN ROOT DEST
+  local bin="$1" root="$2" dest="$3" lib
+  install -D -m 0755 "$bin" "$root$dest"
+  for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+    [[ -e "$root$lib" ]] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
+  done
+}

@@ -23,6 +23,9 @@ apt_packages=(
   postfix dovecot-imapd dovecot-lmtpd
   swaks libnet-ssleay-perl libio-socket-ssl-perl
   curl openssl ca-certificates python3 python3-venv iproute2
+  # The images (scripts/images.sh) and the pod suite (e2e/pod/): rootful podman with runc
+  # (crun fails on hybrid cgroups), catatonit for the pod's infra container.
+  podman buildah runc catatonit
 )
 # Node.js 20+ and npm come with the machine (a newer nodejs than Debian 12's 18); apt is only
 # the fallback when they are missing altogether.
@@ -32,6 +35,7 @@ needed_files=(
   /usr/sbin/postfix /usr/sbin/postconf /usr/lib/postfix/sbin/master
   /usr/sbin/dovecot /usr/bin/doveadm /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp
   /usr/bin/swaks /usr/bin/curl /usr/bin/openssl /usr/bin/python3 /usr/bin/ss
+  /usr/bin/podman /usr/bin/buildah /usr/sbin/runc /usr/bin/catatonit
 )
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
