@@ -156,6 +156,7 @@ value_sets=(
   "single-replica|--set operator.replicas=1 --set operator.leaderElection.enabled=false"
   "hard-anti-affinity|--set operator.podAntiAffinity=hard --set operator.priorityClassName=system-cluster-critical --set webhook.matchConditions=false --set-string webhook.objectSelector.matchLabels.mailcred\\.io/enabled=true --set webhook.namespaceSelector.matchLabels.mailcred\\.io/injection=enabled"
   "existing-service-account|--set serviceAccount.create=false --set serviceAccount.name=mailcred-custom --set metrics.service.enabled=false --set podDisruptionBudget.enabled=false"
+  "linkpage|--values charts/values-linkpage.yaml"
 )
 
 for entry in "${value_sets[@]}"; do

@@ -17,12 +17,14 @@ apt_packages=(
   postfix dovecot-imapd dovecot-lmtpd
   swaks libnet-ssleay-perl libio-socket-ssl-perl
   curl openssl ca-certificates python3 python3-venv iproute2
+  chromium
 )
 # Binaries start.sh and selftest.sh run; a package can be "installed" yet half-removed.
 needed_files=(
   /usr/sbin/postfix /usr/sbin/postconf /usr/lib/postfix/sbin/master
   /usr/sbin/dovecot /usr/bin/doveadm /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp
   /usr/bin/swaks /usr/bin/curl /usr/bin/openssl /usr/bin/python3 /usr/bin/ss
+  /usr/bin/chromium
 )
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
@@ -41,12 +43,31 @@ apt_ready() {
   for f in "${needed_files[@]}"; do [[ -x "$f" ]] || return 1; done
 }
 
+# The browser suite's npm packages (e2e/linkpage: playwright-core, pinned in its lock file).
+node_dir="$repo/e2e/linkpage"
+node_ready() {
+  [[ -f "$node_dir/node_modules/.package-lock.json" ]] || return 1
+  cmp -s "$node_dir/package-lock.json" "$node_dir/node_modules/.mailcred-lock" 2>/dev/null
+}
+
+install_node() {
+  if ! command -v npm >/dev/null; then
+    # Only on a machine without any Node. playwright-core 1.65 declares node >= 20 while
+    # Debian 12's nodejs is 18 (unverified there); the CI machines carry Node 20 with npm.
+    log "apt: installing nodejs npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  log "npm: npm ci in $node_dir (playwright-core; the browser is Debian's chromium)"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --ignore-scripts --silent)
+  cp "$node_dir/package-lock.json" "$node_dir/node_modules/.mailcred-lock"
+}
+
 venv_ready() {
   [[ -x "$venv/bin/moto_server" && -x "$venv/bin/python" && -f "$venv_stamp" ]] || return 1
   cmp -s "$venv_stamp" "$requirements"
 }
 
-if apt_ready && venv_ready; then
+if apt_ready && venv_ready && node_ready; then
   log "all present (apt packages and $venv); nothing to do"
   exit 0
 fi
@@ -132,5 +153,6 @@ install_venv() {
 
 apt_ready || install_apt
 venv_ready || install_venv
+node_ready || install_node
 
 log "done in $(($(date +%s) - start_s)) s"

@@ -81,3 +81,26 @@ app.kubernetes.io/component: operator
 {{- define "mailcred.certificateName" -}}
 {{- printf "%s-webhook" (include "mailcred.operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/* The registration page (linkpage): its own names, labels and image. */}}
+{{- define "mailcred.linkpage.fullname" -}}
+{{- printf "%s-linkpage" (include "mailcred.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "mailcred.linkpage.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mailcred.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: linkpage
+{{- end }}
+{{- define "mailcred.linkpage.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "mailcred.linkpage.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mailcred
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- define "mailcred.linkpage.image" -}}
+{{- include "mailcred.image" (dict "image" .Values.linkpage.image "appVersion" .Chart.AppVersion) }}
+{{- end }}
