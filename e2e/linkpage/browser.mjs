@@ -6,6 +6,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+// The owner's password comes from the environment, so no file of the run holds it.
+config.password = process.env.LINKPAGE_E2E_PASSWORD;
 const origin = new URL(config.base).origin;
 const results = [];
 const check = (name, ok, detail = '') => results.push({ name, ok: Boolean(ok), detail: String(detail).slice(0, 800) });

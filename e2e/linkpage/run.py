@@ -156,7 +156,7 @@ def main():
         tok = billing["token"]
         tampered = tok[:10] + ("A" if tok[10] != "A" else "B") + tok[11:]
         cfg = {
-            "base": base, "chromium": CHROMIUM, "password": password, "shots": str(opts.shots),
+            "base": base, "chromium": CHROMIUM, "shots": str(opts.shots),
             "username": user, "smtpHost": "localhost", "credential": f"{NAMESPACE}/billing",
             "requestedBy": "platform@example.test", "ownerToken": tok,
             "csp": csp(), "bruteForce": 20, "badTokenLimit": BAD_TOKEN_LIMIT, "out": str(work / "browser.json"),
@@ -169,8 +169,10 @@ def main():
         }
         (work / "browser-config.json").write_text(json.dumps(cfg))
         t_browser = time.monotonic()
+        # The password reaches the browser script through its environment only (not a file).
         r = subprocess.run(["node", str(HERE / "browser.mjs"), str(work / "browser-config.json")],
-                           capture_output=True, text=True, timeout=180, cwd=HERE)
+                           capture_output=True, text=True, timeout=180, cwd=HERE,
+                           env=dict(os.environ, LINKPAGE_E2E_PASSWORD=password))
         suite.record(r.stdout + r.stderr)
         suite.check("browser suite exited cleanly", r.returncode == 0, r.stderr[-1500:])
         browser = json.loads((work / "browser.json").read_text()) if (work / "browser.json").exists() else {"results": []}
