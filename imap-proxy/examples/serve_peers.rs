@@ -33,8 +33,7 @@ impl CredentialSource for Source {
         self.cached
             .get_or_try_init(|| async {
                 let binding = CredentialBinding::new("bench", "imap", &self.spec)?;
-                let password =
-                    envelope::open(&self.kms, &binding, self.sealed()).await?;
+                let password = envelope::open(&self.kms, &binding, self.sealed()).await?;
                 Ok(Arc::new(UsableCredential {
                     namespace: "bench".into(),
                     name: "imap".into(),

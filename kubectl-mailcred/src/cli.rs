@@ -185,7 +185,12 @@ pub struct RequestArgs {
     #[arg(long)]
     pub replace: bool,
     /// Base URL of the registration page (port-forward or Ingress).
-    #[arg(long, value_name = "URL", env = "MAILCRED_LINKPAGE_URL", default_value = "https://127.0.0.1:8443")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "MAILCRED_LINKPAGE_URL",
+        default_value = "https://127.0.0.1:8443"
+    )]
     pub url: String,
     /// Who asks, shown on the page (default: $USER).
     #[arg(long, value_name = "WHO")]

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use mailcred_core::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, MailCredential, SealRequest};
+use mailcred_core::crd::{
+    DataKeyWrapping, KmsKeyRef, KmsProviderKind, MailCredential, SealRequest,
+};
 use mailcred_core::kms::{LocalKms, RsaPublicKeySealer, local_rsa_key_id, spki_der};
 use mailcred_core::link_token::{LinkToken, link_url};
 
@@ -25,12 +27,17 @@ const MAX_REQUESTED_BY: usize = 256;
 
 /// `90s`, `10m`, `1h`, between 1 minute and [`MAX_EXPIRES`].
 pub fn parse_expires(text: &str) -> anyhow::Result<Duration> {
-    let (digits, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
     let n: u64 = digits
         .parse()
         .ok()
         .filter(|_| digits.len() <= 6)
-        .with_context(|| format!("--expires {text:?}: expected a number and s, m or h (e.g. 10m)"))?;
+        .with_context(|| {
+            format!("--expires {text:?}: expected a number and s, m or h (e.g. 10m)")
+        })?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
@@ -39,7 +46,9 @@ pub fn parse_expires(text: &str) -> anyhow::Result<Duration> {
     };
     let d = Duration::from_secs(secs);
     if d < MIN_EXPIRES || d > MAX_EXPIRES {
-        bail!("--expires {text:?}: must be between 1m and 60m; a link is as good as the password until it is used");
+        bail!(
+            "--expires {text:?}: must be between 1m and 60m; a link is as good as the password until it is used"
+        );
     }
     Ok(d)
 }
@@ -122,7 +131,10 @@ pub async fn run(args: RequestArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "kubectl mailcred request".into());
-    if requested_by.is_empty() || requested_by.len() > MAX_REQUESTED_BY || requested_by.chars().any(char::is_control) {
+    if requested_by.is_empty()
+        || requested_by.len() > MAX_REQUESTED_BY
+        || requested_by.chars().any(char::is_control)
+    {
         bail!("--requested-by: 1 to {MAX_REQUESTED_BY} printable characters");
     }
     let mut spec = build_spec(&args.spec)?.0;
@@ -201,10 +213,26 @@ fn apply(resource: &MailCredential, replace: bool) -> anyhow::Result<()> {
     let name = resource.metadata.name.clone().unwrap_or_default();
     let (args, input): (Vec<String>, String) = if replace {
         let patch = serde_json::json!({"spec": resource.spec});
-        let args = ["patch", "mailcredential", &name, "-n", &namespace, "--type", "merge", "--patch-file", "/dev/stdin"];
-        (args.iter().map(|s| s.to_string()).collect(), patch.to_string())
+        let args = [
+            "patch",
+            "mailcredential",
+            &name,
+            "-n",
+            &namespace,
+            "--type",
+            "merge",
+            "--patch-file",
+            "/dev/stdin",
+        ];
+        (
+            args.iter().map(|s| s.to_string()).collect(),
+            patch.to_string(),
+        )
     } else {
-        (vec!["create".into(), "-f".into(), "-".into()], serde_json::to_string(resource)?)
+        (
+            vec!["create".into(), "-f".into(), "-".into()],
+            serde_json::to_string(resource)?,
+        )
     };
     let mut child = std::process::Command::new(&kubectl)
         .args(&args)
@@ -219,7 +247,10 @@ fn apply(resource: &MailCredential, replace: bool) -> anyhow::Result<()> {
         .context("cannot write to kubectl")?;
     let status = child.wait().context("kubectl did not finish")?;
     if !status.success() {
-        bail!("{kubectl} {} failed ({status}); the link was not printed and is void", args[0]);
+        bail!(
+            "{kubectl} {} failed ({status}); the link was not printed and is void",
+            args[0]
+        );
     }
     Ok(())
 }
@@ -230,11 +261,16 @@ pub fn keygen_rsa(args: &KeygenArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| args.output.with_extension("pub"));
     if public_path.exists() {
-        bail!("--public-output {} exists; it is never overwritten", public_path.display());
+        bail!(
+            "--public-output {} exists; it is never overwritten",
+            public_path.display()
+        );
     }
     let key = LocalKms::generate_rsa()?;
     crate::seal::write_key(&key, &args.output)?;
-    let pem = key.public_key_pem().context("an RSA key has a public half")?;
+    let pem = key
+        .public_key_pem()
+        .context("an RSA key has a public half")?;
     write_new(&public_path, &pem)?;
     eprintln!(
         "wrote a new local RSA key pair: private {} (fingerprint {}; the sidecar reads it with --local-key-file), public {} (for `request --kms local:` and the registration page's --public-key local:)",
@@ -266,7 +302,19 @@ mod tests {
         assert_eq!(parse_expires("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_expires("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_expires("1h").unwrap(), MAX_EXPIRES);
-        for bad in ["", "10", "m", "61m", "2h", "59s", "0m", "-5m", "10 m", "9999999999m", "1d"] {
+        for bad in [
+            "",
+            "10",
+            "m",
+            "61m",
+            "2h",
+            "59s",
+            "0m",
+            "-5m",
+            "10 m",
+            "9999999999m",
+            "1d",
+        ] {
             assert!(parse_expires(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -275,7 +323,13 @@ mod tests {
     fn only_https_base_urls() {
         check_url("https://mail-keys.example.com").unwrap();
         check_url("https://127.0.0.1:8443/").unwrap();
-        for bad in ["http://x.test", "https://", "https://x.test/#a", "https://x.test/?q", "ftp://x"] {
+        for bad in [
+            "http://x.test",
+            "https://",
+            "https://x.test/#a",
+            "https://x.test/?q",
+            "ftp://x",
+        ] {
             assert!(check_url(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use mailcred_core::crd::{
-    Access, ImapPolicy, MailCredential, MailCredentialSpec, Policy, RateLimits, SmtpPolicy, TlsMode, UpstreamEndpoint,
+    Access, ImapPolicy, MailCredential, MailCredentialSpec, Policy, RateLimits, SmtpPolicy,
+    TlsMode, UpstreamEndpoint,
 };
 use mailcred_core::kms::{
     AwsKms, AwsKmsOptions, AwsKmsSealer, DataKeySealer, LocalKms, RsaPublicKeySealer,

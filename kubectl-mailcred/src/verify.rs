@@ -14,10 +14,13 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     let mut providers = KmsProviders::default();
     let Some(sealed) = &resource.spec.sealed_secret else {
         // credential::open says the same, with the namespace/name.
-        return Err(credential::open(&resource, &providers).await.err().map_or_else(
-            || anyhow::anyhow!("the MailCredential holds no sealed secret"),
-            anyhow::Error::from,
-        ));
+        return Err(credential::open(&resource, &providers)
+            .await
+            .err()
+            .map_or_else(
+                || anyhow::anyhow!("the MailCredential holds no sealed secret"),
+                anyhow::Error::from,
+            ));
     };
     match sealed.kms.provider {
         KmsProviderKind::Local => {

@@ -120,7 +120,10 @@ pub fn parse_seal(bytes: &[u8]) -> Result<SealBody, BadField> {
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
-        return Err(BadField::new("aadSha256", "expected 64 lowercase hex digits"));
+        return Err(BadField::new(
+            "aadSha256",
+            "expected 64 lowercase hex digits",
+        ));
     }
     Ok(SealBody {
         link,

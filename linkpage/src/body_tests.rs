@@ -15,13 +15,20 @@ fn seal_json() -> serde_json::Value {
 fn each_bad_field_is_named() {
     assert_eq!(parse_open(b"{").unwrap_err().field, "body");
     assert_eq!(parse_open(b"[]").unwrap_err().field, "body");
-    assert_eq!(parse_open(br#"{"namespace":"a","name":"b"}"#).unwrap_err().field, "token");
+    assert_eq!(
+        parse_open(br#"{"namespace":"a","name":"b"}"#)
+            .unwrap_err()
+            .field,
+        "token"
+    );
     assert_eq!(
         parse_open(br#"{"namespace":1,"name":"b","token":"t"}"#).unwrap_err(),
         BadField::new("namespace", "expected a string")
     );
     assert_eq!(
-        parse_open(br#"{"namespace":"a","name":"b","token":"t","x":1}"#).unwrap_err().field,
+        parse_open(br#"{"namespace":"a","name":"b","token":"t","x":1}"#)
+            .unwrap_err()
+            .field,
         "body"
     );
     for field in ["aadSha256", "encryptedDataKey", "nonce", "ciphertext"] {
@@ -30,14 +37,23 @@ fn each_bad_field_is_named() {
         let err = parse_seal(v.to_string().as_bytes()).unwrap_err();
         assert_eq!(err.field, field);
         v.as_object_mut().unwrap().remove(field);
-        assert_eq!(parse_seal(v.to_string().as_bytes()).unwrap_err().field, field);
+        assert_eq!(
+            parse_seal(v.to_string().as_bytes()).unwrap_err().field,
+            field
+        );
     }
     let mut v = seal_json();
     v["aadSha256"] = json!("AB".repeat(32));
-    assert_eq!(parse_seal(v.to_string().as_bytes()).unwrap_err().field, "aadSha256");
+    assert_eq!(
+        parse_seal(v.to_string().as_bytes()).unwrap_err().field,
+        "aadSha256"
+    );
     let mut v = seal_json();
     v["ciphertext"] = json!("A".repeat(MAX_CIPHERTEXT_B64 + 1));
-    assert_eq!(parse_seal(v.to_string().as_bytes()).unwrap_err().field, "ciphertext");
+    assert_eq!(
+        parse_seal(v.to_string().as_bytes()).unwrap_err().field,
+        "ciphertext"
+    );
 }
 
 #[test]

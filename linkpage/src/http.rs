@@ -29,8 +29,14 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(service: Arc<Service>, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/", get(|| asset(INDEX_HTML, "text/html; charset=utf-8")))
-        .route("/app.js", get(|| asset(APP_JS, "text/javascript; charset=utf-8")))
-        .route("/app.css", get(|| asset(APP_CSS, "text/css; charset=utf-8")))
+        .route(
+            "/app.js",
+            get(|| asset(APP_JS, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/app.css",
+            get(|| asset(APP_CSS, "text/css; charset=utf-8")),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/open", post(open))
         .route("/api/seal", post(seal))

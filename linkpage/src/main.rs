@@ -16,10 +16,18 @@ use mailcred_linkpage::store::{FileStore, KubeStore, Store};
 use tracing::info;
 
 #[derive(Parser, Debug)]
-#[command(name = "mailcred-linkpage", version, about = "mailcred registration page: one-time links, sealed in the browser")]
+#[command(
+    name = "mailcred-linkpage",
+    version,
+    about = "mailcred registration page: one-time links, sealed in the browser"
+)]
 struct Args {
     /// Address to listen on (HTTPS). In a pod: 0.0.0.0:8443 behind its Service.
-    #[arg(long, default_value = "127.0.0.1:8443", env = "MAILCRED_LINKPAGE_LISTEN")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8443",
+        env = "MAILCRED_LINKPAGE_LISTEN"
+    )]
     listen: SocketAddr,
     /// Serving certificate chain (PEM).
     #[arg(long, value_name = "FILE")]
@@ -61,11 +69,9 @@ async fn main() -> anyhow::Result<()> {
     let keys = PublicKeys::load(&args.public_keys)?;
     let store: Arc<dyn Store> = match &args.credentials_dir {
         Some(dir) => Arc::new(FileStore::new(dir.clone())),
-        None => Arc::new(KubeStore::new(
-            kube::Client::try_default()
-                .await
-                .context("cannot build a Kubernetes client (in-cluster config or kubeconfig)")?,
-        )),
+        None => Arc::new(KubeStore::new(kube::Client::try_default().await.context(
+            "cannot build a Kubernetes client (in-cluster config or kubeconfig)",
+        )?)),
     };
     let tls = RustlsConfig::from_pem_file(&args.tls_cert, &args.tls_key)
         .await

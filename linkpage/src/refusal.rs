@@ -37,9 +37,7 @@ impl Refusal {
             Refusal::Unknown => StatusCode::NOT_FOUND,
             Refusal::Used | Refusal::Expired => StatusCode::GONE,
             Refusal::AlreadySealed | Refusal::Changed => StatusCode::CONFLICT,
-            Refusal::KeyNotConfigured | Refusal::InvalidRequest => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Refusal::KeyNotConfigured | Refusal::InvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }

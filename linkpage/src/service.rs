@@ -98,8 +98,8 @@ impl Service {
             .find(&request.kms)
             .cloned()
             .ok_or(Refusal::KeyNotConfigured)?;
-        let binding =
-            CredentialBinding::for_resource(&stored.resource).map_err(|_| Refusal::InvalidRequest)?;
+        let binding = CredentialBinding::for_resource(&stored.resource)
+            .map_err(|_| Refusal::InvalidRequest)?;
         let aad = binding.associated_data(envelope::FORMAT_VERSION, &request.kms);
         Ok(Checked {
             stored,

@@ -14,29 +14,62 @@ async fn open_describes_the_request_and_seal_stores_a_secret_that_opens() {
     write(&f.creds(), &resource);
     let router = f.router("127.0.0.1");
 
-    let (status, headers, opened) = call(&router, "POST", "/api/open", link_json("shop", "billing", token.expose()).to_string().into_bytes()).await;
+    let (status, headers, opened) = call(
+        &router,
+        "POST",
+        "/api/open",
+        link_json("shop", "billing", token.expose())
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
     assert_eq!(status, 200, "{opened}");
     assert_eq!(opened["username"], "billing@example.test");
     assert_eq!(opened["requestedBy"], "alice@platform");
     assert_eq!(opened["servers"][0]["host"], "smtp.example.test");
     assert_eq!(opened["hasSecret"], false);
-    assert!(headers["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(headers["referrer-policy"], "no-referrer");
 
-    let body = page_seal_body(&f.key, &resource, token.expose(), opened["aadSha256"].as_str().unwrap(), "s3cret-pw").await;
-    let (status, _, sealed) = call(&router, "POST", "/api/seal", body.to_string().into_bytes()).await;
+    let body = page_seal_body(
+        &f.key,
+        &resource,
+        token.expose(),
+        opened["aadSha256"].as_str().unwrap(),
+        "s3cret-pw",
+    )
+    .await;
+    let (status, _, sealed) =
+        call(&router, "POST", "/api/seal", body.to_string().into_bytes()).await;
     assert_eq!(status, 200, "{sealed}");
     let stored = f.stored("shop", "billing").await;
     assert!(stored.spec.seal_request.as_ref().unwrap().used_at.is_some());
-    assert_eq!(sealed["fingerprint"], mailcred_core::envelope::fingerprint(stored.spec.sealed_secret.as_ref().unwrap()));
+    assert_eq!(
+        sealed["fingerprint"],
+        mailcred_core::envelope::fingerprint(stored.spec.sealed_secret.as_ref().unwrap())
+    );
     let opened = credential::open(&stored, &f.key).await.unwrap();
     assert_eq!(opened.password.expose(), "s3cret-pw");
 
     // Second use: refused, and nothing is written again.
-    let (status, _, again) = call(&router, "POST", "/api/seal", body.to_string().into_bytes()).await;
+    let (status, _, again) =
+        call(&router, "POST", "/api/seal", body.to_string().into_bytes()).await;
     assert_eq!((status, again["error"].as_str()), (410, Some("used")));
-    let (status, _, reopen) = call(&router, "POST", "/api/open", link_json("shop", "billing", token.expose()).to_string().into_bytes()).await;
+    let (status, _, reopen) = call(
+        &router,
+        "POST",
+        "/api/open",
+        link_json("shop", "billing", token.expose())
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
     assert_eq!((status, reopen["error"].as_str()), (410, Some("used")));
 }
 
@@ -46,15 +79,29 @@ async fn concurrent_submits_write_once() {
     let (resource, token) = pending(&f.key, "shop", "billing", 10);
     write(&f.creds(), &resource);
     let router = f.router("127.0.0.1");
-    let (_, _, opened) = call(&router, "POST", "/api/open", link_json("shop", "billing", token.expose()).to_string().into_bytes()).await;
+    let (_, _, opened) = call(
+        &router,
+        "POST",
+        "/api/open",
+        link_json("shop", "billing", token.expose())
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
     let aad = opened["aadSha256"].as_str().unwrap().to_owned();
     let mut bodies = Vec::new();
     for i in 0..6 {
-        bodies.push(page_seal_body(&f.key, &resource, token.expose(), &aad, &format!("pw-{i}")).await);
+        bodies.push(
+            page_seal_body(&f.key, &resource, token.expose(), &aad, &format!("pw-{i}")).await,
+        );
     }
     let calls = bodies.into_iter().map(|b| {
         let router = router.clone();
-        tokio::spawn(async move { call(&router, "POST", "/api/seal", b.to_string().into_bytes()).await.0 })
+        tokio::spawn(async move {
+            call(&router, "POST", "/api/seal", b.to_string().into_bytes())
+                .await
+                .0
+        })
     });
     let mut codes = Vec::new();
     for c in calls {
@@ -84,7 +131,8 @@ async fn unknown_names_tampered_and_foreign_tokens_get_one_answer() {
     ];
     let mut answers = Vec::new();
     for c in cases {
-        let (status, _, body) = call(&router, "POST", "/api/open", c.to_string().into_bytes()).await;
+        let (status, _, body) =
+            call(&router, "POST", "/api/open", c.to_string().into_bytes()).await;
         answers.push((status, body));
     }
     assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
@@ -101,15 +149,42 @@ async fn expired_links_and_existing_secrets_are_refused() {
     sealed.spec.sealed_secret = Some(mailcred_core::testkit::placeholder_sealed_secret());
     write(&f.creds(), &sealed);
     let router = f.router("127.0.0.1");
-    let (status, _, body) = call(&router, "POST", "/api/open", link_json("shop", "old", token.expose()).to_string().into_bytes()).await;
+    let (status, _, body) = call(
+        &router,
+        "POST",
+        "/api/open",
+        link_json("shop", "old", token.expose())
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (410, Some("expired")));
-    let (status, _, body) = call(&router, "POST", "/api/open", link_json("shop", "live", token2.expose()).to_string().into_bytes()).await;
-    assert_eq!((status, body["error"].as_str()), (409, Some("already_sealed")));
+    let (status, _, body) = call(
+        &router,
+        "POST",
+        "/api/open",
+        link_json("shop", "live", token2.expose())
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("already_sealed"))
+    );
 
     // With replace: the page may open and the write replaces the secret.
     sealed.spec.seal_request.as_mut().unwrap().replace = true;
     write(&f.creds(), &sealed);
-    let (status, _, opened) = call(&router, "POST", "/api/open", link_json("shop", "live", token2.expose()).to_string().into_bytes()).await;
+    let (status, _, opened) = call(
+        &router,
+        "POST",
+        "/api/open",
+        link_json("shop", "live", token2.expose())
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
     assert_eq!(status, 200, "{opened}");
     assert_eq!(opened["hasSecret"], true);
 }
@@ -122,28 +197,64 @@ async fn bad_bodies_name_the_field_and_big_ones_get_413() {
     let router = f.router("127.0.0.1");
     let (status, _, body) = call(&router, "POST", "/api/open", b"{not json".to_vec()).await;
     assert_eq!((status, body["field"].as_str()), (400, Some("body")));
-    let (_, _, opened) = call(&router, "POST", "/api/open", link_json("shop", "billing", token.expose()).to_string().into_bytes()).await;
-    let good = page_seal_body(&f.key, &resource, token.expose(), opened["aadSha256"].as_str().unwrap(), "pw").await;
+    let (_, _, opened) = call(
+        &router,
+        "POST",
+        "/api/open",
+        link_json("shop", "billing", token.expose())
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    let good = page_seal_body(
+        &f.key,
+        &resource,
+        token.expose(),
+        opened["aadSha256"].as_str().unwrap(),
+        "pw",
+    )
+    .await;
     for (field, value, expect) in [
         ("nonce", json!("not base64!"), "nonce"),
         ("nonce", json!(b64(&[0; 11])), "nonce"),
         ("ciphertext", json!(b64(&[0; 10])), "ciphertext"),
-        ("encryptedDataKey", json!(b64(&[0; 256])), "encryptedDataKey"),
+        (
+            "encryptedDataKey",
+            json!(b64(&[0; 256])),
+            "encryptedDataKey",
+        ),
         ("ciphertext", json!(17), "ciphertext"),
     ] {
         let mut body = good.clone();
         body[field] = value;
-        let (status, _, answer) = call(&router, "POST", "/api/seal", body.to_string().into_bytes()).await;
-        assert_eq!((status, answer["field"].as_str()), (400, Some(expect)), "{field}: {answer}");
+        let (status, _, answer) =
+            call(&router, "POST", "/api/seal", body.to_string().into_bytes()).await;
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (400, Some(expect)),
+            "{field}: {answer}"
+        );
     }
     let mut changed = good.clone();
     changed["aadSha256"] = json!("00".repeat(32));
-    let (status, _, answer) = call(&router, "POST", "/api/seal", changed.to_string().into_bytes()).await;
+    let (status, _, answer) = call(
+        &router,
+        "POST",
+        "/api/seal",
+        changed.to_string().into_bytes(),
+    )
+    .await;
     assert_eq!((status, answer["error"].as_str()), (409, Some("changed")));
     let (status, _, _) = call(&router, "POST", "/api/seal", vec![b' '; 70 * 1024]).await;
     assert_eq!(status, 413);
     // Nothing was stored by any of these.
-    assert!(f.stored("shop", "billing").await.spec.sealed_secret.is_none());
+    assert!(
+        f.stored("shop", "billing")
+            .await
+            .spec
+            .sealed_secret
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -155,14 +266,41 @@ async fn bad_tokens_are_rate_limited_per_client_and_others_are_served() {
     let mut codes = Vec::new();
     for i in 0..5 {
         let guess = format!("{:0>43}", i);
-        codes.push(call(&attacker, "POST", "/api/open", link_json("shop", "billing", &guess).to_string().into_bytes()).await.0);
+        codes.push(
+            call(
+                &attacker,
+                "POST",
+                "/api/open",
+                link_json("shop", "billing", &guess)
+                    .to_string()
+                    .into_bytes(),
+            )
+            .await
+            .0,
+        );
     }
     assert_eq!(codes, [404, 404, 404, 429, 429]);
     // Even the right token is refused from the limited address; another address is served.
-    let (status, _, _) = call(&attacker, "POST", "/api/open", link_json("shop", "billing", token.expose()).to_string().into_bytes()).await;
+    let (status, _, _) = call(
+        &attacker,
+        "POST",
+        "/api/open",
+        link_json("shop", "billing", token.expose())
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
     assert_eq!(status, 429);
     let owner = f.router("127.0.0.1");
-    let (status, _, _) = call(&owner, "POST", "/api/open", link_json("shop", "billing", token.expose()).to_string().into_bytes()).await;
+    let (status, _, _) = call(
+        &owner,
+        "POST",
+        "/api/open",
+        link_json("shop", "billing", token.expose())
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
     assert_eq!(status, 200);
 }
 
@@ -173,7 +311,11 @@ async fn the_page_and_every_answer_carry_the_security_headers() {
     for path in ["/", "/app.js", "/app.css", "/nothing-here"] {
         let (status, headers, _) = call(&router, "GET", path, Vec::new()).await;
         assert!(status == 200 || status == 404, "{path}: {status}");
-        assert_eq!(headers["content-security-policy"], mailcred_linkpage::http::CSP, "{path}");
+        assert_eq!(
+            headers["content-security-policy"],
+            mailcred_linkpage::http::CSP,
+            "{path}"
+        );
         for (name, value) in [
             ("referrer-policy", "no-referrer"),
             ("cache-control", "no-store"),
@@ -185,6 +327,12 @@ async fn the_page_and_every_answer_carry_the_security_headers() {
     }
     let (_, _, html) = call(&router, "GET", "/", Vec::new()).await;
     let html = html.as_str().unwrap().to_owned();
-    assert!(!html.contains("<script>") && !html.contains("style="), "no inline script or style");
-    assert!(!html.contains("http://") && !html.contains("https://"), "no external resource");
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "no inline script or style"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external resource"
+    );
 }

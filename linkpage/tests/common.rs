@@ -48,7 +48,11 @@ pub fn pending(key: &LocalKms, ns: &str, name: &str, minutes: i64) -> (MailCrede
     resource.spec.sealed_secret = None;
     resource.spec.seal_request = Some(SealRequest {
         token_sha256: token.sha256_hex(),
-        expires_at: Time(Timestamp::now().checked_add(SignedDuration::from_mins(minutes)).unwrap()),
+        expires_at: Time(
+            Timestamp::now()
+                .checked_add(SignedDuration::from_mins(minutes))
+                .unwrap(),
+        ),
         requested_by: "alice@platform".into(),
         replace: false,
         kms: key.key_ref(),
@@ -92,15 +96,27 @@ impl Fixture {
 
     pub fn router(&self, client: &str) -> Router {
         let addr: SocketAddr = format!("{client}:40000").parse().unwrap();
-        mailcred_linkpage::http::router(self.service.clone(), 64 * 1024).layer(MockConnectInfo(addr))
+        mailcred_linkpage::http::router(self.service.clone(), 64 * 1024)
+            .layer(MockConnectInfo(addr))
     }
 
     pub async fn stored(&self, ns: &str, name: &str) -> MailCredential {
-        self.service.store.get(ns, name).await.unwrap().unwrap().resource
+        self.service
+            .store
+            .get(ns, name)
+            .await
+            .unwrap()
+            .unwrap()
+            .resource
     }
 }
 
-pub async fn call(router: &Router, method: &str, path: &str, body: Vec<u8>) -> (u16, http::HeaderMap, Value) {
+pub async fn call(
+    router: &Router,
+    method: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, http::HeaderMap, Value) {
     let request = Request::builder()
         .method(method)
         .uri(path)
@@ -111,7 +127,8 @@ pub async fn call(router: &Router, method: &str, path: &str, body: Vec<u8>) -> (
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, headers, value)
 }
 

@@ -73,16 +73,25 @@ async fn replace_is_refused_once_the_object_moved_on() {
     let f = fixture(10);
     let (resource, _token) = pending(&f.key, "shop", "billing", 10);
     let objects: Objects = Arc::default();
-    objects.lock().unwrap().insert(PATH.into(), (7, serde_json::to_value(&resource).unwrap()));
+    objects
+        .lock()
+        .unwrap()
+        .insert(PATH.into(), (7, serde_json::to_value(&resource).unwrap()));
     let store = KubeStore::new(fake_api(objects.clone()));
     assert!(store.get("shop", "nobody").await.unwrap().is_none());
     let read = store.get("shop", "billing").await.unwrap().unwrap();
     assert_eq!(read.version, "7");
     // The operator patches status meanwhile: the version moves.
     objects.lock().unwrap().get_mut(PATH).unwrap().0 = 8;
-    assert!(matches!(store.replace(&read.resource, &read.version).await, Err(StoreError::Conflict)));
+    assert!(matches!(
+        store.replace(&read.resource, &read.version).await,
+        Err(StoreError::Conflict)
+    ));
     let again = store.get("shop", "billing").await.unwrap().unwrap();
-    store.replace(&again.resource, &again.version).await.unwrap();
+    store
+        .replace(&again.resource, &again.version)
+        .await
+        .unwrap();
     assert_eq!(objects.lock().unwrap()[PATH].0, 9);
 }
 
@@ -91,7 +100,10 @@ async fn sealing_through_the_api_writes_once_and_marks_the_link_used() {
     let f = fixture(10);
     let (resource, token) = pending(&f.key, "shop", "billing", 10);
     let objects: Objects = Arc::default();
-    objects.lock().unwrap().insert(PATH.into(), (1, serde_json::to_value(&resource).unwrap()));
+    objects
+        .lock()
+        .unwrap()
+        .insert(PATH.into(), (1, serde_json::to_value(&resource).unwrap()));
     let public = f.dir.path().join("key.pub");
     let service = Arc::new(Service {
         store: Arc::new(KubeStore::new(fake_api(objects.clone()))),
@@ -100,17 +112,43 @@ async fn sealing_through_the_api_writes_once_and_marks_the_link_used() {
         now,
     });
     let client = "127.0.0.1".parse().unwrap();
-    let opened = service.open(client, link_json("shop", "billing", token.expose()).to_string().as_bytes()).await.unwrap();
-    let body = page_seal_body(&f.key, &resource, token.expose(), opened["aadSha256"].as_str().unwrap(), "pw-kube").await;
+    let opened = service
+        .open(
+            client,
+            link_json("shop", "billing", token.expose())
+                .to_string()
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let body = page_seal_body(
+        &f.key,
+        &resource,
+        token.expose(),
+        opened["aadSha256"].as_str().unwrap(),
+        "pw-kube",
+    )
+    .await;
     // A status patch lands between open and seal: the first write conflicts, the retry wins.
     objects.lock().unwrap().get_mut(PATH).unwrap().0 = 2;
-    service.seal(client, body.to_string().as_bytes()).await.unwrap();
+    service
+        .seal(client, body.to_string().as_bytes())
+        .await
+        .unwrap();
     let stored = objects.lock().unwrap()[PATH].1.clone();
-    assert!(stored["spec"]["sealRequest"]["usedAt"].is_string(), "{stored}");
+    assert!(
+        stored["spec"]["sealRequest"]["usedAt"].is_string(),
+        "{stored}"
+    );
     assert!(stored["spec"]["sealedSecret"]["ciphertext"].is_string());
-    let refused = service.seal(client, body.to_string().as_bytes()).await.unwrap_err();
+    let refused = service
+        .seal(client, body.to_string().as_bytes())
+        .await
+        .unwrap_err();
     assert_eq!(refused.label(), "used");
     let resource: mailcred_core::crd::MailCredential = serde_json::from_value(stored).unwrap();
-    let opened = mailcred_core::credential::open(&resource, &f.key).await.unwrap();
+    let opened = mailcred_core::credential::open(&resource, &f.key)
+        .await
+        .unwrap();
     assert_eq!(opened.password.expose(), "pw-kube");
 }

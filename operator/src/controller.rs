@@ -204,13 +204,7 @@ async fn apply(obj: &MailCredential, ctx: &Context) -> Result<Action> {
 
     let conditions = status::desired_conditions(&v, &role_name);
     let current = obj.status.as_ref();
-    let desired = status::desired_status(
-        current,
-        &conditions,
-        &v,
-        obj.metadata.generation,
-        &now,
-    );
+    let desired = status::desired_status(current, &conditions, &v, obj.metadata.generation, &now);
     if current != Some(&desired) {
         let patch = json!({
             "apiVersion": MailCredential::api_version(&()),

@@ -240,12 +240,9 @@ impl DataKeySealer for LocalKms {
             }
         };
         let key = DataKey::generate().map_err(|e| KmsError::Config(e.to_string()))?;
-        let (nonce, ciphertext) = aead::seal(
-            kek.expose_secret(),
-            &Self::wrap_aad(context),
-            key.expose(),
-        )
-        .map_err(|e| KmsError::Config(e.to_string()))?;
+        let (nonce, ciphertext) =
+            aead::seal(kek.expose_secret(), &Self::wrap_aad(context), key.expose())
+                .map_err(|e| KmsError::Config(e.to_string()))?;
         let mut wrapped = nonce.to_vec();
         wrapped.extend_from_slice(&ciphertext);
         Ok(GeneratedDataKey { key, wrapped })

@@ -80,7 +80,9 @@ impl RsaPublicKeySealer {
 pub fn spki_der(spki: &[u8]) -> Result<Vec<u8>, KmsError> {
     if spki.starts_with(b"-----BEGIN") {
         Ok(SubjectPublicKeyInfoDer::from_pem_slice(spki)
-            .map_err(|e| KmsError::Config(format!("the public key is not a PEM `PUBLIC KEY`: {e}")))?
+            .map_err(|e| {
+                KmsError::Config(format!("the public key is not a PEM `PUBLIC KEY`: {e}"))
+            })?
             .as_ref()
             .to_vec())
     } else {

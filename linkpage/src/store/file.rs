@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use mailcred_core::credential::from_yaml;
 use mailcred_core::crd::MailCredential;
+use mailcred_core::credential::from_yaml;
 use tokio::sync::Mutex;
 
 use super::{Store, StoreError, Stored};
@@ -35,16 +35,17 @@ impl FileStore {
         })?;
         for entry in entries.take(MAX_FILES).flatten() {
             let path = entry.path();
-            let is_yaml = path
-                .extension()
-                .is_some_and(|e| e == "yaml" || e == "yml");
+            let is_yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
             if !is_yaml || entry.metadata().map_or(true, |m| m.len() > MAX_FILE_BYTES) {
                 continue;
             }
             let Ok(bytes) = std::fs::read(&path) else {
                 continue;
             };
-            let Ok(resource) = std::str::from_utf8(&bytes).map_err(|_| ()).and_then(|t| from_yaml(t).map_err(|_| ())) else {
+            let Ok(resource) = std::str::from_utf8(&bytes)
+                .map_err(|_| ())
+                .and_then(|t| from_yaml(t).map_err(|_| ()))
+            else {
                 continue;
             };
             if resource.metadata.namespace.as_deref() == Some(namespace)
@@ -105,8 +106,16 @@ mod tests {
     #[tokio::test]
     async fn finds_by_namespace_and_name_and_writes_only_at_the_version_read() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "a.yaml", &TestCredential::new("shop", "billing").build());
-        write(dir.path(), "b.yaml", &TestCredential::new("shop", "support").build());
+        write(
+            dir.path(),
+            "a.yaml",
+            &TestCredential::new("shop", "billing").build(),
+        );
+        write(
+            dir.path(),
+            "b.yaml",
+            &TestCredential::new("shop", "support").build(),
+        );
         std::fs::write(dir.path().join("junk.yaml"), "not: [a credential").unwrap();
         let store = FileStore::new(dir.path().to_path_buf());
         assert!(store.get("shop", "nobody").await.unwrap().is_none());
