@@ -194,6 +194,10 @@ fi
 # Settings the chart must refuse.
 check_fails "values.schema.json refuses an unknown key" \
   "$HELM" template mailcred "$chart" --set operator.replica=2
+check_fails "linkpage without a serving certificate Secret is refused" \
+  "$HELM" template mailcred "$chart" --set linkpage.enabled=true
+check_fails "values.schema.json refuses a linkpage key that is not a PEM public key" \
+  "$HELM" template mailcred "$chart" --set linkpage.publicKeys[0].provider=local --set linkpage.publicKeys[0].publicKeyPem=secret
 check_fails "values.schema.json refuses port 0" \
   "$HELM" template mailcred "$chart" --set sidecar.ports.smtp=0
 check_fails "values.schema.json refuses an unknown TLS mode" \
