@@ -75,3 +75,58 @@ pub fn until_expiry(spec: &MailCredentialSpec, now: &Time) -> Option<Duration> {
     // One second late, so the clock has certainly passed expiresAt at the next look.
     Some(Duration::from_secs(secs.saturating_add(1)))
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    use mailcred_core::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealRequest};
+
+    use super::*;
+
+    fn pending(minutes: i64) -> (MailCredentialSpec, Time) {
+        let now = Timestamp::now();
+        let mut spec: MailCredentialSpec = serde_json::from_value(serde_json::json!({
+            "smtp": {"host": "smtp.example.test", "port": 587, "tls": "starttls"},
+            "username": "billing@example.test",
+            "access": {"serviceAccounts": ["app"]},
+        }))
+        .unwrap();
+        spec.sealed_secret = None;
+        spec.seal_request = Some(SealRequest {
+            token_sha256: "0".repeat(64),
+            expires_at: Time(now.checked_add(SignedDuration::from_mins(minutes)).unwrap()),
+            requested_by: "alice".into(),
+            replace: false,
+            kms: KmsKeyRef {
+                provider: KmsProviderKind::Local,
+                key_id: "sha256:00000000000000000000000000000000".into(),
+                wrapping: DataKeyWrapping::RsaesOaepSha256,
+                region: None,
+                endpoint: None,
+            },
+            used_at: None,
+        });
+        (spec, Time(now))
+    }
+
+    #[test]
+    fn pending_then_expired_then_nothing() {
+        let (spec, now) = pending(10);
+        let p = unsealed_problem(&spec, &now);
+        assert_eq!(p.reason, AWAITING_OWNER);
+        assert!(p.message.contains("alice"), "{}", p.message);
+        assert_eq!(secret_state(&Err(p), &spec), SecretState::Pending);
+        let left = until_expiry(&spec, &now).unwrap();
+        assert!(left.as_secs() > 590 && left.as_secs() <= 601, "{left:?}");
+
+        let (spec, now) = pending(-1);
+        let p = unsealed_problem(&spec, &now);
+        assert_eq!(p.reason, REQUEST_EXPIRED);
+        assert_eq!(secret_state(&Err(p), &spec), SecretState::Expired);
+        assert_eq!(until_expiry(&spec, &now), None);
+
+        let (mut spec, now) = pending(10);
+        spec.seal_request = None;
+        assert_eq!(unsealed_problem(&spec, &now).reason, NOT_SEALED);
+    }
+}
