@@ -160,6 +160,7 @@ value_sets=(
   "openshift-restricted|--set operator.podSecurityContext.runAsUser=null --set operator.podSecurityContext.runAsGroup=null --set operator.podSecurityContext.fsGroup=null --set sidecar.runAsUser=null"
   "extras|--set operator.logLevel=debug --set sidecar.logLevel=warn --values charts/tests/values-extras.yaml"
   "optional-off|--set sidecar.metrics.enabled=false --set rbac.aggregateToDefaultRoles=false"
+  "linkpage|--values charts/values-linkpage.yaml"
 )
 
 for entry in "${value_sets[@]}"; do
@@ -197,6 +198,10 @@ fi
 # Settings the chart must refuse.
 check_fails "values.schema.json refuses an unknown key" \
   "$HELM" template mailcred "$chart" --set operator.replica=2
+check_fails "linkpage without a serving certificate Secret is refused" \
+  "$HELM" template mailcred "$chart" --set linkpage.enabled=true
+check_fails "values.schema.json refuses a linkpage key that is not a PEM public key" \
+  "$HELM" template mailcred "$chart" --set linkpage.publicKeys[0].provider=local --set linkpage.publicKeys[0].publicKeyPem=secret
 check_fails "values.schema.json refuses port 0" \
   "$HELM" template mailcred "$chart" --set sidecar.ports.smtp=0
 check_fails "values.schema.json refuses an unknown TLS mode" \

@@ -55,4 +55,9 @@ say "Now the live flow. Installing the local mail servers if missing (apt, PyPI)
 e2e/peers/install.sh >/dev/null
 .venv/bin/python e2e/local/run.py "$work/live" --demo
 
+say "6. The mailbox owner seals instead, by link: kubectl mailcred request -> one-time link ->
+   a real (headless) Chromium opens it and seals in the page -> the sidecar sends mail with it."
+e2e/linkpage/run.sh "$work/linkpage" --shots "$work/linkpage-shots" | grep -E '^(PASS|FAIL) (request|browser: (page: shows|submit)|replay|sidecar|the message)|^linkpage e2e'
+echo "   screenshots of every page state: $work/linkpage-shots (kept until the demo exits)"
+
 say "Done: sealed once, stored as ciphertext, usable only as sealed; the app sent and read mail without ever seeing the password."

@@ -66,6 +66,9 @@ if [[ -x e2e/local/run.sh ]]; then
   e2e/local/run.sh "$run_dir/e2e"
 fi
 
+step "registration page in a real browser (Chromium + Playwright; docs/link-sealing.md)"
+e2e/linkpage/run.sh "$run_dir/linkpage" --shots "$run_dir/linkpage-shots"
+
 step "fault injection: KMS slow/erroring, resets mid-DATA/mid-literal, expired cert, re-seal, deletion"
 e2e/faults/run.sh "$run_dir/faults" --strict
 

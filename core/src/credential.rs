@@ -20,7 +20,14 @@ pub async fn open(
     kms: &dyn KmsProvider,
 ) -> Result<UsableCredential, Error> {
     let binding = CredentialBinding::for_resource(resource)?;
-    let password = envelope::open(kms, &binding, &resource.spec.sealed_secret).await?;
+    let sealed = resource
+        .spec
+        .sealed_secret
+        .as_ref()
+        .ok_or_else(|| Error::NotSealed {
+            id: format!("{}/{}", binding.context.namespace, binding.context.name),
+        })?;
+    let password = envelope::open(kms, &binding, sealed).await?;
     Ok(UsableCredential::assemble(
         resource,
         &binding,
@@ -62,7 +69,7 @@ impl UsableCredential {
             smtp: resource.spec.smtp.clone(),
             imap: resource.spec.imap.clone(),
             policy: resource.spec.policy.clone(),
-            sealed_fingerprint: envelope::fingerprint(&resource.spec.sealed_secret),
+            sealed_fingerprint: sealed_fingerprint(resource),
             auth,
         }
     }
@@ -76,7 +83,7 @@ impl UsableCredential {
             && resource.spec.username == self.username
             && resource.spec.smtp == self.smtp
             && resource.spec.imap == self.imap
-            && envelope::fingerprint(&resource.spec.sealed_secret) == self.sealed_fingerprint
+            && sealed_fingerprint(resource) == self.sealed_fingerprint
     }
 
     /// The same password under a newer version of its resource that only changed what is not
@@ -89,6 +96,17 @@ impl UsableCredential {
         let binding = CredentialBinding::for_resource(resource).ok()?;
         Some(Self::assemble(resource, &binding, self.auth.duplicate()))
     }
+}
+
+/// The fingerprint of the resource's sealed secret; empty for a pending credential, which
+/// [`open`] refuses, so no opened credential carries it.
+fn sealed_fingerprint(resource: &MailCredential) -> String {
+    resource
+        .spec
+        .sealed_secret
+        .as_ref()
+        .map(envelope::fingerprint)
+        .unwrap_or_default()
 }
 
 /// Supplies the current credential. Implementations decrypt on first use, cache for a bounded

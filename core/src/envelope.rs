@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
 use crate::binding::CredentialBinding;
-use crate::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealedSecret};
+use crate::crd::{KmsKeyRef, KmsProviderKind, SealedSecret};
 use crate::kms::{DataKeySealer, KmsProvider};
 use crate::secret::{MAX_PASSWORD_BYTES, MailPassword};
 use crate::{Error, aead};
@@ -90,12 +90,8 @@ pub fn validate_key_ref(kms: &KmsKeyRef) -> Result<(), Error> {
     };
     match kms.provider {
         KmsProviderKind::Local => {
-            if kms.wrapping != DataKeyWrapping::SymmetricDefault {
-                return Err(Error::Malformed {
-                    field: "kms.wrapping",
-                    reason: "the local provider only uses SYMMETRIC_DEFAULT".into(),
-                });
-            }
+            // SYMMETRIC_DEFAULT: a key-encryption key file; RSAES_OAEP_SHA_256: a local RSA
+            // key pair (kms/local_rsa.rs). Both have a `sha256:` fingerprint as key id.
             let hex = kms.key_id.strip_prefix("sha256:").unwrap_or_default();
             if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad(format!(

@@ -23,6 +23,11 @@ pub enum Error {
     InvalidSpec(String),
 
     #[error(
+        "the MailCredential {id} holds no sealed secret yet: its seal request waits for the mailbox owner to open the link (or the link expired); nothing is sent with it until the owner seals the password, or seal it with `kubectl mailcred seal`"
+    )]
+    NotSealed { id: String },
+
+    #[error(
         "the MailCredential has not been loaded yet; check that it exists and that the sidecar's ServiceAccount may get and watch it"
     )]
     NotLoaded,
@@ -83,6 +88,7 @@ impl Error {
             Error::Malformed { .. } => "malformed",
             Error::SealedSecretMismatch => "sealed_secret_mismatch",
             Error::InvalidSpec(_) => "invalid_spec",
+            Error::NotSealed { .. } => "not_sealed",
             Error::NotLoaded => "credential_not_loaded",
             Error::Deleted { .. } => "credential_deleted",
             Error::AccessDenied { .. } => "service_account_not_allowed",

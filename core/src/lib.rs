@@ -9,6 +9,7 @@ pub mod credential;
 pub mod envelope;
 mod error;
 pub mod kms;
+pub mod link_token;
 pub mod metrics_text;
 pub mod names;
 pub mod policy;

@@ -30,7 +30,7 @@ async fn open_returns_the_finished_credential() {
     assert_eq!(c.policy, resource.spec.policy);
     assert_eq!(
         c.sealed_fingerprint,
-        envelope::fingerprint(&resource.spec.sealed_secret)
+        envelope::fingerprint(resource.spec.sealed_secret.as_ref().unwrap())
     );
     assert_eq!(c.auth.password().expect("password").expose(), "pw-open");
     assert!(c.opened_from(&resource));

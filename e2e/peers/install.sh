@@ -26,6 +26,7 @@ apt_packages=(
   # The images (scripts/images.sh) and the pod suite (e2e/pod/): rootful podman with runc
   # (crun fails on hybrid cgroups), catatonit for the pod's infra container.
   podman buildah runc catatonit
+  chromium
 )
 # Node.js 20+ and npm come with the machine (a newer nodejs than Debian 12's 18); apt is only
 # the fallback when they are missing altogether.
@@ -36,6 +37,7 @@ needed_files=(
   /usr/sbin/dovecot /usr/bin/doveadm /usr/lib/dovecot/imap /usr/lib/dovecot/lmtp
   /usr/bin/swaks /usr/bin/curl /usr/bin/openssl /usr/bin/python3 /usr/bin/ss
   /usr/bin/podman /usr/bin/buildah /usr/sbin/runc /usr/bin/catatonit
+  /usr/bin/chromium
 )
 
 log() { printf 'install.sh: %s\n' "$*" >&2; }
@@ -68,6 +70,25 @@ npm_ready() {
   cmp -s "$npm_stamp" "$oauth_dir/package-lock.json"
 }
 
+# The browser suite's npm packages (e2e/linkpage: playwright-core, pinned in its lock file).
+node_dir="$repo/e2e/linkpage"
+linkpage_npm_ready() {
+  [[ -f "$node_dir/node_modules/.package-lock.json" ]] || return 1
+  cmp -s "$node_dir/package-lock.json" "$node_dir/node_modules/.mailcred-lock" 2>/dev/null
+}
+
+install_linkpage_npm() {
+  if ! command -v npm >/dev/null; then
+    # Only on a machine without any Node. playwright-core 1.65 declares node >= 20 while
+    # Debian 12's nodejs is 18 (unverified there); the CI machines carry Node 20 with npm.
+    log "apt: installing nodejs npm"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  log "npm: npm ci in $node_dir (playwright-core; the browser is Debian's chromium)"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --ignore-scripts --silent)
+  cp "$node_dir/package-lock.json" "$node_dir/node_modules/.mailcred-lock"
+}
+
 venv_ready() {
   [[ -x "$venv/bin/moto_server" && -x "$venv/bin/python" && -f "$venv_stamp" ]] || return 1
   cmp -s "$venv_stamp" "$requirements"
@@ -75,8 +96,8 @@ venv_ready() {
 
 promtool_ready() { [[ -x "$venv/bin/promtool" ]]; }
 
-if apt_ready && venv_ready && node_ready && npm_ready && promtool_ready; then
-  log "all present (apt packages, $venv, promtool, $oauth_dir/node_modules); nothing to do"
+if apt_ready && venv_ready && node_ready && npm_ready && linkpage_npm_ready && promtool_ready; then
+  log "all present (apt packages, $venv, promtool, $oauth_dir and $node_dir node_modules); nothing to do"
   exit 0
 fi
 
@@ -191,6 +212,7 @@ if ! node_ready; then
   node_ready || { log "Node.js 20 or newer is needed for the OAuth peers"; exit 1; }
 fi
 npm_ready || install_npm
+linkpage_npm_ready || install_linkpage_npm
 promtool_ready || install_promtool
 
 log "done in $(($(date +%s) - start_s)) s"

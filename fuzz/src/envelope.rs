@@ -37,14 +37,13 @@ pub fn envelope_yaml(data: &[u8]) {
     let Ok(resource) = from_yaml(text) else {
         return;
     };
-    let _ = envelope::parse(&resource.spec.sealed_secret);
-    let _ = envelope::fingerprint(&resource.spec.sealed_secret);
+    let Some(sealed) = &resource.spec.sealed_secret else {
+        return;
+    };
+    let _ = envelope::parse(sealed);
+    let _ = envelope::fingerprint(sealed);
     if let Ok(binding) = CredentialBinding::for_resource(&resource) {
-        let _ = run_ready(envelope::open(
-            local_kms(),
-            &binding,
-            &resource.spec.sealed_secret,
-        ));
+        let _ = run_ready(envelope::open(local_kms(), &binding, sealed));
     }
 }
 
@@ -79,7 +78,8 @@ pub fn envelope_fields(data: &[u8]) {
         imap: None,
         username: "fuzz@example.test".into(),
         oauth: None,
-        sealed_secret: sealed.clone(),
+        sealed_secret: Some(sealed.clone()),
+        seal_request: None,
         policy: Default::default(),
         access: Default::default(),
     };

@@ -21,14 +21,19 @@ struct Source {
     cached: tokio::sync::OnceCell<Arc<UsableCredential>>,
 }
 
+impl Source {
+    fn sealed(&self) -> &SealedSecret {
+        self.spec.sealed_secret.as_ref().expect("sealed in main")
+    }
+}
+
 #[async_trait]
 impl CredentialSource for Source {
     async fn credential(&self) -> Result<Arc<UsableCredential>, mailcred_core::Error> {
         self.cached
             .get_or_try_init(|| async {
                 let binding = CredentialBinding::new("bench", "imap", &self.spec)?;
-                let password =
-                    envelope::open(&self.kms, &binding, &self.spec.sealed_secret).await?;
+                let password = envelope::open(&self.kms, &binding, self.sealed()).await?;
                 Ok(Arc::new(UsableCredential {
                     namespace: "bench".into(),
                     name: "imap".into(),
@@ -36,7 +41,7 @@ impl CredentialSource for Source {
                     smtp: None,
                     imap: self.spec.imap.clone(),
                     policy: self.spec.policy.clone(),
-                    sealed_fingerprint: envelope::fingerprint(&self.spec.sealed_secret),
+                    sealed_fingerprint: envelope::fingerprint(self.sealed()),
                     auth: UpstreamAuth::Password(password),
                 }))
             })
@@ -88,13 +93,14 @@ async fn main() {
         imap: Some(imap),
         username: env[&user_key].clone(),
         oauth: None,
-        sealed_secret: SealedSecret {
+        sealed_secret: Some(SealedSecret {
             version: 1,
             kms: kms.key_ref(),
             encrypted_data_key: String::new(),
             nonce: String::new(),
             ciphertext: String::new(),
-        },
+        }),
+        seal_request: None,
         policy: Policy {
             imap: ImapPolicy {
                 enabled: true,
@@ -110,7 +116,7 @@ async fn main() {
     };
     let binding = CredentialBinding::new("bench", "imap", &spec).unwrap();
     let password = MailPassword::new(env[&pass_key].clone()).unwrap();
-    spec.sealed_secret = envelope::seal(&kms, &binding, &password).await.unwrap();
+    spec.sealed_secret = Some(envelope::seal(&kms, &binding, &password).await.unwrap());
     let source = Arc::new(Source {
         kms,
         spec,

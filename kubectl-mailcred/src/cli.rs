@@ -19,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Encrypt a mail password for one MailCredential and print the resource as YAML.
     Seal(Box<SealArgs>),
+    /// Create a pending MailCredential and print a one-time link: the mailbox owner opens it
+    /// and types the password, which the page seals in the browser (docs/link-sealing.md).
+    Request(Box<RequestArgs>),
     /// Create a key file for the `local` provider (development and single-machine use).
     Keygen(KeygenArgs),
     /// Check that a MailCredential's sealed secret opens for its namespace, name and endpoints
@@ -160,4 +163,40 @@ pub struct KeygenArgs {
     /// Where to write the new key (never overwritten; mode 0600).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: PathBuf,
+    /// An RSA-3072 key pair instead of a symmetric key: what the registration page seals to
+    /// with no cloud account (the public half goes to --public-output).
+    #[arg(long)]
+    pub rsa: bool,
+    /// Where --rsa writes the public key (PEM); default: FILE.pub.
+    #[arg(long, value_name = "FILE", requires = "rsa")]
+    pub public_output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    /// The credential's fields, as for `seal`; --kms names the key the page seals to:
+    /// aws-public-key:<file> with --kms-key-id <ARN>, or local:<RSA key or public key file>.
+    #[command(flatten)]
+    pub spec: SealArgs,
+    /// How long the link works, e.g. 10m, 900s, 1h (at most 60m).
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub expires: String,
+    /// Let the link replace a sealed secret the credential already holds.
+    #[arg(long)]
+    pub replace: bool,
+    /// Base URL of the registration page (port-forward or Ingress).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "MAILCRED_LINKPAGE_URL",
+        default_value = "https://127.0.0.1:8443"
+    )]
+    pub url: String,
+    /// Who asks, shown on the page (default: $USER).
+    #[arg(long, value_name = "WHO")]
+    pub requested_by: Option<String>,
+    /// Create it in the cluster with kubectl (`kubectl create`, or `kubectl patch` with
+    /// --replace so the stored secret stays until the owner seals a new one).
+    #[arg(long, conflicts_with = "write")]
+    pub apply: bool,
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod kubeconfig;
 mod password;
+mod request;
 mod seal;
 mod validate;
 mod verify;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Seal(args) => seal::run(*args).await,
+        cli::Command::Request(args) => request::run(*args).await,
         cli::Command::Keygen(args) => seal::keygen(&args),
         cli::Command::Verify(args) => verify::run(&args).await,
         cli::Command::Version => {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use mailcred_core::crd::{
-    Access, ImapPolicy, MailCredential, MailCredentialSpec, Policy, RateLimits, SealedSecret,
-    SmtpPolicy, TlsMode, UpstreamEndpoint,
+    Access, ImapPolicy, MailCredential, MailCredentialSpec, Policy, RateLimits, SmtpPolicy,
+    TlsMode, UpstreamEndpoint,
 };
 use mailcred_core::kms::{
     AwsKms, AwsKmsOptions, AwsKmsSealer, DataKeySealer, LocalKms, RsaPublicKeySealer,
@@ -69,7 +69,7 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
     drop(password);
 
     let mut spec = spec_without_secret.0;
-    spec.sealed_secret = sealed;
+    spec.sealed_secret = Some(sealed);
     let mut resource = MailCredential::new(&args.name, spec);
     resource.metadata.namespace = Some(namespace);
     let text = render(&resource, format)?;
@@ -82,7 +82,7 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn render(resource: &MailCredential, format: OutputFormat) -> anyhow::Result<String> {
+pub(crate) fn render(resource: &MailCredential, format: OutputFormat) -> anyhow::Result<String> {
     Ok(match format {
         OutputFormat::Yaml => {
             let yaml = serde_saphyr::to_string(resource)
@@ -98,7 +98,7 @@ fn render(resource: &MailCredential, format: OutputFormat) -> anyhow::Result<Str
 }
 
 /// The resource holds no plaintext, so it may be world-readable like any manifest (0644).
-fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
@@ -112,9 +112,9 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// The spec with a placeholder sealed secret (wrapped so it cannot be used by mistake).
-struct UnsealedSpec(MailCredentialSpec);
+pub(crate) struct UnsealedSpec(pub(crate) MailCredentialSpec);
 
-fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
+pub(crate) fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
     validate::endpoint_flags(args)?;
     let smtp = args
         .smtp
@@ -160,19 +160,8 @@ fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
         imap,
         username: args.username.clone(),
         oauth: None,
-        sealed_secret: SealedSecret {
-            version: 0,
-            kms: mailcred_core::crd::KmsKeyRef {
-                provider: mailcred_core::crd::KmsProviderKind::Local,
-                key_id: String::new(),
-                wrapping: Default::default(),
-                region: None,
-                endpoint: None,
-            },
-            encrypted_data_key: String::new(),
-            nonce: String::new(),
-            ciphertext: String::new(),
-        },
+        sealed_secret: None,
+        seal_request: None,
         policy: Policy {
             smtp: smtp_policy,
             imap: imap_policy,
@@ -244,6 +233,9 @@ async fn build_sealer(kms: KmsScheme, args: &SealArgs) -> anyhow::Result<Box<dyn
 }
 
 pub fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
+    if args.rsa {
+        return crate::request::keygen_rsa(args);
+    }
     let key = LocalKms::generate()?;
     write_key(&key, &args.output)?;
     eprintln!(
@@ -254,7 +246,7 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_key(key: &LocalKms, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn write_key(key: &LocalKms, path: &Path) -> anyhow::Result<()> {
     Ok(key.write_new_key_file(path)?)
 }
 

@@ -12,7 +12,17 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let resource = from_yaml(&text)?;
     let mut providers = KmsProviders::default();
-    match resource.spec.sealed_secret.kms.provider {
+    let Some(sealed) = &resource.spec.sealed_secret else {
+        // credential::open says the same, with the namespace/name.
+        return Err(credential::open(&resource, &providers)
+            .await
+            .err()
+            .map_or_else(
+                || anyhow::anyhow!("the MailCredential holds no sealed secret"),
+                anyhow::Error::from,
+            ));
+    };
+    match sealed.kms.provider {
         KmsProviderKind::Local => {
             let path = args
                 .local_key_file

@@ -83,7 +83,7 @@ async fn sealed_yaml_decrypts_with_the_key_and_holds_no_plaintext() {
 
     let kms = LocalKms::from_file(&key).unwrap();
     let binding = CredentialBinding::for_resource(&resource).unwrap();
-    let password = envelope::open(&kms, &binding, &spec.sealed_secret)
+    let password = envelope::open(&kms, &binding, spec.sealed_secret.as_ref().unwrap())
         .await
         .unwrap();
     assert_eq!(password.expose(), PASSWORD);

@@ -180,7 +180,8 @@ async fn apply(obj: &MailCredential, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     }
 
-    let v = validation::validate(namespace, name, &obj.spec);
+    let now = (ctx.now)();
+    let v = validation::validate(namespace, name, &obj.spec, &now);
 
     // RBAC first: access must follow spec.access even while the secret is being fixed, and
     // an emptied list must revoke at once.
@@ -203,13 +204,7 @@ async fn apply(obj: &MailCredential, ctx: &Context) -> Result<Action> {
 
     let conditions = status::desired_conditions(&v, &role_name);
     let current = obj.status.as_ref();
-    let desired = status::desired_status(
-        current,
-        &conditions,
-        &v,
-        obj.metadata.generation,
-        &(ctx.now)(),
-    );
+    let desired = status::desired_status(current, &conditions, &v, obj.metadata.generation, &now);
     if current != Some(&desired) {
         let patch = json!({
             "apiVersion": MailCredential::api_version(&()),
@@ -233,7 +228,10 @@ async fn apply(obj: &MailCredential, ctx: &Context) -> Result<Action> {
             publish_transition(obj, &recorder, transition).await;
         }
     }
-    Ok(Action::requeue(ctx.resync))
+    // A pending link is looked at again when it expires, so the status says Expired on time.
+    let next = crate::seal_request::until_expiry(&obj.spec, &now)
+        .map_or(ctx.resync, |left| left.min(ctx.resync));
+    Ok(Action::requeue(next))
 }
 
 async fn publish_transition(obj: &MailCredential, recorder: &Recorder, c: &DesiredCondition) {

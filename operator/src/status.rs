@@ -27,6 +27,10 @@ pub struct DesiredCondition {
 impl DesiredCondition {
     /// True when this state is the healthy one (`InsecureUpstream` is healthy when false).
     pub fn is_healthy(&self) -> bool {
+        // Waiting for the owner is the expected state after `kubectl mailcred request`.
+        if self.reason == crate::seal_request::AWAITING_OWNER {
+            return true;
+        }
         if self.type_ == INSECURE_UPSTREAM {
             !self.status
         } else {
@@ -172,6 +176,7 @@ pub fn desired_status(
         conditions,
         observed_generation: generation,
         sealed_secret_fingerprint: v.sealed.as_ref().ok().cloned(),
+        secret: Some(v.secret),
         insecure_endpoints: v.insecure_endpoints.clone(),
     }
 }

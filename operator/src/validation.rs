@@ -3,7 +3,8 @@
 //! the insecure flags and CA bundles, and ServiceAccount names. Every problem carries the
 //! field and what to do, because it ends up verbatim in status and Events.
 
-use mailcred_core::crd::{MailCredentialSpec, TlsMode, UpstreamEndpoint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use mailcred_core::crd::{MailCredentialSpec, SecretState, TlsMode, UpstreamEndpoint};
 use mailcred_core::policy::{AddressPattern, AddressRole, MailboxPattern};
 use mailcred_core::{CredentialBinding, envelope};
 
@@ -15,7 +16,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             reason,
             message: message.into(),
@@ -26,8 +27,10 @@ impl Problem {
 /// Everything the controller learned from the spec alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Validation {
-    /// `Ok(fingerprint)` when the sealed secret parses, else why not.
+    /// `Ok(fingerprint)` when the sealed secret parses, else why not (or that it is pending).
     pub sealed: Result<String, Problem>,
+    /// Sealed / Pending / Expired / Invalid, for the `Secret` column.
+    pub secret: SecretState,
     /// Endpoint, username and policy problems (the binding and what the sidecar enforces).
     pub spec: Vec<Problem>,
     /// ServiceAccount names that can be bound, in spec order, without duplicates.
@@ -38,10 +41,13 @@ pub struct Validation {
     pub insecure_endpoints: Vec<String>,
 }
 
-/// Validates one MailCredential's spec; `namespace`/`name` are the ones the secret is bound to.
-pub fn validate(namespace: &str, name: &str, spec: &MailCredentialSpec) -> Validation {
+/// Validates one MailCredential's spec; `namespace`/`name` are the ones the secret is bound to,
+/// `now` decides whether a seal request has expired.
+pub fn validate(namespace: &str, name: &str, spec: &MailCredentialSpec, now: &Time) -> Validation {
+    let sealed = validate_sealed(spec, now);
     Validation {
-        sealed: validate_sealed(spec),
+        secret: crate::seal_request::secret_state(&sealed, spec),
+        sealed,
         spec: validate_spec(namespace, name, spec),
         service_accounts: bindable_service_accounts(&spec.access.service_accounts),
         access: validate_access(&spec.access.service_accounts),
@@ -49,10 +55,13 @@ pub fn validate(namespace: &str, name: &str, spec: &MailCredentialSpec) -> Valid
     }
 }
 
-fn validate_sealed(spec: &MailCredentialSpec) -> Result<String, Problem> {
+fn validate_sealed(spec: &MailCredentialSpec, now: &Time) -> Result<String, Problem> {
+    let Some(sealed) = &spec.sealed_secret else {
+        return Err(crate::seal_request::unsealed_problem(spec, now));
+    };
     // parse() checks the version first, then the key reference, then every field's encoding.
-    match envelope::parse(&spec.sealed_secret) {
-        Ok(_) => Ok(envelope::fingerprint(&spec.sealed_secret)),
+    match envelope::parse(sealed) {
+        Ok(_) => Ok(envelope::fingerprint(sealed)),
         Err(e) => {
             let reason = match e {
                 mailcred_core::Error::UnsupportedVersion { .. } => "UnsupportedVersion",

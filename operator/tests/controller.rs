@@ -508,8 +508,9 @@ async fn real_sealed_secret_from_the_core_validates() {
     let kms = LocalKms::generate().unwrap();
     let binding = CredentialBinding::for_resource(&obj).unwrap();
     let password = MailPassword::new("correct horse battery staple".into()).unwrap();
-    obj.spec.sealed_secret = envelope::seal(&kms, &binding, &password).await.unwrap();
-    let fingerprint = envelope::fingerprint(&obj.spec.sealed_secret);
+    let sealed = envelope::seal(&kms, &binding, &password).await.unwrap();
+    let fingerprint = envelope::fingerprint(&sealed);
+    obj.spec.sealed_secret = Some(sealed);
     let (_, log) = run(obj).await;
     let status = status_of(&log[2]);
     assert_eq!(

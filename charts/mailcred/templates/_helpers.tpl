@@ -134,3 +134,26 @@ the operator would otherwise crash-loop on them (or silently lose its TLS or /tm
 {{- fail "podMonitor.enabled needs sidecar.metrics.enabled: without it the sidecars have no port to scrape" }}
 {{- end }}
 {{- end }}
+
+{{/* The registration page (linkpage): its own names, labels and image. */}}
+{{- define "mailcred.linkpage.fullname" -}}
+{{- printf "%s-linkpage" (include "mailcred.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "mailcred.linkpage.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mailcred.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: linkpage
+{{- end }}
+{{- define "mailcred.linkpage.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "mailcred.linkpage.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: mailcred
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- define "mailcred.linkpage.image" -}}
+{{- include "mailcred.image" (dict "image" .Values.linkpage.image "appVersion" .Chart.AppVersion) }}
+{{- end }}

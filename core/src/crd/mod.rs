@@ -5,6 +5,7 @@
 
 mod oauth;
 mod policy;
+mod request;
 mod sealed;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use oauth::{ClientAuthMethod, OAuthGrantKind, OAuthProvider, OAuthSpec};
 pub use policy::{ImapAccess, ImapPolicy, Policy, RateLimits, SmtpPolicy};
+pub use request::{SealRequest, SecretState};
 pub use sealed::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealedSecret};
 
 /// API group of every mailcred resource.
@@ -34,6 +36,7 @@ pub const VERSION: &str = "v1alpha1";
     status = "MailCredentialStatus",
     doc = "A mail account (SMTP and/or IMAP) whose password is sealed with a KMS key; the mailcred sidecar uses it on behalf of applications, which never see the password.",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".status.secret"}"#,
     printcolumn = r#"{"name":"SMTP","type":"string","jsonPath":".spec.smtp.host"}"#,
     printcolumn = r#"{"name":"IMAP","type":"string","jsonPath":".spec.imap.host"}"#,
     printcolumn = r#"{"name":"Username","type":"string","priority":1,"jsonPath":".spec.username"}"#,
@@ -56,8 +59,13 @@ pub struct MailCredentialSpec {
     /// the sealed secret (envelope version 2), which then holds the grant's secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<OAuthSpec>,
-    /// The password (or OAuth grant secret), envelope-encrypted (see docs/envelope.md).
-    pub sealed_secret: SealedSecret,
+    /// The password (or OAuth grant secret), envelope-encrypted (see docs/envelope.md). Absent while a seal request
+    /// waits for the mailbox owner (`spec.sealRequest`, docs/link-sealing.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_secret: Option<SealedSecret>,
+    /// A one-time link for the mailbox owner to seal the password in a browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_request: Option<SealRequest>,
     /// What the sidecar lets applications do with this account.
     #[serde(default)]
     pub policy: Policy,
@@ -134,6 +142,10 @@ pub struct MailCredentialStatus {
     /// `sha256:` of the sealed secret as stored: changes exactly when the secret is re-sealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_secret_fingerprint: Option<String>,
+    /// Sealed, Pending (a seal request waits for the owner), Expired (its link expired unused)
+    /// or Invalid: the `Secret` column of `kubectl get mcred`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretState>,
     /// Endpoints that run without TLS because of `insecure: true` (shown so nobody misses it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub insecure_endpoints: Vec<String>,

@@ -1,6 +1,8 @@
 //! The `local` provider: a 32-byte key-encryption key in a file, for development, demos and
 //! single-machine use. It stands in for KMS, including the context binding: the wrapped data
-//! key carries the encryption context as associated data.
+//! key carries the encryption context as associated data. The key file may instead hold an
+//! RSA private key (`keygen --rsa`, [`super::local_rsa`]): the stand-in for an asymmetric KMS
+//! key, to which the registration page seals in the browser.
 
 use std::fmt;
 use std::io::Write;
@@ -13,7 +15,8 @@ use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretBox};
 use zeroize::Zeroizing;
 
-use super::{DataKeySealer, GeneratedDataKey, KmsProvider};
+use super::local_rsa::{PRIVATE_PEM_LABEL, RsaKeyPair, local_rsa_key_id};
+use super::{DataKeySealer, GeneratedDataKey, KmsProvider, RsaPublicKeySealer};
 use crate::aead;
 use crate::binding::EncryptionContext;
 use crate::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind};
@@ -26,8 +29,13 @@ const FILE_HEADER: &str = "# mailcred local key-encryption key. Anyone holding t
 
 /// A local key-encryption key.
 pub struct LocalKms {
-    kek: SecretBox<[u8; 32]>,
+    key: LocalKey,
     fingerprint: String,
+}
+
+enum LocalKey {
+    Symmetric(SecretBox<[u8; 32]>),
+    Rsa(Box<RsaKeyPair>),
 }
 
 impl LocalKms {
@@ -46,8 +54,37 @@ impl LocalKms {
             .map(|b| format!("{b:02x}"))
             .collect();
         Self {
-            kek: SecretBox::new(Box::new(*kek)),
+            key: LocalKey::Symmetric(SecretBox::new(Box::new(*kek))),
             fingerprint: format!("sha256:{hex}"),
+        }
+    }
+
+    /// A new random RSA-3072 key pair (the RSA variant, see the module docs).
+    pub fn generate_rsa() -> Result<Self, KmsError> {
+        Ok(Self::from_rsa(RsaKeyPair::generate()?))
+    }
+
+    fn from_rsa(pair: RsaKeyPair) -> Self {
+        Self {
+            fingerprint: local_rsa_key_id(pair.spki_der()),
+            key: LocalKey::Rsa(Box::new(pair)),
+        }
+    }
+
+    /// The public half of an RSA key, as PEM `PUBLIC KEY` (what the registration page gets);
+    /// `None` for a symmetric key.
+    pub fn public_key_pem(&self) -> Option<String> {
+        match &self.key {
+            LocalKey::Rsa(pair) => Some(super::local_rsa::pem("PUBLIC KEY", pair.spki_der())),
+            LocalKey::Symmetric(_) => None,
+        }
+    }
+
+    /// How this key wraps data keys.
+    pub fn wrapping(&self) -> DataKeyWrapping {
+        match &self.key {
+            LocalKey::Rsa(_) => DataKeyWrapping::RsaesOaepSha256,
+            LocalKey::Symmetric(_) => DataKeyWrapping::SymmetricDefault,
         }
     }
 
@@ -59,6 +96,10 @@ impl LocalKms {
                 path.display()
             ))
         })?);
+        if text.contains(&format!("-----BEGIN {PRIVATE_PEM_LABEL}-----")) {
+            let origin = format!("local key file {}", path.display());
+            return Ok(Self::from_rsa(RsaKeyPair::from_pem(&text, &origin)?));
+        }
         let line = text
             .lines()
             .map(str::trim)
@@ -94,8 +135,16 @@ impl LocalKms {
         let mut file = options.open(path).map_err(|e| {
             KmsError::Config(format!("cannot create key file {}: {e}", path.display()))
         })?;
-        let encoded = Zeroizing::new(STANDARD.encode(self.kek.expose_secret()));
-        let body = Zeroizing::new(format!("{FILE_HEADER}{}\n", encoded.as_str()));
+        let body = match &self.key {
+            LocalKey::Symmetric(kek) => {
+                let encoded = Zeroizing::new(STANDARD.encode(kek.expose_secret()));
+                Zeroizing::new(format!("{FILE_HEADER}{}\n", encoded.as_str()))
+            }
+            LocalKey::Rsa(pair) => {
+                let pem = pair.private_pem()?;
+                Zeroizing::new(format!("{FILE_HEADER}{}", pem.as_str()))
+            }
+        };
         file.write_all(body.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|e| KmsError::Config(format!("cannot write key file {}: {e}", path.display())))
@@ -117,7 +166,7 @@ impl fmt::Debug for LocalKms {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalKms")
             .field("fingerprint", &self.fingerprint)
-            .field("kek", &"[REDACTED]")
+            .field("key", &"[REDACTED]")
             .finish()
     }
 }
@@ -130,9 +179,7 @@ impl KmsProvider for LocalKms {
         wrapped: &[u8],
         context: &EncryptionContext,
     ) -> Result<DataKey, KmsError> {
-        if key.provider != KmsProviderKind::Local
-            || key.wrapping != DataKeyWrapping::SymmetricDefault
-        {
+        if key.provider != KmsProviderKind::Local || key.wrapping != self.wrapping() {
             return Err(KmsError::ProviderMismatch {
                 sealed: key.provider.as_str(),
                 configured: "local",
@@ -147,13 +194,18 @@ impl KmsProvider for LocalKms {
         let mismatch = || KmsError::ContextMismatch {
             key_id: key.key_id.clone(),
         };
+        let kek = match &self.key {
+            LocalKey::Symmetric(kek) => kek,
+            // RSA takes no context, as in KMS: the binding rests on the GCM associated data.
+            LocalKey::Rsa(pair) => return pair.unwrap(wrapped).ok_or_else(mismatch),
+        };
         if wrapped.len() != NONCE_LEN + DataKey::LEN + aead::TAG_LEN {
             return Err(mismatch());
         }
         let (nonce, ciphertext) = wrapped.split_at(NONCE_LEN);
         let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| mismatch())?;
         let plain = aead::open(
-            self.kek.expose_secret(),
+            kek.expose_secret(),
             nonce,
             &Self::wrap_aad(context),
             ciphertext,
@@ -170,7 +222,7 @@ impl DataKeySealer for LocalKms {
         KmsKeyRef {
             provider: KmsProviderKind::Local,
             key_id: self.fingerprint.clone(),
-            wrapping: DataKeyWrapping::SymmetricDefault,
+            wrapping: self.wrapping(),
             region: None,
             endpoint: None,
         }
@@ -180,13 +232,17 @@ impl DataKeySealer for LocalKms {
         &self,
         context: &EncryptionContext,
     ) -> Result<GeneratedDataKey, KmsError> {
+        let kek = match &self.key {
+            LocalKey::Symmetric(kek) => kek,
+            LocalKey::Rsa(pair) => {
+                let sealer = RsaPublicKeySealer::local_from_spki(pair.spki_der())?;
+                return sealer.generate_data_key(context).await;
+            }
+        };
         let key = DataKey::generate().map_err(|e| KmsError::Config(e.to_string()))?;
-        let (nonce, ciphertext) = aead::seal(
-            self.kek.expose_secret(),
-            &Self::wrap_aad(context),
-            key.expose(),
-        )
-        .map_err(|e| KmsError::Config(e.to_string()))?;
+        let (nonce, ciphertext) =
+            aead::seal(kek.expose_secret(), &Self::wrap_aad(context), key.expose())
+                .map_err(|e| KmsError::Config(e.to_string()))?;
         let mut wrapped = nonce.to_vec();
         wrapped.extend_from_slice(&ciphertext);
         Ok(GeneratedDataKey { key, wrapped })

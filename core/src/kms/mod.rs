@@ -7,6 +7,7 @@
 #[cfg(feature = "aws")]
 mod aws;
 mod local;
+mod local_rsa;
 mod rsa;
 
 use async_trait::async_trait;
@@ -14,7 +15,8 @@ use async_trait::async_trait;
 #[cfg(feature = "aws")]
 pub use aws::{AwsKms, AwsKmsOptions, AwsKmsSealer};
 pub use local::LocalKms;
-pub use rsa::RsaPublicKeySealer;
+pub use local_rsa::{local_rsa_key_id, pem};
+pub use rsa::{RsaPublicKeySealer, spki_der};
 
 use crate::binding::EncryptionContext;
 use crate::crd::{KmsKeyRef, KmsProviderKind};

@@ -29,16 +29,7 @@ impl RsaPublicKeySealer {
         key_id: String,
         region: Option<String>,
     ) -> Result<Self, KmsError> {
-        let der = if spki.starts_with(b"-----BEGIN") {
-            SubjectPublicKeyInfoDer::from_pem_slice(spki)
-                .map_err(|e| {
-                    KmsError::Config(format!("the public key is not a PEM `PUBLIC KEY`: {e}"))
-                })?
-                .as_ref()
-                .to_vec()
-        } else {
-            spki.to_vec()
-        };
+        let der = spki_der(spki)?;
         let public = PublicEncryptingKey::from_der(&der).map_err(|_| {
             KmsError::Config(
                 "the public key is not an RSA SubjectPublicKeyInfo (use the output of KMS GetPublicKey for an RSA_2048/3072/4096 ENCRYPT_DECRYPT key)".into(),
@@ -58,6 +49,21 @@ impl RsaPublicKeySealer {
         })
     }
 
+    /// A sealer for a local RSA key pair ([`super::LocalKms::generate_rsa`]): provider
+    /// `local`, key id from the public key's fingerprint.
+    pub fn local_from_spki(spki: &[u8]) -> Result<Self, KmsError> {
+        let mut sealer = Self::from_spki(spki, String::new(), None)?;
+        let der = spki_der(spki)?;
+        sealer.key_ref.provider = KmsProviderKind::Local;
+        sealer.key_ref.key_id = super::local_rsa_key_id(&der);
+        Ok(sealer)
+    }
+
+    /// Bytes of a wrapped data key: the RSA modulus size.
+    pub fn wrapped_len(&self) -> usize {
+        self.public_key.ciphertext_size()
+    }
+
     pub fn from_file(
         path: &Path,
         key_id: String,
@@ -67,6 +73,20 @@ impl RsaPublicKeySealer {
             KmsError::Config(format!("cannot read public key {}: {e}", path.display()))
         })?;
         Self::from_spki(&bytes, key_id, region)
+    }
+}
+
+/// DER SubjectPublicKeyInfo from PEM (`PUBLIC KEY`) or DER input.
+pub fn spki_der(spki: &[u8]) -> Result<Vec<u8>, KmsError> {
+    if spki.starts_with(b"-----BEGIN") {
+        Ok(SubjectPublicKeyInfoDer::from_pem_slice(spki)
+            .map_err(|e| {
+                KmsError::Config(format!("the public key is not a PEM `PUBLIC KEY`: {e}"))
+            })?
+            .as_ref()
+            .to_vec())
+    } else {
+        Ok(spki.to_vec())
     }
 }
 

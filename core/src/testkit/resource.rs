@@ -62,7 +62,8 @@ impl TestCredential {
                 imap: None,
                 username: "app@example.test".into(),
                 oauth: None,
-                sealed_secret: placeholder_sealed_secret(),
+                sealed_secret: Some(placeholder_sealed_secret()),
+                seal_request: None,
                 policy: Policy::default(),
                 access: Access {
                     service_accounts: vec!["app".into()],
@@ -134,7 +135,7 @@ impl TestCredential {
 
     /// The placeholder's (or a given) sealed secret, as stored.
     pub fn sealed_secret(mut self, sealed: SealedSecret) -> Self {
-        self.spec.sealed_secret = sealed;
+        self.spec.sealed_secret = Some(sealed);
         self
     }
 
@@ -163,9 +164,11 @@ impl TestCredential {
     /// The resource with `password` sealed for it by `sealer` (a `LocalKms` in most tests).
     pub async fn sealed(mut self, sealer: &dyn DataKeySealer, password: &str) -> MailCredential {
         let password = test_password(password);
-        self.spec.sealed_secret = envelope::seal(sealer, &self.binding(), &password)
-            .await
-            .unwrap_or_else(|e| panic!("sealing the test credential: {e}"));
+        self.spec.sealed_secret = Some(
+            envelope::seal(sealer, &self.binding(), &password)
+                .await
+                .unwrap_or_else(|e| panic!("sealing the test credential: {e}")),
+        );
         self.build()
     }
 

@@ -74,7 +74,7 @@ impl SealedSource {
             imap,
             username: username.to_owned(),
             oauth: None,
-            sealed_secret: SealedSecret {
+            sealed_secret: Some(SealedSecret {
                 version: 1,
                 kms: KmsKeyRef {
                     provider: KmsProviderKind::Local,
@@ -86,7 +86,8 @@ impl SealedSource {
                 encrypted_data_key: "x".into(),
                 nonce: "x".into(),
                 ciphertext: "x".into(),
-            },
+            }),
+            seal_request: None,
             policy: Policy {
                 imap: imap_policy,
                 ..Default::default()
@@ -97,9 +98,11 @@ impl SealedSource {
         };
         let binding = CredentialBinding::new(NS, NAME, &spec).expect("binding");
         let password = MailPassword::new(password.to_owned()).expect("password");
-        spec.sealed_secret = envelope::seal(&kms, &binding, &password)
-            .await
-            .expect("seal");
+        spec.sealed_secret = Some(
+            envelope::seal(&kms, &binding, &password)
+                .await
+                .expect("seal"),
+        );
         Arc::new(Self {
             kms,
             spec,
@@ -112,7 +115,8 @@ impl SealedSource {
 impl CredentialSource for SealedSource {
     async fn credential(&self) -> Result<Arc<UsableCredential>, CoreError> {
         let binding = CredentialBinding::new(NS, NAME, &self.spec)?;
-        let password = envelope::open(&self.kms, &binding, &self.spec.sealed_secret).await?;
+        let sealed = self.spec.sealed_secret.as_ref().expect("sealed");
+        let password = envelope::open(&self.kms, &binding, sealed).await?;
         *self.opened.lock().unwrap() += 1;
         Ok(Arc::new(UsableCredential {
             namespace: NS.into(),
@@ -121,7 +125,7 @@ impl CredentialSource for SealedSource {
             smtp: self.spec.smtp.clone(),
             imap: self.spec.imap.clone(),
             policy: self.spec.policy.clone(),
-            sealed_fingerprint: envelope::fingerprint(&self.spec.sealed_secret),
+            sealed_fingerprint: envelope::fingerprint(sealed),
             auth: UpstreamAuth::Password(password),
         }))
     }

@@ -210,7 +210,12 @@ impl CachedCredentialSource {
         .await
         .unwrap_or_else(|_| {
             Err(Error::Kms(KmsError::Timeout {
-                key_id: resource.spec.sealed_secret.kms.key_id.clone(),
+                key_id: resource
+                    .spec
+                    .sealed_secret
+                    .as_ref()
+                    .map(|s| s.kms.key_id.clone())
+                    .unwrap_or_default(),
                 seconds: self.kms_timeout.as_secs(),
             }))
         });
