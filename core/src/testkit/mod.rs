@@ -10,9 +10,11 @@
 mod peers;
 mod resource;
 mod source;
+mod tokens;
 
 pub use peers::{PEERS_ENV_VAR, PeersEnv, peers_env};
 pub use resource::{
     TestCredential, endpoint, manifest_json, placeholder_sealed_secret, write_manifest,
 };
 pub use source::{FailingSource, HangingSource, SealedSource, StaticSource};
+pub use tokens::StubTokens;
