@@ -8,30 +8,18 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::scripted::{self, Received, Script};
 use common::*;
 use mailcred_core::crd::{Policy, TlsMode};
-use mailcred_core::credential::{CredentialSource, UsableCredential};
-use mailcred_core::testkit::StubTokens;
+use mailcred_core::credential::UsableCredential;
+use mailcred_core::testkit::{StaticSource, StubTokens};
 use mailcred_core::upstream_auth::{OAuthLogin, SaslMechanism};
-use mailcred_core::{Error as CoreError, TokenError, UpstreamAuth};
+use mailcred_core::{TokenError, UpstreamAuth};
 use mailcred_imap::ImapProxyConfig;
 
 const USER: &str = "app@example.test";
-
-struct OAuthSource {
-    credential: Arc<UsableCredential>,
-}
-
-#[async_trait]
-impl CredentialSource for OAuthSource {
-    async fn credential(&self) -> Result<Arc<UsableCredential>, CoreError> {
-        Ok(self.credential.clone())
-    }
-}
 
 /// Every command line upstream received, in order.
 type Log = Arc<Mutex<Vec<String>>>;

@@ -20,4 +20,4 @@ pub use resource::{
     TestCredential, endpoint, manifest_json, placeholder_sealed_secret, write_manifest,
 };
 pub use source::{FailingSource, HangingSource, SealedSource, StaticSource};
-pub use tokens::StubTokens;
+pub use tokens::{PeerTokens, StubTokens};
