@@ -51,7 +51,7 @@ async fn proxy_for(
     });
     start_proxy(
         ImapProxyConfig::default(),
-        Arc::new(OAuthSource { credential }),
+        Arc::new(StaticSource::shared(credential)),
     )
     .await
 }
