@@ -156,6 +156,24 @@ impl TokenError {
         }
     }
 
+    /// For audit lines: the RFC 6749 §5.2 error code the endpoint refused with, when it is a
+    /// standard one (`token_invalid_grant`), else [`Self::metric_label`]. Static, so it
+    /// stays low-cardinality whatever the server sends.
+    pub fn code_label(&self) -> &'static str {
+        match self {
+            TokenError::Refused { code, .. } => match code.as_str() {
+                "invalid_request" => "token_invalid_request",
+                "invalid_client" => "token_invalid_client",
+                "invalid_grant" => "token_invalid_grant",
+                "unauthorized_client" => "token_unauthorized_client",
+                "unsupported_grant_type" => "token_unsupported_grant_type",
+                "invalid_scope" => "token_invalid_scope",
+                _ => self.metric_label(),
+            },
+            _ => self.metric_label(),
+        }
+    }
+
     /// Whether waiting may help without anyone changing the grant (`invalid_grant` and
     /// `invalid_client` do not heal by themselves).
     pub fn is_transient(&self) -> bool {

@@ -62,6 +62,8 @@ pub enum LoginRefusal {
     Bad,
     /// Upstream offers neither AUTHENTICATE PLAIN nor LOGIN.
     NoMechanism,
+    /// Upstream does not offer the OAuth credential's mechanism (there is no fallback).
+    NoOAuthMechanism(&'static str),
 }
 
 impl LoginRefusal {
@@ -116,6 +118,9 @@ impl std::fmt::Display for LoginRefusal {
             LoginRefusal::Refused => "refused without a known reason code (its text is not shown)",
             LoginRefusal::Bad => "the server did not accept the login command",
             LoginRefusal::NoMechanism => "the server allows neither AUTH=PLAIN nor LOGIN",
+            LoginRefusal::NoOAuthMechanism(name) => {
+                return write!(f, "the server does not offer AUTH={name}");
+            }
         })
     }
 }
@@ -162,6 +167,8 @@ impl Error {
             Error::UpstreamTls { .. } => "upstream_tls",
             Error::UpstreamAuth { .. } => "upstream_auth",
             Error::UpstreamProtocol(_) => "upstream_protocol",
+            // The OAuth error code where there is a standard one (`token_invalid_grant`).
+            Error::Credential(mailcred_core::Error::Token(t)) => t.code_label(),
             Error::Credential(e) => e.metric_label(),
             Error::Config(_) => "config",
         }

@@ -14,9 +14,6 @@ pub enum Error {
 
     #[error("spec.smtp TLS settings: {0}")]
     Tls(#[from] TlsError),
-
-    #[error("OAuth upstream authentication is not supported by this SMTP relay yet")]
-    OAuthUnsupported,
 }
 
 impl Error {
@@ -31,7 +28,6 @@ impl Error {
             ) => "ca_pem",
             Error::Tls(TlsError::PlaintextNotAllowed) => "plaintext_not_allowed",
             Error::Tls(_) => "tls_config",
-            Error::OAuthUnsupported => "oauth_unsupported",
         }
     }
 }

@@ -47,6 +47,9 @@ pub enum Reason {
     CredentialTimeout,
     /// The relay's upstream settings are unusable (the label of [`crate::Error`]).
     UpstreamConfig(&'static str),
+    /// No OAuth access token could be had: the OAuth error code or the failure's class
+    /// (`token_invalid_grant`, `token_timeout`), from `TokenError::code_label`.
+    UpstreamToken(&'static str),
     UpstreamUnavailable,
     UpstreamTls,
     UpstreamAuth,
@@ -66,7 +69,9 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::Policy(rule) => rule.as_str(),
-            Reason::Credential(label) | Reason::UpstreamConfig(label) => label,
+            Reason::Credential(label)
+            | Reason::UpstreamConfig(label)
+            | Reason::UpstreamToken(label) => label,
             Reason::CredentialTimeout => "credential_timeout",
             Reason::UpstreamUnavailable => "upstream_unavailable",
             Reason::UpstreamTls => "upstream_tls",

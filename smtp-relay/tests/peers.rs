@@ -45,6 +45,16 @@ impl CredentialSource for Source {
 
 /// A relay in front of postfix (STARTTLS) for the peers' first user; returns its port.
 async fn relay(env: &HashMap<String, String>, smtp: SmtpPolicy) -> (u16, CancellationToken) {
+    let password = MailPassword::new(env["PEERS_PASSWORD"].clone()).unwrap();
+    relay_with(env, smtp, UpstreamAuth::Password(password)).await
+}
+
+/// The same with any upstream authentication (OAuth: tokens/oauth_peers.rs in the tests).
+async fn relay_with(
+    env: &HashMap<String, String>,
+    smtp: SmtpPolicy,
+    auth: UpstreamAuth,
+) -> (u16, CancellationToken) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let ca = std::fs::read_to_string(&env["PEERS_CA_PEM"]).unwrap();
     let credential = Arc::new(UsableCredential {
@@ -65,7 +75,7 @@ async fn relay(env: &HashMap<String, String>, smtp: SmtpPolicy) -> (u16, Cancell
             ..Default::default()
         },
         sealed_fingerprint: "sha256:peers".into(),
-        auth: UpstreamAuth::Password(MailPassword::new(env["PEERS_PASSWORD"].clone()).unwrap()),
+        auth,
     });
     let relay = SmtpRelay::new(
         RelayConfig::default(),
@@ -291,4 +301,48 @@ async fn delivered_envelopes_name_only_allowed_senders() {
             assert!(a == user || a.ends_with("@corp.test"), "dovecot reads {a}");
         }
     }
+}
+
+/// Issue #12 end to end: XOAUTH2 with a token from the real oidc-provider to postfix, which
+/// has dovecot introspect it: delivered. A token dovecot refuses (not active at the
+/// provider) is replaced once, then the application gets a clean 454.
+#[tokio::test]
+#[ignore = "needs real peers (e2e/peers/start.sh); run with --include-ignored"]
+async fn xoauth2_with_real_tokens_delivers_and_a_refused_token_fails_cleanly() {
+    use mailcred_core::upstream_auth::{OAuthLogin, SaslMechanism};
+    let env = peers();
+    let user = env["PEERS_USER"].clone();
+    for mechanism in [SaslMechanism::Xoauth2, SaslMechanism::Oauthbearer] {
+        let tokens = Arc::new(mailcred_core::testkit::PeerTokens::new(&user, "secret"));
+        let auth = UpstreamAuth::OAuth(OAuthLogin {
+            mechanism,
+            tokens: tokens.clone(),
+        });
+        let (port, _stop) = relay_with(&env, SmtpPolicy::default(), auth).await;
+        let subject = token("oauth");
+        let message = format!("From: <{user}>\r\nTo: <{user}>\r\nSubject: {subject}\r\n\r\nhi\r\n");
+        let r = send(port, &user, &[&user], &message).await;
+        assert_eq!(r["code"], 250, "{mechanism:?}: {r}");
+        assert_eq!(envelopes(&env, &subject, 1).await.len(), 1, "delivered");
+        assert_eq!(tokens.fetches(), 1, "one token for the message");
+    }
+
+    // Tokens the provider never issued: dovecot's introspection says inactive (the same
+    // answer as for a revoked one).
+    let tokens = Arc::new(mailcred_core::testkit::StubTokens::new("not-issued"));
+    let auth = UpstreamAuth::OAuth(OAuthLogin {
+        mechanism: SaslMechanism::Xoauth2,
+        tokens: tokens.clone(),
+    });
+    let (port, _stop) = relay_with(&env, SmtpPolicy::default(), auth).await;
+    let subject = token("refused");
+    let message = format!("From: <{user}>\r\nSubject: {subject}\r\n\r\nhi\r\n");
+    let r = send(port, &user, &[&user], &message).await;
+    assert_eq!(r["code"], 454, "{r}");
+    assert!(
+        r["msg"].as_str().unwrap().contains("OAuth access token"),
+        "{r}"
+    );
+    assert!(!r["msg"].as_str().unwrap().contains("not-issued"), "{r}");
+    assert_eq!((tokens.fetches(), tokens.rejections()), (2, 2));
 }

@@ -12,6 +12,7 @@ mod oauth_peers;
 mod peers;
 mod resource;
 mod source;
+mod tokens;
 
 pub use oauth_peers::OAuthPeers;
 pub use peers::{PEERS_ENV_VAR, PeersEnv, peers_env};
@@ -19,3 +20,4 @@ pub use resource::{
     TestCredential, endpoint, manifest_json, placeholder_sealed_secret, write_manifest,
 };
 pub use source::{FailingSource, HangingSource, SealedSource, StaticSource};
+pub use tokens::{PeerTokens, StubTokens};

@@ -11,7 +11,6 @@ use super::stop_requested;
 use crate::command_table::{Command, PRE_AUTH_CAPABILITIES};
 use crate::error::{Error, Side};
 use crate::outcome::{Outcome, Reason};
-use crate::scrub::Scrubber;
 use crate::upstream::{self, LoginLimits};
 use crate::wire::command::{AppCommand, Read, Refusal, read_command};
 use crate::wire::conn::Line;
@@ -294,18 +293,8 @@ impl Session<'_> {
             timeout: cfg.upstream_timeout,
             max_line: cfg.max_line_bytes,
         };
-        let Some(password) = cred.auth.password() else {
-            self.deny("LOGIN", Reason::UpstreamLogin("oauth_unsupported"), None);
-            reply(
-                &mut self.app,
-                tag,
-                "NO",
-                "[UNAVAILABLE] OAuth upstream login is not supported by this proxy yet",
-            )
-            .await?;
-            return Ok(None);
-        };
-        let up = match upstream::connect_and_login(endpoint, &cred.username, password, limits).await
+        let mut up = match upstream::connect_and_login(endpoint, &cred.username, &cred.auth, limits)
+            .await
         {
             Ok(up) => up,
             Err(e) => {
@@ -345,10 +334,7 @@ impl Session<'_> {
         self.count("LOGIN");
         // From here on every byte to the application passes the scrubber: upstream may echo
         // the login at any time.
-        self.app.set_scrubber(Scrubber::for_password(
-            &cred.username,
-            password.expose().as_bytes(),
-        ));
+        self.app.set_scrubber(std::mem::take(&mut up.scrubber));
         let policy = ActivePolicy::new(policy.clone());
         let caps = Relay::capabilities_for(&up.capabilities, policy.access);
         reply(

@@ -13,6 +13,11 @@ use crate::wire::skip::{marker_of, resync};
 
 /// How often a session checks its deadlines and the credential's policy.
 const TICK: Duration = Duration::from_secs(1);
+/// How long upstream may keep the connection open after its BYE (RFC 3501 §7.1.5: it closes
+/// it). The tagged answer of a LOGOUT follows the BYE, so the close is not expected at once;
+/// a server that never closes (a token expired, a hostile one) must not hold the session
+/// until the upstream timeout.
+const BYE_GRACE: Duration = Duration::from_secs(2);
 
 impl Session<'_> {
     pub(super) async fn relay(&mut self, r: &mut Relay) -> Result<Outcome, Error> {
@@ -26,7 +31,11 @@ impl Session<'_> {
             .max(Duration::from_millis(10));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut bye_seen: Option<Instant> = None;
         loop {
+            if r.upstream_said_bye && bye_seen.is_none() {
+                bye_seen = Some(Instant::now());
+            }
             if !r.up.buffered().is_empty() {
                 if let Unit::Close(outcome) = self.upstream_unit(r, false).await? {
                     return Ok(outcome);
@@ -68,6 +77,10 @@ impl Session<'_> {
                 },
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    if bye_seen.is_some_and(|at| now >= at + BYE_GRACE) {
+                        tracing::info!(credential = %r.cred.id(), "upstream said BYE and did not close; ending the session");
+                        return Ok(Outcome::UpstreamBye);
+                    }
                     if now >= idle_deadline {
                         self.app.write(b"* BYE Autologout; idle for too long\r\n").await?;
                         return Ok(Outcome::IdleTimeout);

@@ -50,7 +50,7 @@ pub(super) struct Done {
     pub capabilities: Vec<String>,
 }
 
-enum LoginStep {
+pub(super) enum LoginStep {
     Continue,
     Done(Done),
 }
@@ -71,7 +71,7 @@ pub(super) async fn read_until_tagged<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Reads responses until the tagged one (or a continuation request, if `continuation_ok`),
 /// collecting capabilities from `* CAPABILITY` and `[CAPABILITY ...]`.
-async fn read_step<S: AsyncRead + AsyncWrite + Unpin>(
+pub(super) async fn read_step<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Conn<S>,
     tag: &[u8],
     limits: LoginLimits,

@@ -3,12 +3,13 @@
 //! command it encodes at trace level (LOGIN's password included) and its `into_inner` drops
 //! read-ahead bytes, and the relay needs the raw stream with nothing lost.
 
+mod authenticate;
 mod login;
 mod tls;
 
 use std::time::Duration;
 
-use mailcred_core::MailPassword;
+use mailcred_core::UpstreamAuth;
 use mailcred_core::crd::{TlsMode, UpstreamEndpoint};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -16,6 +17,7 @@ use tokio::net::TcpStream;
 use self::login::{Phase, authenticate_plain, greeting, login, read_until_tagged};
 use self::tls::tls_handshake;
 use crate::error::{Error, LoginRefusal, Side};
+use crate::scrub::Scrubber;
 use crate::wire::conn::Conn;
 
 /// Anything the relay can read and write.
@@ -33,6 +35,8 @@ pub struct Upstream {
     pub conn: Conn<UpstreamIo>,
     /// Upper-cased capability names after login.
     pub capabilities: Vec<String>,
+    /// Every form in which the secret (password, or each access token tried) went upstream.
+    pub scrubber: Scrubber,
 }
 
 impl Upstream {
@@ -49,13 +53,76 @@ pub struct LoginLimits {
 }
 
 /// Connects, secures and logs in. Every failure is one of the `Upstream*` errors (or a
-/// timeout), which the session turns into `NO [UNAVAILABLE]`.
+/// timeout, or the token source's error), which the session turns into `NO [UNAVAILABLE]`.
 pub async fn connect_and_login(
     endpoint: &UpstreamEndpoint,
     username: &str,
-    password: &MailPassword,
+    auth: &UpstreamAuth,
     limits: LoginLimits,
 ) -> Result<Upstream, Error> {
+    match auth {
+        UpstreamAuth::Password(password) => {
+            let (mut conn, caps) = open(endpoint, limits).await?;
+            let name = format!("{}:{}", endpoint.host, endpoint.port);
+            let has = |c: &str| caps.iter().any(|x| x == c);
+            let done = if has("AUTH=PLAIN") {
+                authenticate_plain(&mut conn, username, password, has("SASL-IR"), limits).await?
+            } else if has("LOGINDISABLED") {
+                return Err(Error::UpstreamAuth {
+                    endpoint: name,
+                    username: username.to_owned(),
+                    refusal: LoginRefusal::NoMechanism,
+                });
+            } else {
+                login(&mut conn, username, password, has("LITERAL+"), limits).await?
+            };
+            let scrubber = Scrubber::for_password(username, password.expose().as_bytes());
+            logged_in(conn, done, &name, username, scrubber, limits).await
+        }
+        UpstreamAuth::OAuth(oauth) => authenticate::oauth(endpoint, username, oauth, limits).await,
+    }
+}
+
+/// The end of the login: a refusal (by its class only), or the logged-in connection with
+/// its capabilities (asked again when the tagged OK did not carry them).
+async fn logged_in(
+    mut conn: Conn<UpstreamIo>,
+    done: login::Done,
+    name: &str,
+    username: &str,
+    scrubber: Scrubber,
+    limits: LoginLimits,
+) -> Result<Upstream, Error> {
+    if done.status != "OK" {
+        // Never `done.text`: it may be the login line echoed back, password included.
+        return Err(Error::UpstreamAuth {
+            endpoint: name.to_owned(),
+            username: username.to_owned(),
+            refusal: LoginRefusal::from_response(&done.status, done.code.as_deref()),
+        });
+    }
+    let capabilities = match done.capabilities {
+        c if !c.is_empty() => c,
+        _ => {
+            conn.write(b"m4 CAPABILITY\r\n").await?;
+            conn.flush().await?;
+            read_until_tagged(&mut conn, b"m4", limits, Phase::AfterSecret)
+                .await?
+                .capabilities
+        }
+    };
+    Ok(Upstream {
+        conn,
+        capabilities,
+        scrubber,
+    })
+}
+
+/// TCP, TLS (implicit or STARTTLS), greeting and CAPABILITY: ready for the login.
+async fn open(
+    endpoint: &UpstreamEndpoint,
+    limits: LoginLimits,
+) -> Result<(Conn<UpstreamIo>, Vec<String>), Error> {
     let name = format!("{}:{}", endpoint.host, endpoint.port);
     let unreachable = |detail: String| Error::UpstreamUnreachable {
         endpoint: name.clone(),
@@ -130,35 +197,5 @@ pub async fn connect_and_login(
         .await?
         .capabilities;
 
-    let has = |c: &str| caps.iter().any(|x| x == c);
-    let done = if has("AUTH=PLAIN") {
-        authenticate_plain(&mut conn, username, password, has("SASL-IR"), limits).await?
-    } else if has("LOGINDISABLED") {
-        return Err(Error::UpstreamAuth {
-            endpoint: name,
-            username: username.to_owned(),
-            refusal: LoginRefusal::NoMechanism,
-        });
-    } else {
-        login(&mut conn, username, password, has("LITERAL+"), limits).await?
-    };
-    if done.status != "OK" {
-        // Never `done.text`: it may be the login line echoed back, password included.
-        return Err(Error::UpstreamAuth {
-            endpoint: name,
-            username: username.to_owned(),
-            refusal: LoginRefusal::from_response(&done.status, done.code.as_deref()),
-        });
-    }
-    let capabilities = match done.capabilities {
-        c if !c.is_empty() => c,
-        _ => {
-            conn.write(b"m4 CAPABILITY\r\n").await?;
-            conn.flush().await?;
-            read_until_tagged(&mut conn, b"m4", limits, Phase::AfterSecret)
-                .await?
-                .capabilities
-        }
-    };
-    Ok(Upstream { conn, capabilities })
+    Ok((conn, caps))
 }

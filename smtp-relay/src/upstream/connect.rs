@@ -1,5 +1,6 @@
 //! Opening an authenticated upstream session: TCP (TCP_NODELAY), implicit TLS or STARTTLS
-//! (verified), EHLO, AUTH PLAIN or LOGIN (whichever the server offers, PLAIN first).
+//! (verified), EHLO, then AUTH (sasl.rs): PLAIN or LOGIN with a password, XOAUTH2 or
+//! OAUTHBEARER with an OAuth access token.
 //!
 //! STARTTLS: bytes the server sent after its 220 and before the handshake are an injection
 //! (CVE-2011-0411 class): they would be read as replies from inside TLS. The connection is
@@ -8,17 +9,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use mailcred_core::crd::TlsMode;
+use mailcred_core::upstream_auth::OAuthLogin;
 use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use zeroize::Zeroizing;
 
-use super::client::{Conn, UpstreamReply};
+use super::client::Conn;
 use super::errors::{Scrubber, UpstreamError};
+use super::sasl;
 
 /// Any stream the client runs over once the session is secured.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
@@ -34,22 +35,43 @@ pub struct Target {
     /// `None` only for `tls: none` with `insecure: true`.
     pub tls: Option<Arc<ClientConfig>>,
     pub username: String,
-    pub password: Zeroizing<String>,
+    pub auth: TargetAuth,
     pub hello: String,
     /// Bound on each step (connect, handshake, each reply).
     pub timeout: Duration,
     pub scrubber: Scrubber,
 }
 
+/// What AUTH sends.
+pub enum TargetAuth {
+    Password(Zeroizing<String>),
+    /// Tokens from the credential's one shared source (no fetch per connection beyond its
+    /// cache lookup; pooled connections stay authenticated).
+    OAuth(OAuthLogin),
+}
+
 /// Connects, secures and authenticates.
 pub async fn connect(target: &Target) -> Result<Conn<Io>, UpstreamError> {
+    match &target.auth {
+        TargetAuth::Password(password) => {
+            let (mut conn, capabilities) = open(target).await?;
+            sasl::password(&mut conn, &capabilities, &target.username, password).await?;
+            Ok(conn)
+        }
+        TargetAuth::OAuth(login) => sasl::oauth(target, login).await,
+    }
+}
+
+/// Connects, secures and says EHLO: the session ready for AUTH, with the extensions offered
+/// over TLS.
+pub(super) async fn open(target: &Target) -> Result<(Conn<Io>, Vec<String>), UpstreamError> {
     let connect = TcpStream::connect((target.host.as_str(), target.port));
     let tcp = tokio::time::timeout(target.timeout, connect)
         .await
         .map_err(|_| UpstreamError::Timeout)?
         .map_err(UpstreamError::Connect)?;
     tcp.set_nodelay(true).map_err(UpstreamError::Connect)?;
-    let (mut conn, capabilities) = match (target.mode, &target.tls) {
+    let (conn, capabilities) = match (target.mode, &target.tls) {
         (TlsMode::Implicit, Some(tls)) => {
             let stream = handshake(target, tls, tcp).await?;
             let mut conn = Conn::new(stream, target.timeout);
@@ -85,8 +107,7 @@ pub async fn connect(target: &Target) -> Result<Conn<Io>, UpstreamError> {
             (conn, caps)
         }
     };
-    authenticate(&mut conn, &capabilities, target).await?;
-    Ok(conn)
+    Ok((conn, capabilities))
 }
 
 async fn handshake(
@@ -128,48 +149,4 @@ async fn ehlo<S: Stream>(conn: &mut Conn<S>, hello: &str) -> Result<Vec<String>,
         .skip(1)
         .map(|l| l.trim().to_ascii_uppercase())
         .collect())
-}
-
-/// The mechanisms of the `AUTH` extension line.
-fn mechanisms(capabilities: &[String]) -> Vec<&str> {
-    capabilities
-        .iter()
-        .filter_map(|c| c.strip_prefix("AUTH ").or_else(|| c.strip_prefix("AUTH=")))
-        .flat_map(str::split_whitespace)
-        .collect()
-}
-
-/// AUTH with the credential. Replies here are judged by code only; their text is dropped.
-async fn authenticate<S: Stream>(
-    conn: &mut Conn<S>,
-    capabilities: &[String],
-    target: &Target,
-) -> Result<(), UpstreamError> {
-    let offered = mechanisms(capabilities);
-    let reply = if offered.contains(&"PLAIN") {
-        let blob = Zeroizing::new(format!("\0{}\0{}", target.username, *target.password));
-        let line = Zeroizing::new(format!("AUTH PLAIN {}", STANDARD.encode(blob.as_bytes())));
-        conn.command(line.as_bytes()).await?
-    } else if offered.contains(&"LOGIN") {
-        expect_challenge(conn.command(b"AUTH LOGIN").await?)?;
-        let user = Zeroizing::new(STANDARD.encode(target.username.as_bytes()));
-        expect_challenge(conn.command(user.as_bytes()).await?)?;
-        let pass = Zeroizing::new(STANDARD.encode(target.password.as_bytes()));
-        conn.command(pass.as_bytes()).await?
-    } else {
-        return Err(UpstreamError::NoAuthMechanism);
-    };
-    if reply.code == 235 {
-        Ok(())
-    } else {
-        Err(UpstreamError::Auth { code: reply.code })
-    }
-}
-
-fn expect_challenge(reply: UpstreamReply) -> Result<(), UpstreamError> {
-    if reply.code == 334 {
-        Ok(())
-    } else {
-        Err(UpstreamError::Auth { code: reply.code })
-    }
 }

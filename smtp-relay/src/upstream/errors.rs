@@ -7,6 +7,7 @@
 //! scrubbed of the secret in each form the relay ever sent it.
 
 use std::io;
+use std::sync::Mutex;
 
 use base64::Engine;
 use base64::alphabet;
@@ -41,11 +42,19 @@ pub enum UpstreamError {
     /// The greeting, EHLO or STARTTLS was refused (the text is not kept).
     #[error("upstream refused the session with {code}")]
     SessionRefused { code: u16 },
-    #[error("upstream offers neither AUTH PLAIN nor AUTH LOGIN")]
-    NoAuthMechanism,
+    /// The server does not offer the mechanism(s) the credential may use (`PLAIN or LOGIN`
+    /// for a password, exactly the sealed one for OAuth: no fallback to a password).
+    #[error("upstream does not offer AUTH {0}")]
+    NoAuthMechanism(&'static str),
     /// AUTH was refused. Only the code is kept: the text may carry the secret.
     #[error("upstream refused the credential's login with {code}")]
     Auth { code: u16 },
+    /// The OAuth access token was refused, and so was a freshly fetched one (retried once).
+    #[error("upstream refused the OAuth access token with {code}, and a fresh one too")]
+    TokenRejected { code: u16 },
+    /// No access token could be obtained (the token endpoint's trouble, by its error code).
+    #[error("no OAuth access token for upstream: {0}")]
+    Token(#[source] mailcred_core::Error),
 }
 
 impl UpstreamError {
@@ -91,7 +100,26 @@ impl UpstreamError {
                 Reply::new(451, "4.5.0", format!("upstream protocol error: {self}")),
                 Reason::UpstreamProtocol,
             ),
-            UpstreamError::NoAuthMechanism | UpstreamError::Auth { .. } => (
+            UpstreamError::TokenRejected { .. } => (
+                Reply::new(
+                    454,
+                    "4.7.0",
+                    "upstream refused the credential's OAuth access token, a fresh one too (grant revoked, or no mailbox permission?)",
+                ),
+                Reason::UpstreamAuth,
+            ),
+            UpstreamError::Token(e) => {
+                let label = token_label(e);
+                (
+                    Reply::new(
+                        454,
+                        "4.7.0",
+                        format!("no OAuth access token for upstream ({label}); try again later"),
+                    ),
+                    Reason::UpstreamToken(label),
+                )
+            }
+            UpstreamError::NoAuthMechanism(_) | UpstreamError::Auth { .. } => (
                 // A fixed text: the class only, never what upstream said.
                 Reply::new(
                     454,
@@ -107,11 +135,26 @@ impl UpstreamError {
     /// The upstream reply code, when this failure came with one.
     pub fn code(&self) -> Option<u16> {
         match self {
-            UpstreamError::SessionRefused { code } | UpstreamError::Auth { code } => Some(*code),
+            UpstreamError::SessionRefused { code }
+            | UpstreamError::Auth { code }
+            | UpstreamError::TokenRejected { code } => Some(*code),
             _ => None,
         }
     }
 }
+
+/// The audit reason of a token failure: the OAuth error code where the endpoint sent a
+/// standard one (`token_invalid_grant`), else the failure's class (`token_timeout`).
+fn token_label(e: &mailcred_core::Error) -> &'static str {
+    match e {
+        mailcred_core::Error::Token(t) => t.code_label(),
+        other => other.metric_label(),
+    }
+}
+
+/// Tokens whose forms the scrubber keeps: the current one and a few it replaced (a pooled
+/// connection may still be authenticated with an older token).
+const MAX_TOKENS: usize = 4;
 
 /// Shortest base64 run examined for an encoded secret.
 const MIN_BASE64_RUN: usize = 8;
@@ -126,44 +169,85 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
 
 /// Removes the secret, in every encoding the relay sent it in, from upstream text.
 pub struct Scrubber {
+    password: Secrets,
+    /// OAuth access tokens, added as they are sent (the scrubber outlives each token).
+    tokens: Mutex<Vec<Secrets>>,
+}
+
+/// One secret and its wire forms.
+struct Secrets {
     secret: Zeroizing<Vec<u8>>,
     forms: Vec<Zeroizing<String>>,
+}
+
+impl Secrets {
+    fn new(secret: &str, forms: &[&str]) -> Self {
+        Self {
+            secret: Zeroizing::new(secret.as_bytes().to_vec()),
+            forms: std::iter::once(secret)
+                .chain(forms.iter().copied())
+                .filter(|f| !f.is_empty())
+                .map(|f| Zeroizing::new(f.to_owned()))
+                .collect(),
+        }
+    }
 }
 
 impl Scrubber {
     /// The password and its AUTH PLAIN (both authzid forms) and AUTH LOGIN encodings.
     pub fn new(username: &str, password: &str) -> Self {
-        let mut s = Self {
-            secret: Zeroizing::new(password.as_bytes().to_vec()),
-            forms: Vec::new(),
-        };
-        s.add(password);
-        s.add(&STANDARD.encode(password));
-        s.add(&STANDARD.encode(Zeroizing::new(format!("\0{username}\0{password}")).as_bytes()));
-        s.add(
-            &STANDARD
-                .encode(Zeroizing::new(format!("{username}\0{username}\0{password}")).as_bytes()),
-        );
-        s
-    }
-
-    /// Another form to remove (an OAuth access token, its XOAUTH2 / OAUTHBEARER blob).
-    pub fn add(&mut self, form: &str) {
-        if !form.is_empty() {
-            self.forms.push(Zeroizing::new(form.to_owned()));
+        let plain = STANDARD.encode(Zeroizing::new(format!("\0{username}\0{password}")).as_bytes());
+        let plain_authz = STANDARD
+            .encode(Zeroizing::new(format!("{username}\0{username}\0{password}")).as_bytes());
+        let login = STANDARD.encode(password);
+        Self {
+            password: Secrets::new(password, &[&login, &plain, &plain_authz]),
+            tokens: Mutex::new(Vec::new()),
         }
     }
 
-    /// `text` without any known form of the secret and without any base64 run that decodes
-    /// to bytes containing it.
+    /// A scrubber for an OAuth credential: no password, tokens come with [`Self::add_token`].
+    pub fn for_oauth() -> Self {
+        Self {
+            password: Secrets::new("", &[]),
+            tokens: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An access token about to be sent, with the base64 SASL initial response carrying it.
+    pub fn add_token(&self, token: &str, initial_response_b64: &str) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if tokens
+            .iter()
+            .any(|t| t.secret.as_slice() == token.as_bytes())
+        {
+            return;
+        }
+        if tokens.len() >= MAX_TOKENS {
+            tokens.remove(0);
+        }
+        tokens.push(Secrets::new(token, &[initial_response_b64]));
+    }
+
+    /// `text` without any known form of a secret and without any base64 run that decodes
+    /// to bytes containing one.
     pub fn scrub(&self, text: &str) -> String {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let all: Vec<&Secrets> = std::iter::once(&self.password)
+            .chain(tokens.iter())
+            .collect();
         let mut out = text.to_owned();
-        for form in &self.forms {
+        for form in all.iter().flat_map(|s| s.forms.iter()) {
             if out.contains(form.as_str()) {
                 out = out.replace(form.as_str(), REDACTED);
             }
         }
-        if self.secret.is_empty() {
+        let secrets: Vec<&[u8]> = all
+            .iter()
+            .map(|s| s.secret.as_slice())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if secrets.is_empty() {
             return out;
         }
         let mut result = String::with_capacity(out.len());
@@ -173,7 +257,7 @@ impl Scrubber {
                 run.push(c);
                 continue;
             }
-            if self.hides_secret(&run) {
+            if hides_secret(&run, &secrets) {
                 result.push_str(REDACTED);
             } else {
                 result.push_str(&run);
@@ -184,31 +268,32 @@ impl Scrubber {
         result.pop();
         result
     }
+}
 
-    fn hides_secret(&self, run: &str) -> bool {
-        // Padding may sit inside a run (two blobs back to back): look at each piece.
-        run.split('=').any(|piece| self.piece_hides_secret(piece))
+fn hides_secret(run: &str, secrets: &[&[u8]]) -> bool {
+    // Padding may sit inside a run (two blobs back to back): look at each piece.
+    run.split('=')
+        .any(|piece| piece_hides_secret(piece, secrets))
+}
+
+fn piece_hides_secret(piece: &str, secrets: &[&[u8]]) -> bool {
+    if piece.len() < MIN_BASE64_RUN {
+        return false;
     }
-
-    fn piece_hides_secret(&self, piece: &str) -> bool {
-        if piece.len() < MIN_BASE64_RUN {
+    // Any alignment: a run may start inside the encoded blob.
+    (0..4).any(|skip| {
+        let Some(part) = piece.get(skip..) else {
             return false;
-        }
-        // Any alignment: a run may start inside the encoded blob.
-        (0..4).any(|skip| {
-            let Some(part) = piece.get(skip..) else {
-                return false;
-            };
-            // One symbol alone encodes no byte.
-            let usable = part.len() - usize::from(part.len() % 4 == 1);
-            let Ok(decoded) = LENIENT.decode(&part[..usable]).map(Zeroizing::new) else {
-                return false;
-            };
-            decoded
-                .windows(self.secret.len())
-                .any(|w| w == self.secret.as_slice())
-        })
-    }
+        };
+        // One symbol alone encodes no byte.
+        let usable = part.len() - usize::from(part.len() % 4 == 1);
+        let Ok(decoded) = LENIENT.decode(&part[..usable]).map(Zeroizing::new) else {
+            return false;
+        };
+        secrets
+            .iter()
+            .any(|secret| decoded.windows(secret.len()).any(|w| w == *secret))
+    })
 }
 
 #[cfg(test)]
@@ -239,13 +324,31 @@ mod tests {
     }
 
     #[test]
-    fn added_token_is_removed() {
-        let mut s = Scrubber::new("u", "p4ssword");
-        s.add("ya29.token-value");
+    fn added_token_is_removed_in_every_form() {
+        let s = Scrubber::for_oauth();
+        let blob = STANDARD.encode("user=u\x01auth=Bearer ya29.token-value\x01\x01");
+        s.add_token("ya29.token-value", &blob);
         assert_eq!(
             s.scrub("token ya29.token-value rejected"),
             "token [redacted] rejected"
         );
+        let out = s.scrub(&format!("you sent AUTH XOAUTH2 {blob}"));
+        assert_eq!(out, "you sent AUTH XOAUTH2 [redacted]");
+        // A run cut out of the middle of the blob still decodes to the token.
+        let inner = STANDARD.encode("xx auth=Bearer ya29.token-value yy");
+        assert!(s.scrub(&inner[4..]).contains(REDACTED));
+        assert_eq!(s.scrub("5.1.1 unknown user"), "5.1.1 unknown user");
+    }
+
+    #[test]
+    fn old_tokens_are_forgotten_beyond_the_bound() {
+        let s = Scrubber::for_oauth();
+        for i in 0..(MAX_TOKENS + 2) {
+            s.add_token(&format!("token-number-{i}"), "");
+        }
+        assert!(s.scrub("token-number-0").contains("token-number-0"));
+        let last = format!("token-number-{}", MAX_TOKENS + 1);
+        assert_eq!(s.scrub(&last), REDACTED);
     }
 
     proptest! {
@@ -267,7 +370,8 @@ mod tests {
             let out = s.scrub(&format!("{before}{encoded}{after}"));
             prop_assert!(!out.contains(&password));
             prop_assert!(!out.contains(&STANDARD.encode(&password)));
-            prop_assert!(!s.hides_secret(&out.replace(' ', "")) || out.contains(REDACTED));
+            let secret: &[u8] = password.as_bytes();
+            prop_assert!(!hides_secret(&out.replace(' ', ""), &[secret]) || out.contains(REDACTED));
         }
     }
 }

@@ -7,6 +7,7 @@ mod client;
 mod connect;
 mod errors;
 mod pool;
+mod sasl;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use mailcred_core::credential::UsableCredential;
+use mailcred_core::upstream_auth::{OAuthLogin, UpstreamAuth};
 use zeroize::Zeroizing;
 
 use super::client::{Conn, stuffed_chunks};
-use super::connect::{Io, Target, connect};
+use super::connect::{Io, Target, TargetAuth, connect};
 use super::errors::{Scrubber, UpstreamError};
 use super::{RelayAddress, Transaction, Upstream, Verdict};
 use crate::config::RelayConfig;
@@ -264,20 +265,31 @@ fn build_target(config: &RelayConfig, credential: &UsableCredential) -> Result<T
     let endpoint = credential.smtp.as_ref().ok_or(Error::NoSmtpEndpoint)?;
     // The one builder (invariant 3): system roots or exactly the spec's caPem.
     let tls = mailcred_core::tls::for_endpoint(endpoint)?;
-    let password = credential
-        .auth
-        .password()
-        .ok_or(Error::OAuthUnsupported)?
-        .expose();
+    let (auth, scrubber) = match &credential.auth {
+        UpstreamAuth::Password(password) => {
+            let password = password.expose();
+            (
+                // The one place the plaintext leaves MailPassword: into AUTH, over verified TLS.
+                TargetAuth::Password(Zeroizing::new(password.to_owned())),
+                Scrubber::new(&credential.username, password),
+            )
+        }
+        UpstreamAuth::OAuth(login) => (
+            TargetAuth::OAuth(OAuthLogin {
+                mechanism: login.mechanism,
+                tokens: Arc::clone(&login.tokens),
+            }),
+            Scrubber::for_oauth(),
+        ),
+    };
     Ok(Target {
         host: endpoint.host.clone(),
         port: endpoint.port,
         mode: endpoint.tls,
         tls,
         username: credential.username.clone(),
-        scrubber: Scrubber::new(&credential.username, password),
-        // The one place the plaintext leaves MailPassword: into AUTH, over verified TLS.
-        password: Zeroizing::new(password.to_owned()),
+        scrubber,
+        auth,
         hello: config.hostname.clone(),
         timeout: config.upstream_timeout,
     })

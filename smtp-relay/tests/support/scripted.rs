@@ -26,6 +26,8 @@ pub struct Script {
     pub echo_auth_in_rcpt: bool,
     /// Reply to the end of DATA.
     pub final_reply: &'static str,
+    /// Access tokens refused at AUTH XOAUTH2 / OAUTHBEARER (334 error challenge, then 535).
+    pub refused_tokens: Vec<String>,
 }
 
 impl Default for Script {
@@ -38,6 +40,7 @@ impl Default for Script {
             known_recipients: Vec::new(),
             echo_auth_in_rcpt: false,
             final_reply: "250 2.0.0 queued",
+            refused_tokens: Vec::new(),
         }
     }
 }
@@ -184,6 +187,33 @@ impl Conn {
             } else if upper.starts_with("AUTH PLAIN ") {
                 self.auth_line = line.clone();
                 self.auth_reply(&line)
+            } else if upper.starts_with("AUTH XOAUTH2 ") || upper.starts_with("AUTH OAUTHBEARER ") {
+                self.auth_line = line.clone();
+                let blob = line.rsplit(' ').next().unwrap_or_default();
+                let decoded = String::from_utf8(
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, blob)
+                        .unwrap_or_default(),
+                )
+                .unwrap_or_default();
+                let refused = self
+                    .script
+                    .refused_tokens
+                    .iter()
+                    .any(|t| decoded.contains(&format!("auth=Bearer {t}\x01")));
+                if refused && !self.script.echo_auth {
+                    // RFC 7628 §3.2.2: the error is a challenge; the final reply follows the
+                    // client's answer to it.
+                    io.get_mut()
+                        .write_all(b"334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n")
+                        .await
+                        .ok()?;
+                    let mut answer = String::new();
+                    io.read_line(&mut answer).await.ok()?;
+                    self.record(answer.trim_end());
+                    b"535 5.7.8 Username and Password not accepted\r\n".to_vec()
+                } else {
+                    self.auth_reply(&line)
+                }
             } else if upper == "AUTH LOGIN" {
                 login_steps = 2;
                 b"334 VXNlcm5hbWU6\r\n".to_vec()
