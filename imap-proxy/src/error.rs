@@ -99,6 +99,7 @@ impl LoginRefusal {
             LoginRefusal::Refused => "NO",
             LoginRefusal::Bad => "BAD",
             LoginRefusal::NoMechanism => "LOGINDISABLED",
+            LoginRefusal::NoOAuthMechanism(_) => "NO AUTH MECHANISM",
         }
     }
 }
