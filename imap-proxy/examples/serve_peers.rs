@@ -36,6 +36,7 @@ impl CredentialSource for Source {
                     smtp: None,
                     imap: self.spec.imap.clone(),
                     policy: self.spec.policy.clone(),
+                    oauth: None,
                     sealed_fingerprint: envelope::fingerprint(&self.spec.sealed_secret),
                     auth: UpstreamAuth::Password(password),
                 }))

@@ -64,6 +64,7 @@ async fn relay(env: &HashMap<String, String>, smtp: SmtpPolicy) -> (u16, Cancell
             smtp,
             ..Default::default()
         },
+        oauth: None,
         sealed_fingerprint: "sha256:peers".into(),
         auth: UpstreamAuth::Password(MailPassword::new(env["PEERS_PASSWORD"].clone()).unwrap()),
     });
