@@ -5,6 +5,7 @@ mod cli;
 mod kubeconfig;
 mod password;
 mod seal;
+mod seal_oauth;
 mod validate;
 mod verify;
 

@@ -98,7 +98,9 @@ pub fn spec_from_args(args: &OAuthArgs, password_stdin: bool) -> anyhow::Result<
         bail!("--oauth-provider is required for an OAuth credential");
     };
     if password_stdin {
-        bail!("--password-stdin and --oauth-provider exclude each other: an OAuth credential seals the grant's secret, not a password");
+        bail!(
+            "--password-stdin and --oauth-provider exclude each other: an OAuth credential seals the grant's secret, not a password"
+        );
     }
     let provider = pick(
         "--oauth-provider",
@@ -151,7 +153,9 @@ pub fn spec_from_args(args: &OAuthArgs, password_stdin: bool) -> anyhow::Result<
         .unwrap_or_default();
     let json_key = args.service_account_key_file.is_some();
     if args.client_id.is_none() && !json_key {
-        bail!("--client-id is required (or --service-account-key-file, whose client_email is used)");
+        bail!(
+            "--client-id is required (or --service-account-key-file, whose client_email is used)"
+        );
     }
     let ca_pem = match &args.oauth_ca_file {
         Some(path) => Some(
@@ -166,7 +170,10 @@ pub fn spec_from_args(args: &OAuthArgs, password_stdin: bool) -> anyhow::Result<
         tenant: args.tenant.clone(),
         token_endpoint: args.token_endpoint.clone(),
         // Filled from the JSON key later when only the key file is given.
-        client_id: args.client_id.clone().unwrap_or_else(|| "from-key-file".into()),
+        client_id: args
+            .client_id
+            .clone()
+            .unwrap_or_else(|| "from-key-file".into()),
         grant,
         client_auth,
         scopes: args.scopes.clone(),
@@ -199,17 +206,33 @@ fn check_sources(args: &OAuthArgs, spec: &OAuthSpec) -> anyhow::Result<()> {
         bail!("give the key once: --private-key-file or --service-account-key-file");
     }
     if args.client_secret_stdin && args.refresh_token_stdin {
-        bail!("--client-secret-stdin and --refresh-token-stdin both read standard input; put the client secret in a file (--client-secret-file)");
+        bail!(
+            "--client-secret-stdin and --refresh-token-stdin both read standard input; put the client secret in a file (--client-secret-file)"
+        );
     }
     if args.service_account_key_file.is_some() && spec.grant != OAuthGrantKind::ServiceAccount {
-        bail!("--service-account-key-file is for --grant serviceAccount; for privateKeyJwt give the PEM with --private-key-file");
+        bail!(
+            "--service-account-key-file is for --grant serviceAccount; for privateKeyJwt give the PEM with --private-key-file"
+        );
     }
     let grant = spec.grant.as_str();
     let auth = spec.effective_client_auth().as_str();
     for (needed, given, what) in [
-        (need.refresh_token, args.refresh_token_stdin, "a refresh token (--refresh-token-stdin, or use `kubectl mailcred authorize`)"),
-        (need.client_secret, secret_given, "a client secret (--client-secret-stdin or --client-secret-file)"),
-        (need.private_key_pem, key_given, "a private key (--private-key-file, or --service-account-key-file for Google)"),
+        (
+            need.refresh_token,
+            args.refresh_token_stdin,
+            "a refresh token (--refresh-token-stdin, or use `kubectl mailcred authorize`)",
+        ),
+        (
+            need.client_secret,
+            secret_given,
+            "a client secret (--client-secret-stdin or --client-secret-file)",
+        ),
+        (
+            need.private_key_pem,
+            key_given,
+            "a private key (--private-key-file, or --service-account-key-file for Google)",
+        ),
     ] {
         if needed && !given {
             bail!("--grant {grant} with client auth {auth} needs {what}");
@@ -218,9 +241,13 @@ fn check_sources(args: &OAuthArgs, spec: &OAuthSpec) -> anyhow::Result<()> {
             bail!("--grant {grant} with client auth {auth} does not use {what}; leave it out");
         }
     }
-    for path in [&args.client_secret_file, &args.private_key_file, &args.service_account_key_file]
-        .into_iter()
-        .flatten()
+    for path in [
+        &args.client_secret_file,
+        &args.private_key_file,
+        &args.service_account_key_file,
+    ]
+    .into_iter()
+    .flatten()
     {
         if !path.is_file() {
             bail!("{} does not exist or is not a file", path.display());
@@ -274,7 +301,11 @@ fn service_account_key(
     })?;
     let private_key = Zeroizing::new(key.private_key);
     if key.kind != "service_account" {
-        bail!("{}: \"type\" is {:?}, expected \"service_account\"", path.display(), key.kind);
+        bail!(
+            "{}: \"type\" is {:?}, expected \"service_account\"",
+            path.display(),
+            key.kind
+        );
     }
     if args.key_id.is_none() {
         spec.key_id = key.private_key_id;
@@ -299,7 +330,8 @@ fn to_secret(text: Zeroizing<String>) -> SecretString {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Zeroizing<String>> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     read_bounded(file, &path.display().to_string())
 }
 
@@ -321,7 +353,9 @@ fn read_bounded(reader: impl Read, what: &str) -> anyhow::Result<Zeroizing<Strin
     let trimmed = if text.contains("-----BEGIN") {
         text
     } else {
-        text.strip_suffix("\r\n").or_else(|| text.strip_suffix('\n')).unwrap_or(text)
+        text.strip_suffix("\r\n")
+            .or_else(|| text.strip_suffix('\n'))
+            .unwrap_or(text)
     };
     if trimmed.is_empty() {
         bail!("{what} is empty");
