@@ -432,7 +432,6 @@ fn bad_oauth_inputs_are_refused_before_any_secret_is_read() {
                 "privateKeyJwt",
                 "--key-id",
                 "k",
-                "--client-secret-stdin",
             ]),
             "needs a private key",
         ),

@@ -13,8 +13,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use oauth::{
-    ClientAuthMethod, GOOGLE_MAIL_SCOPE, GOOGLE_TOKEN_ENDPOINT, MICROSOFT_APP_SCOPE, OAuthGrantKind,
-    OAuthProvider, OAuthSpec,
+    ClientAuthMethod, GOOGLE_MAIL_SCOPE, GOOGLE_TOKEN_ENDPOINT, MICROSOFT_APP_SCOPE,
+    OAuthGrantKind, OAuthProvider, OAuthSpec,
 };
 pub use policy::{ImapAccess, ImapPolicy, Policy, RateLimits, SmtpPolicy};
 pub use sealed::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealedSecret};
