@@ -120,10 +120,13 @@ pub fn key_secret(pem: &str) -> GrantSecret {
     }
 }
 
+/// A named edit of `spec.oauth`.
+type OAuthEdit = (&'static str, fn(&mut OAuthSpec));
+
 /// Every single edit of a bound `spec.oauth` field, each as a changed spec (with the base
 /// [`oauth_spec`]). Each one could send the grant secret elsewhere or widen what it obtains.
 pub fn oauth_edited_specs() -> Vec<(&'static str, MailCredentialSpec)> {
-    let edits: Vec<(&'static str, fn(&mut OAuthSpec))> = vec![
+    let edits: Vec<OAuthEdit> = vec![
         ("tenant", |o| {
             o.tenant = Some("attacker.onmicrosoft.com".into())
         }),
