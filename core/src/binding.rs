@@ -1,12 +1,22 @@
 //! What a sealed secret is bound to: the resource's identity and everything that decides where
-//! the password is sent. Its canonical encoding is the AES-GCM associated data (docs/envelope.md).
+//! the password (or OAuth grant secret) is sent. Its canonical encoding is the AES-GCM
+//! associated data (docs/envelope.md).
 
 use std::collections::BTreeMap;
 
 use aws_lc_rs::digest;
 
 use crate::Error;
-use crate::crd::{EndpointKind, KmsKeyRef, MailCredential, MailCredentialSpec, TlsMode};
+use crate::crd::{
+    ClientAuthMethod, EndpointKind, KmsKeyRef, MailCredential, MailCredentialSpec, OAuthGrantKind,
+    OAuthProvider, OAuthSpec, TlsMode,
+};
+use crate::upstream_auth::SaslMechanism;
+
+/// Envelope version of a sealed password.
+pub const PASSWORD_VERSION: u32 = 1;
+/// Envelope version of a sealed OAuth grant secret (binds [`BoundOAuth`] too).
+pub const OAUTH_VERSION: u32 = 2;
 
 /// KMS EncryptionContext key for the namespace (IAM policies condition on it).
 pub const CONTEXT_NAMESPACE: &str = "mailcred.io/namespace";
@@ -54,12 +64,81 @@ pub struct BoundEndpoint {
     pub ca_sha256: Option<[u8; 32]>,
 }
 
+/// Every `spec.oauth` field that decides where the grant secret is sent or what it obtains.
+/// Defaults are resolved (presets), so spelling out a preset's value is not an edit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundOAuth {
+    pub provider: OAuthProvider,
+    pub tenant: Option<String>,
+    /// [`OAuthSpec::token_endpoint_url`]: where the secret goes.
+    pub token_endpoint: String,
+    pub client_id: String,
+    /// Also the payload kind: which fields the sealed JSON carries.
+    pub grant: OAuthGrantKind,
+    pub client_auth: ClientAuthMethod,
+    /// Sorted and deduplicated: OAuth scopes are a set (RFC 6749 §3.3), so reordering is not
+    /// an edit, while adding, removing or changing one is.
+    pub scopes: Vec<String>,
+    pub mechanism: SaslMechanism,
+    pub subject: Option<String>,
+    pub key_id: Option<String>,
+    pub certificate_thumbprint: Option<String>,
+    pub ca_sha256: Option<[u8; 32]>,
+    pub insecure: bool,
+}
+
+impl BoundOAuth {
+    pub fn new(oauth: &OAuthSpec) -> Result<Self, Error> {
+        let mut scopes = oauth.effective_scopes();
+        scopes.sort();
+        scopes.dedup();
+        Ok(Self {
+            provider: oauth.provider,
+            tenant: oauth.tenant.clone(),
+            token_endpoint: oauth.token_endpoint_url()?,
+            client_id: oauth.client_id.clone(),
+            grant: oauth.grant,
+            client_auth: oauth.effective_client_auth(),
+            scopes,
+            mechanism: oauth.mechanism,
+            subject: oauth.subject.clone(),
+            key_id: oauth.key_id.clone(),
+            certificate_thumbprint: oauth.certificate_thumbprint.clone(),
+            ca_sha256: oauth.ca_pem.as_deref().map(sha256),
+            insecure: oauth.insecure,
+        })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        put_field(out, b"oauth");
+        put_field(out, self.grant.as_str().as_bytes());
+        put_field(out, self.provider.as_str().as_bytes());
+        put_optional(out, self.tenant.as_deref());
+        put_field(out, self.token_endpoint.as_bytes());
+        put_field(out, self.client_id.as_bytes());
+        put_field(out, self.client_auth.as_str().as_bytes());
+        // The CRD caps scopes at 32 entries.
+        out.push(self.scopes.len() as u8);
+        for scope in &self.scopes {
+            put_field(out, scope.as_bytes());
+        }
+        put_field(out, self.mechanism.name().as_bytes());
+        put_optional(out, self.subject.as_deref());
+        put_optional(out, self.key_id.as_deref());
+        put_optional(out, self.certificate_thumbprint.as_deref());
+        put_digest(out, self.ca_sha256.as_ref());
+        out.push(u8::from(self.insecure));
+    }
+}
+
 /// Identity plus destination of a credential.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CredentialBinding {
     pub context: EncryptionContext,
     pub username: String,
     pub endpoints: Vec<BoundEndpoint>,
+    /// `Some` when the sealed secret is an OAuth grant (envelope version 2).
+    pub oauth: Option<BoundOAuth>,
 }
 
 impl CredentialBinding {
@@ -96,7 +175,18 @@ impl CredentialBinding {
             },
             username: spec.username.clone(),
             endpoints,
+            oauth: spec.oauth.as_ref().map(BoundOAuth::new).transpose()?,
         })
+    }
+
+    /// The envelope version a secret for this binding is sealed with: 1 for a password,
+    /// 2 for an OAuth grant. Opening an envelope of the other version is a mismatch.
+    pub fn format_version(&self) -> u32 {
+        if self.oauth.is_some() {
+            OAUTH_VERSION
+        } else {
+            PASSWORD_VERSION
+        }
     }
 
     /// Binding of a resource read from the API (or a file): needs metadata.namespace and name.
@@ -130,15 +220,37 @@ impl CredentialBinding {
             out.extend_from_slice(&e.port.to_be_bytes());
             put_field(&mut out, e.tls.as_str().as_bytes());
             out.push(u8::from(e.insecure));
-            match &e.ca_sha256 {
-                Some(digest) => {
-                    out.push(1);
-                    out.extend_from_slice(digest);
-                }
-                None => out.push(0),
-            }
+            put_digest(&mut out, e.ca_sha256.as_ref());
+        }
+        // Version 1 ends here, byte for byte as before. Version 2 appends the payload kind and
+        // the OAuth fields; a v2 binding without them (or v1 with them) never arises, because
+        // envelope::open refuses a version that differs from format_version().
+        if version >= OAUTH_VERSION
+            && let Some(oauth) = &self.oauth
+        {
+            oauth.encode(&mut out);
         }
         out
+    }
+}
+
+fn put_optional(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(v) => {
+            out.push(1);
+            put_field(out, v.as_bytes());
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_digest(out: &mut Vec<u8>, digest: Option<&[u8; 32]>) {
+    match digest {
+        Some(d) => {
+            out.push(1);
+            out.extend_from_slice(d);
+        }
+        None => out.push(0),
     }
 }
 

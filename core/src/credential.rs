@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::crd::{MailCredential, Policy, UpstreamEndpoint};
+use crate::crd::{MailCredential, OAuthSpec, Policy, UpstreamEndpoint};
 use crate::kms::KmsProvider;
+use crate::upstream_auth::{OAuthLogin, TokenSourceFactory};
 use crate::{CredentialBinding, Error, UpstreamAuth, envelope};
 
 /// Opens the sealed secret of `resource` as it is now (binding from its namespace, name,
@@ -19,6 +20,17 @@ pub async fn open(
     resource: &MailCredential,
     kms: &dyn KmsProvider,
 ) -> Result<UsableCredential, Error> {
+    open_with_tokens(resource, kms, None).await
+}
+
+/// [`open`] for credentials that may be OAuth: the unsealed grant secret goes straight into
+/// `tokens`, which builds the token source. Without a factory an OAuth credential is an
+/// error that says so (a build or tool that cannot fetch tokens).
+pub async fn open_with_tokens(
+    resource: &MailCredential,
+    kms: &dyn KmsProvider,
+    tokens: Option<&dyn TokenSourceFactory>,
+) -> Result<UsableCredential, Error> {
     let binding = CredentialBinding::for_resource(resource)?;
     let sealed = resource
         .spec
@@ -27,12 +39,22 @@ pub async fn open(
         .ok_or_else(|| Error::NotSealed {
             id: format!("{}/{}", binding.context.namespace, binding.context.name),
         })?;
-    let password = envelope::open(kms, &binding, sealed).await?;
-    Ok(UsableCredential::assemble(
-        resource,
-        &binding,
-        UpstreamAuth::Password(password),
-    ))
+    let auth = match &resource.spec.oauth {
+        None => UpstreamAuth::Password(envelope::open(kms, &binding, sealed).await?),
+        Some(oauth) => {
+            let factory = tokens.ok_or_else(|| {
+                Error::Token(crate::TokenError::Config(
+                    "this MailCredential uses spec.oauth, but this program was built or started without an OAuth token client; use a sidecar with OAuth support".into(),
+                ))
+            })?;
+            let secret = envelope::open_grant(kms, &binding, sealed).await?;
+            UpstreamAuth::OAuth(OAuthLogin {
+                mechanism: oauth.mechanism,
+                tokens: factory.token_source(oauth, &resource.spec.username, secret)?,
+            })
+        }
+    };
+    Ok(UsableCredential::assemble(resource, &binding, auth))
 }
 
 /// Everything needed to serve one application session against the upstream servers.
@@ -45,6 +67,8 @@ pub struct UsableCredential {
     pub smtp: Option<UpstreamEndpoint>,
     pub imap: Option<UpstreamEndpoint>,
     pub policy: Policy,
+    /// The OAuth settings the token source was built from (bound, like the endpoints).
+    pub oauth: Option<OAuthSpec>,
     /// Fingerprint of the sealed secret this password came from (changes on re-seal).
     pub sealed_fingerprint: String,
     /// The sealed password, or the OAuth token source built from the sealed grant.
@@ -69,6 +93,7 @@ impl UsableCredential {
             smtp: resource.spec.smtp.clone(),
             imap: resource.spec.imap.clone(),
             policy: resource.spec.policy.clone(),
+            oauth: resource.spec.oauth.clone(),
             sealed_fingerprint: sealed_fingerprint(resource),
             auth,
         }
@@ -83,6 +108,7 @@ impl UsableCredential {
             && resource.spec.username == self.username
             && resource.spec.smtp == self.smtp
             && resource.spec.imap == self.imap
+            && resource.spec.oauth == self.oauth
             && sealed_fingerprint(resource) == self.sealed_fingerprint
     }
 

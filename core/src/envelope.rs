@@ -1,5 +1,6 @@
-//! Envelope format version 1 (docs/envelope.md): a KMS-wrapped 256-bit data key and the
-//! password under AES-256-GCM, with the [`CredentialBinding`] as associated data.
+//! Envelope format (docs/envelope.md): a KMS-wrapped 256-bit data key and the secret under
+//! AES-256-GCM, with the [`CredentialBinding`] as associated data. Version 1 holds a password;
+//! version 2 an OAuth grant secret (JSON) and binds `spec.oauth` as well.
 
 use aws_lc_rs::aead::NONCE_LEN;
 use base64::Engine;
@@ -7,21 +8,27 @@ use base64::engine::general_purpose::STANDARD;
 
 use zeroize::Zeroizing;
 
-use crate::binding::CredentialBinding;
-use crate::crd::{KmsKeyRef, KmsProviderKind, SealedSecret};
+use crate::binding::{CredentialBinding, OAUTH_VERSION, PASSWORD_VERSION};
+use crate::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealedSecret};
 use crate::kms::{DataKeySealer, KmsProvider};
 use crate::secret::{MAX_PASSWORD_BYTES, MailPassword};
-use crate::{Error, aead};
+use crate::upstream_auth::GrantSecret;
+use crate::{Error, aead, grant};
 
-/// The only format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The password format version (kept for callers that predate version 2).
+pub const FORMAT_VERSION: u32 = PASSWORD_VERSION;
+/// The newest format version this build reads and writes.
+pub const LATEST_VERSION: u32 = OAUTH_VERSION;
 /// Longest wrapped data key accepted (RSA-4096 gives 512 bytes, KMS blobs ~200).
 const MAX_WRAPPED_KEY_BYTES: usize = 4096;
 /// The payload is padded to a multiple of this, so the ciphertext does not reveal the
 /// password's exact length.
 const PAYLOAD_BLOCK: usize = 64;
-/// Largest payload: length prefix plus the longest password, padded.
+/// Largest version 1 payload: length prefix plus the longest password, padded.
 const MAX_PAYLOAD_BYTES: usize = (2 + MAX_PASSWORD_BYTES).div_ceil(PAYLOAD_BLOCK) * PAYLOAD_BLOCK;
+/// Largest version 2 payload: length prefix plus the longest grant JSON, padded.
+const MAX_GRANT_PAYLOAD_BYTES: usize =
+    (2 + grant::MAX_GRANT_JSON_BYTES).div_ceil(PAYLOAD_BLOCK) * PAYLOAD_BLOCK;
 
 /// A sealed secret whose fields decode and have plausible sizes; nothing is decrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +41,16 @@ pub struct ParsedSealedSecret {
 /// Checks everything that can be checked without a key: version, key reference, base64, sizes.
 /// This is what the operator validates (it never decrypts).
 pub fn parse(sealed: &SealedSecret) -> Result<ParsedSealedSecret, Error> {
-    if sealed.version != FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion {
-            found: sealed.version,
-            supported: FORMAT_VERSION,
-        });
-    }
+    let max_payload = match sealed.version {
+        PASSWORD_VERSION => MAX_PAYLOAD_BYTES,
+        OAUTH_VERSION => MAX_GRANT_PAYLOAD_BYTES,
+        found => {
+            return Err(Error::UnsupportedVersion {
+                found,
+                supported: LATEST_VERSION,
+            });
+        }
+    };
     validate_key_ref(&sealed.kms)?;
     let wrapped_key = decode("encryptedDataKey", &sealed.encrypted_data_key)?;
     if wrapped_key.is_empty() || wrapped_key.len() > MAX_WRAPPED_KEY_BYTES {
@@ -64,13 +75,13 @@ pub fn parse(sealed: &SealedSecret) -> Result<ParsedSealedSecret, Error> {
     let payload_len = ciphertext.len().wrapping_sub(aead::TAG_LEN);
     if ciphertext.len() < aead::TAG_LEN
         || payload_len == 0
-        || payload_len > MAX_PAYLOAD_BYTES
+        || payload_len > max_payload
         || payload_len % PAYLOAD_BLOCK != 0
     {
         return Err(Error::Malformed {
             field: "ciphertext",
             reason: format!(
-                "{} bytes; expected a multiple of {PAYLOAD_BLOCK} up to {MAX_PAYLOAD_BYTES}, plus the 16-byte tag",
+                "{} bytes; expected a multiple of {PAYLOAD_BLOCK} up to {max_payload}, plus the 16-byte tag",
                 ciphertext.len()
             ),
         });
@@ -120,20 +131,57 @@ pub fn validate_key_ref(kms: &KmsKeyRef) -> Result<(), Error> {
     Ok(())
 }
 
-/// Seals `password` for `binding` with a fresh data key from `sealer`.
+/// Seals `password` for `binding` with a fresh data key from `sealer` (version 1). A binding
+/// with `spec.oauth` takes [`seal_grant`] instead.
 pub async fn seal(
     sealer: &dyn DataKeySealer,
     binding: &CredentialBinding,
     password: &MailPassword,
 ) -> Result<SealedSecret, Error> {
+    if binding.oauth.is_some() {
+        return Err(Error::InvalidSpec(
+            "spec.oauth is set, so the sealed secret must be the OAuth grant's, not a password; seal with the --grant options of `kubectl mailcred seal`".into(),
+        ));
+    }
+    let payload = encode_payload(password.expose().as_bytes());
+    seal_payload(sealer, binding, PASSWORD_VERSION, &payload).await
+}
+
+/// Seals an OAuth grant secret for `binding` (version 2), after checking that it holds
+/// exactly the fields `spec.oauth` needs.
+pub async fn seal_grant(
+    sealer: &dyn DataKeySealer,
+    binding: &CredentialBinding,
+    oauth: &crate::crd::OAuthSpec,
+    secret: &GrantSecret,
+) -> Result<SealedSecret, Error> {
+    let bound = binding.oauth.as_ref().ok_or_else(|| {
+        Error::InvalidSpec("a grant secret needs spec.oauth; without it seal a password".into())
+    })?;
+    if *bound != crate::binding::BoundOAuth::new(oauth)? {
+        return Err(Error::InvalidSpec(
+            "the OAuth settings given differ from the binding's spec.oauth".into(),
+        ));
+    }
+    grant::validate(oauth, secret)?;
+    let json = grant::to_json(secret)?;
+    let payload = encode_payload(&json);
+    seal_payload(sealer, binding, OAUTH_VERSION, &payload).await
+}
+
+async fn seal_payload(
+    sealer: &dyn DataKeySealer,
+    binding: &CredentialBinding,
+    version: u32,
+    payload: &[u8],
+) -> Result<SealedSecret, Error> {
     let kms = sealer.key_ref();
     validate_key_ref(&kms)?;
     let generated = sealer.generate_data_key(&binding.context).await?;
-    let aad = binding.associated_data(FORMAT_VERSION, &kms);
-    let payload = encode_payload(password);
-    let (nonce, ciphertext) = aead::seal(generated.key.expose(), &aad, &payload)?;
+    let aad = binding.associated_data(version, &kms);
+    let (nonce, ciphertext) = aead::seal(generated.key.expose(), &aad, payload)?;
     Ok(SealedSecret {
-        version: FORMAT_VERSION,
+        version,
         kms,
         encrypted_data_key: STANDARD.encode(&generated.wrapped),
         nonce: STANDARD.encode(nonce),
@@ -141,14 +189,41 @@ pub async fn seal(
     })
 }
 
-/// Opens a sealed secret for `binding`: unwraps the data key through `provider` (with the
-/// encryption context), then decrypts and authenticates the password.
+/// Opens a sealed password for `binding`: unwraps the data key through `provider` (with the
+/// encryption context), then decrypts and authenticates the password. A version 2 envelope
+/// (or a binding with `spec.oauth`) is a [`Error::SealedSecretMismatch`].
 pub async fn open(
     provider: &dyn KmsProvider,
     binding: &CredentialBinding,
     sealed: &SealedSecret,
 ) -> Result<MailPassword, Error> {
+    let payload = open_payload(provider, binding, sealed, PASSWORD_VERSION).await?;
+    MailPassword::from_bytes(payload)
+}
+
+/// Opens a sealed OAuth grant secret (version 2) for `binding`.
+pub async fn open_grant(
+    provider: &dyn KmsProvider,
+    binding: &CredentialBinding,
+    sealed: &SealedSecret,
+) -> Result<GrantSecret, Error> {
+    let payload = open_payload(provider, binding, sealed, OAUTH_VERSION).await?;
+    grant::from_json(&payload)
+}
+
+/// Decrypts and unpads the payload of an envelope of version `expected`.
+async fn open_payload(
+    provider: &dyn KmsProvider,
+    binding: &CredentialBinding,
+    sealed: &SealedSecret,
+    expected: u32,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
     let parsed = parse(sealed)?;
+    // The payload kind is bound: a password envelope on an OAuth spec (someone added oauth to
+    // send the password to a token endpoint), or a grant on a password spec, never opens.
+    if sealed.version != binding.format_version() || sealed.version != expected {
+        return Err(Error::SealedSecretMismatch);
+    }
     let key = provider
         .decrypt_data_key(&sealed.kms, &parsed.wrapped_key, &binding.context)
         .await?;
@@ -158,19 +233,18 @@ pub async fn open(
     decode_payload(&payload)
 }
 
-/// `u16 length (BE) || password || zero padding` to a multiple of [`PAYLOAD_BLOCK`].
-fn encode_payload(password: &MailPassword) -> Zeroizing<Vec<u8>> {
-    let bytes = password.expose().as_bytes();
+/// `u16 length (BE) || secret || zero padding` to a multiple of [`PAYLOAD_BLOCK`].
+fn encode_payload(bytes: &[u8]) -> Zeroizing<Vec<u8>> {
     let padded = (2 + bytes.len()).div_ceil(PAYLOAD_BLOCK) * PAYLOAD_BLOCK;
     let mut payload = Zeroizing::new(Vec::with_capacity(padded));
-    // MailPassword caps the length at MAX_PASSWORD_BYTES, far below u16::MAX.
+    // Passwords and grant JSON are capped far below u16::MAX.
     payload.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
     payload.extend_from_slice(bytes);
     payload.resize(padded, 0);
     payload
 }
 
-fn decode_payload(payload: &[u8]) -> Result<MailPassword, Error> {
+fn decode_payload(payload: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
     let malformed = |reason: &str| Error::Malformed {
         field: "ciphertext",
         reason: format!("the decrypted payload {reason} (was it sealed by a mailcred tool?)"),
@@ -182,7 +256,7 @@ fn decode_payload(payload: &[u8]) -> Result<MailPassword, Error> {
     if len > rest.len() || rest[len..].iter().any(|b| *b != 0) {
         return Err(malformed("has an invalid length or padding"));
     }
-    MailPassword::from_bytes(Zeroizing::new(rest[..len].to_vec()))
+    Ok(Zeroizing::new(rest[..len].to_vec()))
 }
 
 /// `sha256:` of the sealed secret as stored; changes exactly when it is re-sealed or edited.

@@ -5,7 +5,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "sealed secret format version {found} is not supported (this build reads version {supported}); upgrade mailcred or re-seal with `kubectl mailcred seal`"
+        "sealed secret format version {found} is not supported (this build reads versions 1 to {supported}); upgrade mailcred or re-seal with `kubectl mailcred seal`"
     )]
     UnsupportedVersion { found: u32, supported: u32 },
 
@@ -15,7 +15,7 @@ pub enum Error {
     Malformed { field: &'static str, reason: String },
 
     #[error(
-        "the sealed secret does not open for this MailCredential: its namespace, name, username or an upstream endpoint (host, port, tls, caPem, insecure) differs from what was sealed, or the ciphertext was altered; re-seal it with `kubectl mailcred seal` for the current spec"
+        "the sealed secret does not open for this MailCredential: its namespace, name, username, an upstream endpoint (host, port, tls, caPem, insecure) or spec.oauth (token endpoint, client, grant, scopes, mechanism; or oauth added or removed) differs from what was sealed, or the ciphertext was altered; re-seal it with `kubectl mailcred seal` for the current spec"
     )]
     SealedSecretMismatch,
 
@@ -42,6 +42,10 @@ pub enum Error {
 
     #[error("invalid password: {0}")]
     InvalidPassword(String),
+
+    /// The secret half of an OAuth grant does not fit `spec.oauth` (message names the field).
+    #[error("invalid OAuth grant secret: {0}")]
+    InvalidGrantSecret(String),
 
     #[error(transparent)]
     Kms(#[from] KmsError),
@@ -93,6 +97,7 @@ impl Error {
             Error::Deleted { .. } => "credential_deleted",
             Error::AccessDenied { .. } => "service_account_not_allowed",
             Error::InvalidPassword(_) => "invalid_password",
+            Error::InvalidGrantSecret(_) => "invalid_grant_secret",
             Error::Kms(e) => e.metric_label(),
             Error::Token(e) => e.metric_label(),
             Error::Crypto(_) => "crypto",

@@ -1,4 +1,4 @@
-//! Shared core of mailcred: the `MailCredential` resource, envelope encryption (format v1)
+//! Shared core of mailcred: the `MailCredential` resource, envelope encryption (format v1 passwords, v2 OAuth grants)
 //! and the KMS providers. The operator, the sidecar and the kubectl plugin all build on it;
 //! none of them depends on another.
 
@@ -8,10 +8,12 @@ pub mod crd;
 pub mod credential;
 pub mod envelope;
 mod error;
+pub mod grant;
 pub mod kms;
 pub mod link_token;
 pub mod metrics_text;
 pub mod names;
+pub mod oauth_rules;
 pub mod policy;
 pub mod secret;
 pub mod sidecar_contract;

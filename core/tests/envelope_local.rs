@@ -134,20 +134,20 @@ async fn unknown_version_and_malformed_fields_are_named() {
     let kms = LocalKms::generate().unwrap();
     let sealed = seal(&kms, "pw").await;
 
-    let mut v2 = sealed.clone();
-    v2.version = 2;
-    let err = envelope::open(&kms, &binding(), &v2).await.unwrap_err();
+    let mut v3 = sealed.clone();
+    v3.version = 3;
+    let err = envelope::open(&kms, &binding(), &v3).await.unwrap_err();
     assert!(
         matches!(
             err,
             Error::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2
             }
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains("version 2"));
+    assert!(err.to_string().contains("version 3"));
 
     type Edit = Box<dyn Fn(&mut SealedSecret)>;
     let cases: Vec<(&str, Edit)> = vec![

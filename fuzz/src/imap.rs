@@ -178,6 +178,7 @@ async fn fixture() -> std::io::Result<Fixture> {
             },
             ..Default::default()
         },
+        oauth: None,
         sealed_fingerprint: "sha256:fuzz".into(),
         auth: UpstreamAuth::Password(password),
     });

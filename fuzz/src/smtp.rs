@@ -54,6 +54,7 @@ fn relay() -> (SmtpRelay<RecordingUpstream>, RecordingUpstream) {
             },
             ..Default::default()
         },
+        oauth: None,
         sealed_fingerprint: "sha256:fuzz".into(),
         auth: UpstreamAuth::Password(password),
     });

@@ -41,6 +41,7 @@ impl CredentialSource for Source {
                     smtp: None,
                     imap: self.spec.imap.clone(),
                     policy: self.spec.policy.clone(),
+                    oauth: None,
                     sealed_fingerprint: envelope::fingerprint(self.sealed()),
                     auth: UpstreamAuth::Password(password),
                 }))

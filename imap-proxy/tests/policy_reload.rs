@@ -39,6 +39,7 @@ impl CredentialSource for EditableSource {
             smtp: cred.smtp.clone(),
             imap: cred.imap.clone(),
             policy,
+            oauth: None,
             sealed_fingerprint: cred.sealed_fingerprint.clone(),
             auth: cred.auth.duplicate(),
         }))

@@ -146,6 +146,9 @@ pub struct SealArgs {
     /// Read the password from standard input (one trailing newline is removed).
     #[arg(long)]
     pub password_stdin: bool,
+    /// OAuth 2.0 instead of a password (`--oauth-provider` and the grant's flags).
+    #[command(flatten)]
+    pub oauth: crate::seal_oauth::OAuthArgs,
     /// Refused: a password on the command line leaks into ps, shell history and audit logs.
     #[arg(long, hide = true, value_name = "REFUSED")]
     pub password: Option<String>,

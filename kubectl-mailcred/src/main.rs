@@ -6,6 +6,7 @@ mod kubeconfig;
 mod password;
 mod request;
 mod seal;
+mod seal_oauth;
 mod validate;
 mod verify;
 

@@ -15,7 +15,7 @@ use mailcred_core::{CredentialBinding, envelope};
 
 use crate::cli::{KeygenArgs, SealArgs};
 use crate::validate::{self, OutputFormat, Upstream};
-use crate::{kubeconfig, password};
+use crate::{kubeconfig, password, seal_oauth};
 
 /// Where the data key comes from, parsed from `--kms`.
 #[derive(Debug, PartialEq, Eq)]
@@ -58,15 +58,37 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
     validate::names(&args.name, &namespace, &args.username)?;
     let kms = parse_kms(&args.kms)?;
     validate::kms(&kms, &args)?;
-    let spec_without_secret = build_spec(&args)?;
-    let binding = CredentialBinding::new(&namespace, &args.name, &spec_without_secret.0)?;
+    let mut spec_without_secret = build_spec(&args)?;
+    let oauth = if args.oauth.requested() {
+        Some(seal_oauth::spec_from_args(
+            &args.oauth,
+            args.password_stdin,
+        )?)
+    } else {
+        None
+    };
+    spec_without_secret.0.oauth = oauth.clone();
+    // Checked with the OAuth settings as given; a service-account key may complete them.
+    CredentialBinding::new(&namespace, &args.name, &spec_without_secret.0)?;
     let sealer = build_sealer(kms, &args).await?;
 
-    let password = password::read(args.password_stdin)?;
-    let sealed = envelope::seal(sealer.as_ref(), &binding, &password)
-        .await
-        .context("sealing failed")?;
-    drop(password);
+    let sealed = match oauth {
+        None => {
+            let binding = CredentialBinding::new(&namespace, &args.name, &spec_without_secret.0)?;
+            let password = password::read(args.password_stdin)?;
+            envelope::seal(sealer.as_ref(), &binding, &password)
+                .await
+                .context("sealing failed")?
+        }
+        Some(mut oauth) => {
+            let secret = seal_oauth::read_grant(&args.oauth, &mut oauth)?;
+            spec_without_secret.0.oauth = Some(oauth.clone());
+            let binding = CredentialBinding::new(&namespace, &args.name, &spec_without_secret.0)?;
+            envelope::seal_grant(sealer.as_ref(), &binding, &oauth, &secret)
+                .await
+                .context("sealing failed")?
+        }
+    };
 
     let mut spec = spec_without_secret.0;
     spec.sealed_secret = Some(sealed);

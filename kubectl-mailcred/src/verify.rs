@@ -3,6 +3,7 @@
 use anyhow::Context;
 use mailcred_core::crd::KmsProviderKind;
 use mailcred_core::credential::{self, from_yaml};
+use mailcred_core::envelope;
 use mailcred_core::kms::{AwsKms, AwsKmsOptions, KmsProviders, LocalKms};
 
 use crate::cli::VerifyArgs;
@@ -39,6 +40,24 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
                 .await,
             );
         }
+    }
+    if let Some(oauth) = &resource.spec.oauth {
+        // Without a token client here: prove the grant secret opens and fits spec.oauth
+        // (`verify --login` goes on to fetch a token).
+        let binding = mailcred_core::CredentialBinding::for_resource(&resource)?;
+        let secret =
+            envelope::open_grant(&providers, &binding, &resource.spec.sealed_secret).await?;
+        mailcred_core::grant::validate(oauth, &secret)?;
+        println!(
+            "ok: the sealed {} grant of {}/{} opens for client {} at {}; fingerprint {}",
+            oauth.grant.as_str(),
+            binding.context.namespace,
+            binding.context.name,
+            oauth.client_id,
+            oauth.token_endpoint_url()?,
+            envelope::fingerprint(&resource.spec.sealed_secret)
+        );
+        return Ok(());
     }
     // The sidecar's own path from resource to password; the password is dropped unused.
     let opened = credential::open(&resource, &providers).await?;

@@ -11,6 +11,8 @@ pub const READY: &str = "Ready";
 pub const SEALED: &str = "Sealed";
 pub const ACCESS_CONFIGURED: &str = "AccessConfigured";
 pub const INSECURE_UPSTREAM: &str = "InsecureUpstream";
+/// OAuth credentials only: True when the grant must not be shared by several pods.
+pub const SINGLE_REPLICA_GRANT: &str = "SingleReplicaGrant";
 
 /// Condition messages are read by people in `kubectl describe`; beyond this they stop helping.
 const MAX_MESSAGE_BYTES: usize = 4096;
@@ -31,7 +33,7 @@ impl DesiredCondition {
         if self.reason == crate::seal_request::AWAITING_OWNER {
             return true;
         }
-        if self.type_ == INSECURE_UPSTREAM {
+        if self.type_ == INSECURE_UPSTREAM || self.type_ == SINGLE_REPLICA_GRANT {
             !self.status
         } else {
             self.status
@@ -39,7 +41,8 @@ impl DesiredCondition {
     }
 }
 
-/// Conditions in a fixed order: Ready, Sealed, AccessConfigured, InsecureUpstream.
+/// Conditions in a fixed order: Ready, Sealed, AccessConfigured, InsecureUpstream, and for
+/// OAuth credentials SingleReplicaGrant.
 pub fn desired_conditions(v: &Validation, role_name: &str) -> Vec<DesiredCondition> {
     let sealed = match &v.sealed {
         Ok(fp) => cond(
@@ -48,7 +51,7 @@ pub fn desired_conditions(v: &Validation, role_name: &str) -> Vec<DesiredConditi
             "SealedSecretValid",
             format!(
                 "sealed secret parses (format version {}, fingerprint {fp}); it is not decrypted here: the operator holds no key",
-                mailcred_core::envelope::FORMAT_VERSION
+                v.sealed_version
             ),
         ),
         Err(p) => cond(SEALED, false, p.reason, p.message.clone()),
@@ -79,7 +82,7 @@ pub fn desired_conditions(v: &Validation, role_name: &str) -> Vec<DesiredConditi
             true,
             "PlaintextUpstream",
             format!(
-                "insecure: true sends the password in plaintext to {}; use only in tests, set tls: implicit or starttls otherwise",
+                "insecure: true sends the password or token in plaintext to {}; use only in tests, set tls: implicit or starttls (https:// for a token endpoint) otherwise",
                 v.insecure_endpoints.join(", ")
             ),
         )
@@ -104,7 +107,23 @@ pub fn desired_conditions(v: &Validation, role_name: &str) -> Vec<DesiredConditi
     } else {
         problems_condition(READY, &blocking)
     };
-    vec![ready, sealed, access, insecure]
+    let mut out = vec![ready, sealed, access, insecure];
+    match v.single_replica_grant {
+        Some(true) => out.push(cond(
+            SINGLE_REPLICA_GRANT,
+            true,
+            "RefreshTokenGrant",
+            mailcred_core::oauth_rules::SINGLE_REPLICA_MESSAGE,
+        )),
+        Some(false) => out.push(cond(
+            SINGLE_REPLICA_GRANT,
+            false,
+            "ReplicaSafeGrant",
+            "the grant obtains tokens from its own identity (no refresh token to rotate), so any number of replicas may share it",
+        )),
+        None => {}
+    }
+    out
 }
 
 fn problems_condition(type_: &'static str, problems: &[Problem]) -> DesiredCondition {

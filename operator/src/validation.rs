@@ -4,9 +4,10 @@
 //! field and what to do, because it ends up verbatim in status and Events.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use mailcred_core::binding::{OAUTH_VERSION, PASSWORD_VERSION};
 use mailcred_core::crd::{MailCredentialSpec, SecretState, TlsMode, UpstreamEndpoint};
 use mailcred_core::policy::{AddressPattern, AddressRole, MailboxPattern};
-use mailcred_core::{CredentialBinding, envelope};
+use mailcred_core::{CredentialBinding, envelope, oauth_rules};
 
 /// One thing a platform engineer has to fix. `reason` is a CamelCase condition reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,14 +32,20 @@ pub struct Validation {
     pub sealed: Result<String, Problem>,
     /// Sealed / Pending / Expired / Invalid, for the `Secret` column.
     pub secret: SecretState,
+    /// The envelope format version as stored (1 password, 2 OAuth grant; 0 while unsealed).
+    pub sealed_version: u32,
     /// Endpoint, username and policy problems (the binding and what the sidecar enforces).
     pub spec: Vec<Problem>,
     /// ServiceAccount names that can be bound, in spec order, without duplicates.
     pub service_accounts: Vec<String>,
     /// Problems with `access.serviceAccounts`.
     pub access: Vec<Problem>,
-    /// `smtp host:port`-style labels of endpoints that run without TLS.
+    /// `smtp host:port`-style labels of endpoints that run without TLS (and `oauth URL` for
+    /// an http:// token endpoint).
     pub insecure_endpoints: Vec<String>,
+    /// `Some(true)` for an OAuth grant that must not be shared by replicas (refreshToken),
+    /// `Some(false)` for other OAuth grants, `None` for passwords.
+    pub single_replica_grant: Option<bool>,
 }
 
 /// Validates one MailCredential's spec; `namespace`/`name` are the ones the secret is bound to,
@@ -48,10 +55,12 @@ pub fn validate(namespace: &str, name: &str, spec: &MailCredentialSpec, now: &Ti
     Validation {
         secret: crate::seal_request::secret_state(&sealed, spec),
         sealed,
+        sealed_version: spec.sealed_secret.as_ref().map_or(0, |s| s.version),
         spec: validate_spec(namespace, name, spec),
         service_accounts: bindable_service_accounts(&spec.access.service_accounts),
         access: validate_access(&spec.access.service_accounts),
         insecure_endpoints: insecure_endpoints(spec),
+        single_replica_grant: spec.oauth.as_ref().map(oauth_rules::single_replica_only),
     }
 }
 
@@ -61,7 +70,7 @@ fn validate_sealed(spec: &MailCredentialSpec, now: &Time) -> Result<String, Prob
     };
     // parse() checks the version first, then the key reference, then every field's encoding.
     match envelope::parse(sealed) {
-        Ok(_) => Ok(envelope::fingerprint(sealed)),
+        Ok(_) => check_payload_kind(spec, sealed.version).map(|()| envelope::fingerprint(sealed)),
         Err(e) => {
             let reason = match e {
                 mailcred_core::Error::UnsupportedVersion { .. } => "UnsupportedVersion",
@@ -73,6 +82,22 @@ fn validate_sealed(spec: &MailCredentialSpec, now: &Time) -> Result<String, Prob
             };
             Err(Problem::new(reason, e.to_string()))
         }
+    }
+}
+
+/// The envelope version says what it holds (1 password, 2 OAuth grant), so a mismatch with
+/// `spec.oauth` is visible without a key; the sidecar would refuse it as SealedSecretMismatch.
+fn check_payload_kind(spec: &MailCredentialSpec, version: u32) -> Result<(), Problem> {
+    match (&spec.oauth, version) {
+        (Some(_), PASSWORD_VERSION) => Err(Problem::new(
+            "SealedKindMismatch",
+            "the sealed secret is a password (envelope version 1) but spec.oauth is set: seal the OAuth grant's secret with `kubectl mailcred seal --oauth-provider ...` (or `kubectl mailcred authorize`), or remove spec.oauth",
+        )),
+        (None, OAUTH_VERSION) => Err(Problem::new(
+            "SealedKindMismatch",
+            "the sealed secret is an OAuth grant (envelope version 2) but spec.oauth is not set: restore spec.oauth as it was sealed, or seal a password with `kubectl mailcred seal --password-stdin`",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -88,6 +113,13 @@ fn validate_spec(namespace: &str, name: &str, spec: &MailCredentialSpec) -> Vec<
     }
     for (kind, endpoint) in spec.endpoints() {
         check_endpoint(kind.as_str(), endpoint, &mut problems);
+    }
+    if let Some(oauth) = &spec.oauth {
+        problems.extend(
+            oauth_rules::check(oauth)
+                .into_iter()
+                .map(|p| Problem::new(p.reason, p.message)),
+        );
     }
     check_policy(spec, &mut problems);
     problems
@@ -202,10 +234,19 @@ fn validate_access(names: &[String]) -> Vec<Problem> {
 }
 
 fn insecure_endpoints(spec: &MailCredentialSpec) -> Vec<String> {
-    spec.endpoints()
+    let mut out: Vec<String> = spec
+        .endpoints()
         .filter(|(_, e)| e.tls == TlsMode::None && e.insecure)
         .map(|(kind, e)| format!("{} {}:{}", kind.as_str(), e.host, e.port))
-        .collect()
+        .collect();
+    if let Some(o) = &spec.oauth
+        && o.insecure
+        && let Ok(url) = o.token_endpoint_url()
+        && url.starts_with("http://")
+    {
+        out.push(format!("oauth {url}"));
+    }
+    out
 }
 
 /// RFC 1123 subdomain, as Kubernetes requires for object names (core's, shared with the plugin).

@@ -297,12 +297,23 @@ async fn malformed_sealed_secret() {
 
 #[tokio::test]
 async fn unknown_format_version() {
-    let (status, events) = bad(|v| v["spec"]["sealedSecret"]["version"] = json!(2)).await;
+    let (status, events) = bad(|v| v["spec"]["sealedSecret"]["version"] = json!(9)).await;
     assert_not_ready(
         &status,
         &events,
         "UnsupportedVersion",
-        "sealed secret format version 2 is not supported (this build reads version 1); upgrade mailcred or re-seal",
+        "sealed secret format version 9 is not supported (this build reads versions 1 to 2); upgrade mailcred or re-seal",
+    );
+}
+
+#[tokio::test]
+async fn a_grant_envelope_without_spec_oauth() {
+    let (status, events) = bad(|v| v["spec"]["sealedSecret"]["version"] = json!(2)).await;
+    assert_not_ready(
+        &status,
+        &events,
+        "SealedKindMismatch",
+        "the sealed secret is an OAuth grant (envelope version 2) but spec.oauth is not set",
     );
 }
 

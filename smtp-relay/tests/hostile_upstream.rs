@@ -92,6 +92,7 @@ async fn start(script: Script) -> Relay {
             },
             ..Default::default()
         },
+        oauth: None,
         sealed_fingerprint: "sha256:test".into(),
         auth: UpstreamAuth::Password(MailPassword::new(PASSWORD.into()).unwrap()),
     });

@@ -74,6 +74,7 @@ async fn relay_with(
             smtp,
             ..Default::default()
         },
+        oauth: None,
         sealed_fingerprint: "sha256:peers".into(),
         auth,
     });

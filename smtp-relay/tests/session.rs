@@ -48,6 +48,7 @@ fn credential(smtp: SmtpPolicy) -> Arc<UsableCredential> {
             smtp,
             ..Default::default()
         },
+        oauth: None,
         sealed_fingerprint: "sha256:test".into(),
         auth: UpstreamAuth::Password(MailPassword::new(PASSWORD.into()).unwrap()),
     })

@@ -13,7 +13,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use oauth::{ClientAuthMethod, OAuthGrantKind, OAuthProvider, OAuthSpec};
+pub use oauth::{
+    ClientAuthMethod, GOOGLE_MAIL_SCOPE, GOOGLE_TOKEN_ENDPOINT, MICROSOFT_APP_SCOPE,
+    OAuthGrantKind, OAuthProvider, OAuthSpec,
+};
 pub use policy::{ImapAccess, ImapPolicy, Policy, RateLimits, SmtpPolicy};
 pub use request::{SealRequest, SecretState};
 pub use sealed::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealedSecret};

@@ -1,4 +1,5 @@
-//! The stored form of a sealed password (envelope format version 1, docs/envelope.md).
+//! The stored form of a sealed password or OAuth grant secret (envelope versions 1 and 2,
+//! docs/envelope.md).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct SealedSecret {
-    /// Envelope format version; only 1 exists.
+    /// Envelope format version: 1 holds a password, 2 an OAuth grant secret (spec.oauth).
     #[schemars(range(min = 1, max = 255))]
     pub version: u32,
     /// Which key wraps the data key.

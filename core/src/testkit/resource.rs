@@ -133,6 +133,29 @@ impl TestCredential {
         self
     }
 
+    /// Authenticate upstream with OAuth (envelope version 2; seal with [`Self::sealed_grant`]).
+    pub fn oauth(mut self, oauth: crate::crd::OAuthSpec) -> Self {
+        self.spec.oauth = Some(oauth);
+        self
+    }
+
+    /// The resource with the OAuth grant `secret` sealed for it by `sealer`.
+    pub async fn sealed_grant(
+        mut self,
+        sealer: &dyn DataKeySealer,
+        secret: &crate::GrantSecret,
+    ) -> MailCredential {
+        let oauth = self
+            .spec
+            .oauth
+            .clone()
+            .unwrap_or_else(|| panic!("sealed_grant needs .oauth(..) first"));
+        self.spec.sealed_secret = envelope::seal_grant(sealer, &self.binding(), &oauth, secret)
+            .await
+            .unwrap_or_else(|e| panic!("sealing the test grant: {e}"));
+        self.build()
+    }
+
     /// The placeholder's (or a given) sealed secret, as stored.
     pub fn sealed_secret(mut self, sealed: SealedSecret) -> Self {
         self.spec.sealed_secret = Some(sealed);

@@ -125,6 +125,7 @@ impl CredentialSource for SealedSource {
             smtp: self.spec.smtp.clone(),
             imap: self.spec.imap.clone(),
             policy: self.spec.policy.clone(),
+            oauth: None,
             sealed_fingerprint: envelope::fingerprint(sealed),
             auth: UpstreamAuth::Password(password),
         }))

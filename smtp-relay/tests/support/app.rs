@@ -31,6 +31,7 @@ pub fn credential(smtp: SmtpPolicy) -> Arc<UsableCredential> {
             smtp,
             ..Default::default()
         },
+        oauth: None,
         sealed_fingerprint: "sha256:test".into(),
         auth: UpstreamAuth::Password(MailPassword::new("s3cret-Upstream-Pw".into()).unwrap()),
     })
