@@ -29,10 +29,22 @@ write_mail_users() {
 
 # dovecot.conf for IMAP + LMTP + SASL. Variables: DOVECOT_INSTANCE DOVECOT_RUN DOVECOT_STATE
 # MAIL_HOSTNAME LISTEN_ADDRESS DOVECOT_LOG TLS_CERT TLS_KEY USERS_FILE IMAP_STARTTLS_PORT
-# IMAP_TLS_PORT DOVECOT_LMTP_LISTENER DOVECOT_AUTH_LISTENER.
+# IMAP_TLS_PORT DOVECOT_LMTP_LISTENER DOVECOT_AUTH_LISTENER. Optional: DOVECOT_OAUTH2_ARGS, the
+# path of a dovecot-oauth2.conf.ext; when set, XOAUTH2 and OAUTHBEARER are offered and checked
+# by an oauth2 passdb with that file (token introspection, e2e/peers/oauth.sh).
 render_dovecot_conf() {
   # shellcheck disable=SC2034 # read by name in render_template
-  local DOVECOT_DH_SETTING=""
+  local DOVECOT_DH_SETTING="" DOVECOT_AUTH_MECHANISMS="plain login" DOVECOT_OAUTH2_PASSDB=""
+  if [[ -n "${DOVECOT_OAUTH2_ARGS:-}" ]]; then
+    # shellcheck disable=SC2034
+    DOVECOT_AUTH_MECHANISMS="plain login xoauth2 oauthbearer"
+    # shellcheck disable=SC2034
+    DOVECOT_OAUTH2_PASSDB="passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $DOVECOT_OAUTH2_ARGS
+}"
+  fi
   if [[ -f /usr/share/dovecot/dh.pem ]]; then
     # shellcheck disable=SC2034
     DOVECOT_DH_SETTING="ssl_dh = </usr/share/dovecot/dh.pem"

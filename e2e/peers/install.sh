@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the real test peers need (postfix, dovecot, swaks, moto in a venv) on a
+# Installs what the real test peers need (postfix, dovecot, swaks, moto in a venv, and
+# oidc-provider from npm into e2e/peers/oauth/node_modules) on a
 # Debian/Ubuntu machine, as root, without prompts. Idempotent: when everything is already in
 # place it returns in well under a second, so every test entry point can call it.
 #
@@ -12,12 +13,19 @@ venv="${PEERS_VENV:-$repo/.venv}"
 requirements="$here/requirements.txt"
 # The stamp records which requirements the venv was built from, so a changed pin rebuilds it.
 venv_stamp="$venv/.mailcred-peers-requirements"
+# The OAuth peers (e2e/peers/oauth): `npm ci` from the committed package-lock.json; the stamp
+# records which lock file node_modules was installed from.
+oauth_dir="$here/oauth"
+npm_stamp="$oauth_dir/node_modules/.mailcred-package-lock.json"
 
 apt_packages=(
   postfix dovecot-imapd dovecot-lmtpd
   swaks libnet-ssleay-perl libio-socket-ssl-perl
   curl openssl ca-certificates python3 python3-venv iproute2
 )
+# Node.js 20+ and npm come with the machine (a newer nodejs than Debian 12's 18); apt is only
+# the fallback when they are missing altogether.
+node_packages=(nodejs npm)
 # Binaries start.sh and selftest.sh run; a package can be "installed" yet half-removed.
 needed_files=(
   /usr/sbin/postfix /usr/sbin/postconf /usr/lib/postfix/sbin/master
@@ -41,13 +49,27 @@ apt_ready() {
   for f in "${needed_files[@]}"; do [[ -x "$f" ]] || return 1; done
 }
 
+node_ready() {
+  [[ -x /usr/bin/node && -x /usr/bin/npm ]] || return 1
+  local major
+  major="$(/usr/bin/node --version 2>/dev/null || echo v0)"
+  major="${major#v}"
+  major="${major%%.*}"
+  (( major >= 20 )) || { log "node $(/usr/bin/node --version) is too old for oidc-provider 9 (needs 20+)"; return 1; }
+}
+
+npm_ready() {
+  [[ -f "$oauth_dir/node_modules/oidc-provider/package.json" && -f "$npm_stamp" ]] || return 1
+  cmp -s "$npm_stamp" "$oauth_dir/package-lock.json"
+}
+
 venv_ready() {
   [[ -x "$venv/bin/moto_server" && -x "$venv/bin/python" && -f "$venv_stamp" ]] || return 1
   cmp -s "$venv_stamp" "$requirements"
 }
 
-if apt_ready && venv_ready; then
-  log "all present (apt packages and $venv); nothing to do"
+if apt_ready && venv_ready && node_ready && npm_ready; then
+  log "all present (apt packages, $venv, $oauth_dir/node_modules); nothing to do"
   exit 0
 fi
 
@@ -130,7 +152,19 @@ install_venv() {
   log "venv: $("$venv/bin/python" -c 'import moto, boto3; print("moto", moto.__version__, "boto3", boto3.__version__)')"
 }
 
+install_npm() {
+  log "npm: npm ci in $oauth_dir (oidc-provider, jose; pinned by package-lock.json)"
+  # --ignore-scripts: none of these packages needs an install script, and none may run one.
+  (cd "$oauth_dir" && npm ci --no-audit --no-fund --loglevel=error --ignore-scripts >/dev/null)
+  cp "$oauth_dir/package-lock.json" "$npm_stamp"
+}
+
 apt_ready || install_apt
 venv_ready || install_venv
+if ! node_ready; then
+  [[ -x /usr/bin/node ]] || { apt_packages=("${node_packages[@]}"); needed_files=(/usr/bin/node /usr/bin/npm); install_apt; }
+  node_ready || { log "Node.js 20 or newer is needed for the OAuth peers"; exit 1; }
+fi
+npm_ready || install_npm
 
 log "done in $(($(date +%s) - start_s)) s"

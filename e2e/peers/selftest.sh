@@ -44,7 +44,7 @@ trap finish EXIT
 
 t0=$(now_ms)
 if "$here/start.sh" "$run_dir"; then
-  pass "start.sh brought up postfix, dovecot and moto in $(( $(now_ms) - t0 )) ms"
+  pass "start.sh brought up postfix, dovecot, moto and the OAuth server in $(( $(now_ms) - t0 )) ms"
 else
   fail "start.sh" "peers did not start"
   checks_summary || exit 1
@@ -58,7 +58,14 @@ for key in PEERS_DIR PEERS_HOST PEERS_CA_PEM PEERS_SMTP_STARTTLS_PORT PEERS_SMTP
   PEERS_IMAP_STARTTLS_PORT PEERS_IMAP_TLS_PORT PEERS_KMS_ENDPOINT PEERS_USER PEERS_PASSWORD \
   PEERS_USER2 PEERS_PASSWORD2 PEERS_POSTFIX_LOG PEERS_DOVECOT_LOG PEERS_MAILDIR_ROOT \
   PEERS_SINK_USER PEERS_MOTO_LOG AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID \
-  AWS_SECRET_ACCESS_KEY; do
+  AWS_SECRET_ACCESS_KEY PEERS_OAUTH_ISSUER PEERS_OAUTH_TOKEN_ENDPOINT PEERS_OAUTH_DEVICE_ENDPOINT \
+  PEERS_OAUTH_AUTHORIZATION_ENDPOINT PEERS_OAUTH_INTROSPECTION_ENDPOINT \
+  PEERS_OAUTH_REVOCATION_ENDPOINT PEERS_OAUTH_SCOPE PEERS_OAUTH_CLIENT_ID PEERS_OAUTH_CLIENT_SECRET \
+  PEERS_OAUTH_ROTATE_CLIENT_ID PEERS_OAUTH_JWT_CLIENT_ID PEERS_OAUTH_JWT_KEY_PEM PEERS_OAUTH_JWT_KEY_ID \
+  PEERS_OAUTH_NATIVE_CLIENT_ID PEERS_OAUTH_NATIVE_REDIRECT_URI PEERS_OAUTH_SHORT_CLIENT_ID \
+  PEERS_OAUTH_ACCESS_TOKEN_TTL PEERS_OAUTH_SHORT_TTL PEERS_OAUTH_LOGIN_PASSWORD PEERS_OAUTH_TOKEN_LOG \
+  PEERS_OAUTH_LOG PEERS_GOOGLE_TOKEN_ENDPOINT PEERS_GOOGLE_REVOKE_ENDPOINT PEERS_GOOGLE_SA_KEY_FILE \
+  PEERS_GOOGLE_SA_EMAIL PEERS_GOOGLE_SCOPE PEERS_DOVECOT_OAUTH2_CONFIG; do
   grep -q "^$key=." "$run_dir/env" || missing+=("$key")
 done
 if [[ ${#missing[@]} -eq 0 ]]; then
@@ -186,6 +193,18 @@ else
   fail "KMS" "$out"
 fi
 
+# ---- OAuth: oidc-provider, the JWT-bearer endpoint, XOAUTH2/OAUTHBEARER at dovecot and postfix
+# One python run for all of them (selftest_oauth.py prints PASS/FAIL lines).
+t_oauth=$(now_ms)
+while IFS=$'\t' read -r verdict name detail; do
+  case "$verdict" in
+    PASS) pass "$name" ;;
+    FAIL) fail "$name" "$detail" ;;
+    *) [[ -z "$verdict" ]] || fail "selftest_oauth.py" "$verdict $name $detail" ;;
+  esac
+done < <("$venv/bin/python" "$here/selftest_oauth.py" "$run_dir/env" 2>&1 || true)
+log "OAuth checks took $(( $(now_ms) - t_oauth )) ms"
+
 # ---- load: 150 IMAP + 150 SMTP sessions of one user, logged in at the same moment ----------
 # More than postfix's default 100 processes per service and dovecot's default 10 connections
 # per user and IP: a proxy's load test must find the peers wide enough.
@@ -273,7 +292,7 @@ if "$here/stop.sh" "$run_dir" >/dev/null 2>&1; then
   stop_ms=$(( $(now_ms) - t0 ))
   still=()
   for port in "$PEERS_SMTP_STARTTLS_PORT" "$PEERS_SMTP_TLS_PORT" "$PEERS_IMAP_STARTTLS_PORT" \
-    "$PEERS_IMAP_TLS_PORT" "$PEERS_KMS_PORT"; do
+    "$PEERS_IMAP_TLS_PORT" "$PEERS_KMS_PORT" "$PEERS_OAUTH_PORT" "$PEERS_GOOGLE_TOKEN_PORT"; do
     port_answers "$port" && still+=("$port")
   done
   if [[ ${#still[@]} -eq 0 ]]; then

@@ -5,11 +5,16 @@
 #            recipients are refused (550), every other domain goes to the sink user.
 #   dovecot  IMAP with STARTTLS and with implicit TLS, passwd-file users, LMTP, SASL socket.
 #   moto     moto_server (KMS) from <repo>/.venv.
+#   oauth    oidc-provider and a Google-style JWT-bearer token endpoint (one node process,
+#            e2e/peers/oauth/), HTTPS; dovecot (and so postfix) also take XOAUTH2 and
+#            OAUTHBEARER, checking each token by introspection (oauth.sh).
 # A previous instance in DIR is stopped first; state in DIR is recreated every time.
 #
 # Usage: e2e/peers/start.sh DIR
 # Ports (env overrides): PEERS_SMTP_STARTTLS_PORT=10587 PEERS_SMTP_TLS_PORT=10465
-#   PEERS_IMAP_STARTTLS_PORT=10143 PEERS_IMAP_TLS_PORT=10993 PEERS_KMS_PORT=14566.
+#   PEERS_IMAP_STARTTLS_PORT=10143 PEERS_IMAP_TLS_PORT=10993 PEERS_KMS_PORT=14566
+#   PEERS_OAUTH_PORT=14443 PEERS_GOOGLE_TOKEN_PORT=14444. Access-token lifetimes:
+#   PEERS_OAUTH_ACCESS_TOKEN_TTL=300, PEERS_OAUTH_SHORT_TTL=2 (the short-TTL client's), seconds.
 # A default port that is already taken (say by a second peers instance) is replaced by a
 # free one and reported; an explicitly given port that is taken is an error.
 # PEERS_START_TIMEOUT (seconds, default 30) bounds the wait for the ports.
@@ -22,10 +27,12 @@ venv="${PEERS_VENV:-$repo/.venv}"
 source "$here/../lib/common.sh"
 # shellcheck source-path=SCRIPTDIR source=../mailserver/render.sh
 source "$here/../mailserver/render.sh"
+# shellcheck source-path=SCRIPTDIR source=oauth.sh
+source "$here/oauth.sh"
 
 [[ $# -eq 1 ]] || die "usage: $0 DIR"
 [[ "$(id -u)" -eq 0 ]] || die "must run as root (postfix and dovecot drop privileges themselves)"
-for bin in /usr/sbin/postfix /usr/sbin/dovecot /usr/bin/openssl "$venv/bin/moto_server"; do
+for bin in /usr/sbin/postfix /usr/sbin/dovecot /usr/bin/openssl "$venv/bin/moto_server" /usr/bin/node; do
   [[ -x "$bin" ]] || die "$bin missing: run e2e/peers/install.sh first"
 done
 
@@ -40,7 +47,7 @@ if (( ${#dir} > 70 )); then
   die "DIR path too long for unix sockets (${#dir} > 70 chars): $dir"
 fi
 
-if [[ -f "$dir/moto.pid" || -f "$dir/dovecot/run/master.pid" \
+if [[ -f "$dir/moto.pid" || -f "$dir/oauth.pid" || -f "$dir/dovecot/run/master.pid" \
   || -f "$dir/postfix/spool/pid/master.pid" ]]; then
   log "stopping the previous instance in $dir"
   "$here/stop.sh" "$dir"
@@ -106,6 +113,11 @@ setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' moto "$dir/moto.pid" \
 tls="$dir/tls"
 make_test_pki "$tls" "mailcred test CA $(date +%s)" localhost "DNS:localhost,IP:127.0.0.1" 30
 
+# ---- OAuth: node starts now, its key generation overlaps dovecot's and postfix's start ----
+oauth_prepare "$dir" "$tls" app@example.test \
+  app@example.test reader@example.test sink@example.test rotate@example.test
+oauth_start
+
 # ---- users --------------------------------------------------------------------------------
 user1="app@example.test"
 user2="reader@example.test"
@@ -143,6 +155,7 @@ dovecot_log="$dir/dovecot.log"
   IMAP_TLS_PORT="$imap_tls_port"
   DOVECOT_LMTP_LISTENER=lmtp
   DOVECOT_AUTH_LISTENER=auth-postfix
+  DOVECOT_OAUTH2_ARGS="$oauth_dovecot_conf"
 }
 render_dovecot_conf "$dovecot_conf"
 touch -d '-1 min' "$dovecot_conf"
@@ -214,6 +227,7 @@ AWS_DEFAULT_REGION=us-east-1
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 EOF
+oauth_env >>"$env_tmp"
 chmod 644 "$env_tmp"
 
 # ---- wait for every port ------------------------------------------------------------------
@@ -245,8 +259,11 @@ until curl -fsS -o /dev/null --max-time 2 "$kms_endpoint/moto-api/data.json" 2>/
   sleep 0.05
 done
 
+oauth_wait "$deadline" "$tls/ca.pem"
+
 mv "$env_tmp" "$dir/env"
 started=1
 log "peers up in $(( $(now_ms) - t0 )) ms (dovecot ${dovecot_ready_ms} ms, postfix" \
-  "${postfix_ready_ms} ms, moto last); env: $dir/env" \
-  "(smtp $smtp_starttls_port/$smtp_tls_port imap $imap_starttls_port/$imap_tls_port kms $kms_port)"
+  "${postfix_ready_ms} ms, then moto and oauth); env: $dir/env" \
+  "(smtp $smtp_starttls_port/$smtp_tls_port imap $imap_starttls_port/$imap_tls_port kms $kms_port" \
+  "oauth $oauth_port google $oauth_jwt_port)"

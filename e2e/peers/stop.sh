@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Stops the peers that start.sh started in DIR: postfix (master.pid), dovecot (master.pid)
-# and moto (moto.pid). SIGTERM first, SIGKILL to whatever is left after a bounded wait.
+# Stops the peers that start.sh started in DIR: postfix (master.pid), dovecot (master.pid),
+# moto (moto.pid) and the OAuth node server (oauth.pid). SIGTERM first, SIGKILL to whatever
+# is left after a bounded wait.
 # Idempotent: a DIR with nothing running is fine. Leaves DIR's files (logs) in place.
 #
 # Usage: e2e/peers/stop.sh DIR        (env: PEERS_STOP_TIMEOUT seconds, default 10)
@@ -45,10 +46,11 @@ declare -A pid_files=(
   [postfix]="$dir/postfix/spool/pid/master.pid"
   [dovecot]="$dir/dovecot/run/master.pid"
   [moto]="$dir/moto.pid"
+  [oauth]="$dir/oauth.pid"
 )
 
 targets=()
-for name in postfix dovecot moto; do
+for name in postfix dovecot moto oauth; do
   pid="$(read_pid "${pid_files[$name]}")"
   [[ -n "$pid" ]] || continue
   if ! pid_alive "$pid"; then
@@ -61,6 +63,7 @@ for name in postfix dovecot moto; do
     postfix) [[ "$cmd" == *master* ]] ;;
     dovecot) [[ "$cmd" == *dovecot* ]] ;;
     moto) [[ "$cmd" == *moto_server* ]] ;;
+    oauth) [[ "$cmd" == *node*server.mjs* ]] ;;
   esac || { log "pid $pid in ${pid_files[$name]} is not $name ($cmd); skipped"; continue; }
   mapfile -t members < <(daemon_pids "$pid")
   targets+=("${members[@]}")
@@ -101,4 +104,4 @@ if [[ -n "$left" ]]; then
 fi
 
 rm -f "${pid_files[@]}"
-log "stopped (postfix, dovecot, moto) in $dir"
+log "stopped (postfix, dovecot, moto, oauth) in $dir"

@@ -1,6 +1,7 @@
-//! The env file of the real test peers (postfix, dovecot, moto) that `e2e/peers/start.sh DIR`
-//! writes to `DIR/env`, named by `MAILCRED_PEERS_ENV`. Tests that need the peers are
-//! `#[ignore]`d and run with `-- --include-ignored`.
+//! The env file of the real test peers (postfix, dovecot, moto, and the OAuth servers: see
+//! `PeersEnv::oauth`) that `e2e/peers/start.sh DIR` writes to `DIR/env`, named by
+//! `MAILCRED_PEERS_ENV`. Tests that need the peers are `#[ignore]`d and run with
+//! `-- --include-ignored`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

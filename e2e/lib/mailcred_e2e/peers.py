@@ -1,5 +1,6 @@
 """The real test peers (e2e/peers): their env file, starting and stopping them, and clients
-that talk to them directly (not through the sidecar)."""
+that talk to them directly (not through the sidecar). The OAuth servers' clients (tokens,
+XOAUTH2/OAUTHBEARER logins) are in mailcred_e2e.oauth."""
 import imaplib
 import os
 import ssl
@@ -11,6 +12,19 @@ from . import REPO
 PEERS_SCRIPTS = REPO / "e2e/peers"
 AWS_KEYS = ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY")
+# The OAuth part of DIR/env (e2e/peers/oauth.sh; meanings in e2e/peers/README.md "OAuth").
+OAUTH_KEYS = (
+    "PEERS_OAUTH_ISSUER", "PEERS_OAUTH_PORT", "PEERS_OAUTH_TOKEN_ENDPOINT",
+    "PEERS_OAUTH_AUTHORIZATION_ENDPOINT", "PEERS_OAUTH_DEVICE_ENDPOINT",
+    "PEERS_OAUTH_INTROSPECTION_ENDPOINT", "PEERS_OAUTH_REVOCATION_ENDPOINT", "PEERS_OAUTH_SCOPE",
+    "PEERS_OAUTH_CLIENT_ID", "PEERS_OAUTH_CLIENT_SECRET", "PEERS_OAUTH_ROTATE_CLIENT_ID",
+    "PEERS_OAUTH_JWT_CLIENT_ID", "PEERS_OAUTH_JWT_KEY_PEM", "PEERS_OAUTH_JWT_KEY_ID",
+    "PEERS_OAUTH_NATIVE_CLIENT_ID", "PEERS_OAUTH_NATIVE_REDIRECT_URI", "PEERS_OAUTH_SHORT_CLIENT_ID",
+    "PEERS_OAUTH_ACCESS_TOKEN_TTL", "PEERS_OAUTH_SHORT_TTL", "PEERS_OAUTH_LOGIN_PASSWORD",
+    "PEERS_OAUTH_TOKEN_LOG", "PEERS_OAUTH_LOG", "PEERS_GOOGLE_TOKEN_ENDPOINT",
+    "PEERS_GOOGLE_REVOKE_ENDPOINT", "PEERS_GOOGLE_TOKEN_PORT", "PEERS_GOOGLE_SA_KEY_FILE",
+    "PEERS_GOOGLE_SA_EMAIL", "PEERS_GOOGLE_SCOPE", "PEERS_DOVECOT_OAUTH2_CONFIG",
+)
 
 
 def read_env(path):
