@@ -19,6 +19,26 @@ pub async fn open(
     resource: &MailCredential,
     kms: &dyn KmsProvider,
 ) -> Result<UsableCredential, Error> {
+    open_with_tokens(resource, kms, None).await
+}
+
+/// [`open`] for callers that can fetch OAuth tokens (the sidecar passes mailcred-oauth's
+/// factory). Placeholder with `oauthcore`'s signature until its sealed grant payload lands:
+/// an OAuth credential is refused here; the lead's merge takes oauthcore's body.
+pub async fn open_with_tokens(
+    resource: &MailCredential,
+    kms: &dyn KmsProvider,
+    tokens: Option<&dyn crate::upstream_auth::TokenSourceFactory>,
+) -> Result<UsableCredential, Error> {
+    if resource.spec.oauth.is_some() {
+        let why = match tokens {
+            None => "this program was started without an OAuth token client",
+            Some(_) => "the sealed OAuth grant payload is not implemented in this build yet",
+        };
+        return Err(Error::Token(crate::TokenError::Config(format!(
+            "this MailCredential uses spec.oauth, but {why}"
+        ))));
+    }
     let binding = CredentialBinding::for_resource(resource)?;
     let password = envelope::open(kms, &binding, &resource.spec.sealed_secret).await?;
     Ok(UsableCredential::assemble(

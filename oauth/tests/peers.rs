@@ -260,3 +260,83 @@ async fn google_service_account_grant() {
     let code = refused(s.access_token().await);
     assert!(!code.is_empty());
 }
+
+/// `a AUTHENTICATE XOAUTH2` at the peers' dovecot (implicit TLS) with `token`: the tagged
+/// reply line.
+async fn imap_xoauth2(
+    env: &PeersEnv,
+    user: &str,
+    token: &mailcred_core::upstream_auth::AccessToken,
+) -> String {
+    use base64::Engine;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let port = env.port("PEERS_IMAP_TLS_PORT");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let config = mailcred_core::tls::client_config(Some(&env.ca_pem())).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(mailcred_core::tls::server_name("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let mut io = BufReader::new(tls);
+    let mut line = String::new();
+    io.read_line(&mut line).await.unwrap();
+    let ir = mailcred_core::upstream_auth::SaslMechanism::Xoauth2.initial_response(
+        user,
+        "localhost",
+        port,
+        token,
+    );
+    let cmd = format!(
+        "a AUTHENTICATE XOAUTH2 {}\r\n",
+        base64::engine::general_purpose::STANDARD.encode(ir.as_bytes())
+    );
+    io.write_all(cmd.as_bytes()).await.unwrap();
+    loop {
+        line.clear();
+        io.read_line(&mut line).await.unwrap();
+        if line.starts_with("a ") || line.is_empty() {
+            return line;
+        }
+        if line.starts_with('+') {
+            io.write_all(b"\r\n").await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the test peers (MAILCRED_PEERS_ENV)"]
+async fn issued_tokens_log_in_at_dovecot_and_rejected_ones_are_replaced() {
+    let (env, o) = peers();
+    let spec = spec_for(
+        &o,
+        &env,
+        &o.client_id,
+        OAuthGrantKind::ClientCredentials,
+        ClientAuthMethod::ClientSecretPost,
+    );
+    let s = OAuthClient::default()
+        .source(
+            &spec,
+            "app@example.test",
+            support::client_secret(&o.client_secret),
+        )
+        .unwrap();
+    let t = s.access_token().await.unwrap();
+    let reply = imap_xoauth2(&env, "app@example.test", &t).await;
+    assert!(reply.starts_with("a OK"), "{reply}");
+    // Revoked at the server: dovecot refuses it; after rejected() the next token works.
+    python(
+        &env,
+        "print(json.dumps(oauth.revoke(p, secret, 'secret', 'access_token') or {}))",
+        t.expose(),
+    );
+    let reply = imap_xoauth2(&env, "app@example.test", &t).await;
+    assert!(reply.starts_with("a NO"), "{reply}");
+    s.rejected(&t);
+    let t2 = s.access_token().await.unwrap();
+    assert_eq!(t2.generation, 2);
+    let reply = imap_xoauth2(&env, "app@example.test", &t2).await;
+    assert!(reply.starts_with("a OK"), "{reply}");
+}
