@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
 use crate::binding::{CredentialBinding, OAUTH_VERSION, PASSWORD_VERSION};
-use crate::crd::{DataKeyWrapping, KmsKeyRef, KmsProviderKind, SealedSecret};
+use crate::crd::{KmsKeyRef, KmsProviderKind, SealedSecret};
 use crate::kms::{DataKeySealer, KmsProvider};
 use crate::secret::{MAX_PASSWORD_BYTES, MailPassword};
 use crate::upstream_auth::GrantSecret;

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::Context;
 use mailcred_core::credential::CredentialSource;
 use mailcred_core::kms::{AwsKms, AwsKmsOptions, KmsProviders, LocalKms};
+use mailcred_core::upstream_auth::TokenSourceFactory;
 use mailcred_imap::{ImapMetrics, ImapProxy};
+use mailcred_oauth::{HttpLimits, OAuthClient, TokenMetrics};
 use mailcred_smtp::{RelayMetrics, SmtpRelay};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
@@ -45,15 +47,22 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
     let mut registry = Registry::default();
     admin::register_build_info(&mut registry);
     let source_metrics = SourceMetrics::register(&mut registry);
+    let tokens: Arc<dyn TokenSourceFactory> = Arc::new(OAuthClient::new(
+        HttpLimits::default(),
+        TokenMetrics::register(&mut registry),
+    ));
     let kms = Arc::new(kms_providers(&args).await?);
     let new_source = |feed| {
-        Arc::new(CachedCredentialSource::new(
-            feed,
-            kms.clone(),
-            args.cache_ttl(),
-            args.service_account.clone(),
-            source_metrics.clone(),
-        ))
+        Arc::new(
+            CachedCredentialSource::new(
+                feed,
+                kms.clone(),
+                args.cache_ttl(),
+                args.service_account.clone(),
+                source_metrics.clone(),
+            )
+            .with_tokens(tokens.clone()),
+        )
     };
     let smtp_source = new_source(smtp_feed);
     // One credential for both protocols (the usual case) shares one feed and one cache.

@@ -150,9 +150,11 @@ impl TestCredential {
             .oauth
             .clone()
             .unwrap_or_else(|| panic!("sealed_grant needs .oauth(..) first"));
-        self.spec.sealed_secret = envelope::seal_grant(sealer, &self.binding(), &oauth, secret)
-            .await
-            .unwrap_or_else(|e| panic!("sealing the test grant: {e}"));
+        self.spec.sealed_secret = Some(
+            envelope::seal_grant(sealer, &self.binding(), &oauth, secret)
+                .await
+                .unwrap_or_else(|e| panic!("sealing the test grant: {e}")),
+        );
         self.build()
     }
 

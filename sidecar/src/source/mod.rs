@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use mailcred_core::crd::MailCredential;
 use mailcred_core::credential::{self, CredentialOutline, CredentialSource, UsableCredential};
 use mailcred_core::kms::KmsProvider;
+use mailcred_core::upstream_auth::TokenSourceFactory;
 use mailcred_core::{Error, KmsError};
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
@@ -72,6 +73,10 @@ pub struct CachedCredentialSource {
     /// `namespace/name` of the last resource seen: tells "deleted" from "not loaded yet".
     last_seen: std::sync::Mutex<Option<String>>,
     metrics: SourceMetrics,
+    /// Builds the token source of an OAuth credential (mailcred-oauth). It lives inside the
+    /// cached credential, so the TTL and re-seal drops take its cached tokens and rotated
+    /// refresh token with the credential.
+    tokens: Option<Arc<dyn TokenSourceFactory>>,
 }
 
 impl CachedCredentialSource {
@@ -91,7 +96,14 @@ impl CachedCredentialSource {
             cache: Mutex::new(None),
             last_seen: std::sync::Mutex::new(None),
             metrics,
+            tokens: None,
         }
+    }
+
+    /// Lets OAuth credentials be opened with `factory`.
+    pub fn with_tokens(mut self, factory: Arc<dyn TokenSourceFactory>) -> Self {
+        self.tokens = Some(factory);
+        self
     }
 
     /// Whether a resource has been loaded (readiness).
@@ -205,7 +217,7 @@ impl CachedCredentialSource {
     async fn open(&self, resource: &MailCredential) -> Result<UsableCredential, Error> {
         let opened = tokio::time::timeout(
             self.kms_timeout,
-            credential::open(resource, self.kms.as_ref()),
+            credential::open_with_tokens(resource, self.kms.as_ref(), self.tokens.as_deref()),
         )
         .await
         .unwrap_or_else(|_| {
