@@ -334,7 +334,7 @@ async fn golden_v1_envelope_still_opens() {
     let kms = LocalKms::from_file(&dir.join("v1-golden.key")).unwrap();
     let text = std::fs::read_to_string(dir.join("v1-golden.yaml")).unwrap();
     let resource = credential::from_yaml(&text).unwrap();
-    assert_eq!(resource.spec.sealed_secret.version, 1);
+    assert_eq!(resource.spec.sealed_secret.as_ref().unwrap().version, 1);
     let opened = credential::open(&resource, &kms).await.unwrap();
     assert_eq!(
         opened.auth.password().unwrap().expose(),
@@ -346,7 +346,7 @@ async fn golden_v1_envelope_still_opens() {
     let err = envelope::open_grant(
         &kms,
         &CredentialBinding::for_resource(&with_oauth).unwrap(),
-        &with_oauth.spec.sealed_secret,
+        with_oauth.spec.sealed_secret.as_ref().unwrap(),
     )
     .await
     .unwrap_err();

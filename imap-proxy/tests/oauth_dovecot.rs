@@ -21,6 +21,7 @@ async fn proxy(mechanism: SaslMechanism, tokens: Arc<dyn AccessTokenSource>) -> 
     let env = peers_env();
     let ca = std::fs::read_to_string(&env["PEERS_CA_PEM"]).unwrap();
     let credential = Arc::new(UsableCredential {
+        oauth: None,
         namespace: NS.into(),
         name: NAME.into(),
         username: env["PEERS_USER"].clone(),

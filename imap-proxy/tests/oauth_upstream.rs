@@ -32,6 +32,7 @@ async fn proxy_for(
 ) -> RunningProxy {
     let upstream = scripted::start(caps, script).await;
     let credential = Arc::new(UsableCredential {
+        oauth: None,
         namespace: NS.into(),
         name: NAME.into(),
         username: USER.into(),

@@ -45,8 +45,7 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
         // Without a token client here: prove the grant secret opens and fits spec.oauth
         // (`verify --login` goes on to fetch a token).
         let binding = mailcred_core::CredentialBinding::for_resource(&resource)?;
-        let secret =
-            envelope::open_grant(&providers, &binding, &resource.spec.sealed_secret).await?;
+        let secret = envelope::open_grant(&providers, &binding, sealed).await?;
         mailcred_core::grant::validate(oauth, &secret)?;
         println!(
             "ok: the sealed {} grant of {}/{} opens for client {} at {}; fingerprint {}",
@@ -55,7 +54,7 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
             binding.context.name,
             oauth.client_id,
             oauth.token_endpoint_url()?,
-            envelope::fingerprint(&resource.spec.sealed_secret)
+            envelope::fingerprint(sealed)
         );
         return Ok(());
     }

@@ -255,14 +255,18 @@ async fn an_oauth_client_secret_is_sealed_from_stdin_and_verifies() {
     let yaml = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(!yaml.contains(secret));
     let resource = from_yaml(&yaml).unwrap();
-    assert_eq!(resource.spec.sealed_secret.version, 2);
+    assert_eq!(resource.spec.sealed_secret.as_ref().unwrap().version, 2);
     let oauth = resource.spec.oauth.as_ref().unwrap();
     assert_eq!(oauth.client_id, "00000000-1111-2222-3333-444444444444");
     let kms = LocalKms::from_file(&key).unwrap();
     let binding = CredentialBinding::for_resource(&resource).unwrap();
-    let grant = envelope::open_grant(&kms, &binding, &resource.spec.sealed_secret)
-        .await
-        .unwrap();
+    let grant = envelope::open_grant(
+        &kms,
+        &binding,
+        resource.spec.sealed_secret.as_ref().unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(grant.client_secret.unwrap().expose_secret(), secret);
 
     let file = dir.path().join("mcred.yaml");
@@ -326,8 +330,12 @@ async fn a_google_service_account_key_is_taken_as_downloaded() {
     );
     let kms = LocalKms::from_file(&key).unwrap();
     let binding = CredentialBinding::for_resource(&resource).unwrap();
-    let grant = envelope::open_grant(&kms, &binding, &resource.spec.sealed_secret)
-        .await
-        .unwrap();
+    let grant = envelope::open_grant(
+        &kms,
+        &binding,
+        resource.spec.sealed_secret.as_ref().unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(grant.private_key_pem.unwrap().expose_secret(), pem);
 }

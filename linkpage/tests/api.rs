@@ -55,7 +55,10 @@ async fn open_describes_the_request_and_seal_stores_a_secret_that_opens() {
         mailcred_core::envelope::fingerprint(stored.spec.sealed_secret.as_ref().unwrap())
     );
     let opened = credential::open(&stored, &f.key).await.unwrap();
-    assert_eq!(opened.auth.password().expect("password").expose(), "s3cret-pw");
+    assert_eq!(
+        opened.auth.password().expect("password").expose(),
+        "s3cret-pw"
+    );
 
     // Second use: refused, and nothing is written again.
     let (status, _, again) =

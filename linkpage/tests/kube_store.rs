@@ -150,5 +150,8 @@ async fn sealing_through_the_api_writes_once_and_marks_the_link_used() {
     let opened = mailcred_core::credential::open(&resource, &f.key)
         .await
         .unwrap();
-    assert_eq!(opened.auth.password().expect("password").expose(), "pw-kube");
+    assert_eq!(
+        opened.auth.password().expect("password").expose(),
+        "pw-kube"
+    );
 }

@@ -7,6 +7,10 @@ use mailcred_operator::status::{SINGLE_REPLICA_GRANT, desired_conditions};
 use mailcred_operator::validation::validate;
 use serde_json::{Value, json};
 
+fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
+}
+
 /// The common fixture with a valid Microsoft client-credentials block and a v2 envelope.
 fn oauth_credential(edit: impl FnOnce(&mut Value)) -> mailcred_core::crd::MailCredential {
     common::credential(|v| {
@@ -23,7 +27,7 @@ fn oauth_credential(edit: impl FnOnce(&mut Value)) -> mailcred_core::crd::MailCr
 
 fn problems(edit: impl FnOnce(&mut Value)) -> Vec<(String, String)> {
     let c = oauth_credential(edit);
-    let v = validate("mail", "smtp", &c.spec);
+    let v = validate("mail", "smtp", &c.spec, &now());
     let mut out: Vec<(String, String)> = v
         .spec
         .iter()
@@ -221,7 +225,7 @@ fn refresh_token_grants_warn_about_replicas() {
         v["spec"]["oauth"] =
             json!({"provider": "google", "clientId": "1", "grant": "refreshToken"});
     });
-    let v = validate("mail", "smtp", &c.spec);
+    let v = validate("mail", "smtp", &c.spec, &now());
     assert!(v.spec.is_empty(), "{:?}", v.spec);
     let conditions = desired_conditions(&v, "mailcred-smtp");
     let c = conditions
@@ -238,14 +242,14 @@ fn refresh_token_grants_warn_about_replicas() {
     // The warning does not make the credential unusable.
     assert!(conditions[0].status, "{:?}", conditions[0]);
 
-    let v = validate("mail", "smtp", &oauth_credential(|_| {}).spec);
+    let v = validate("mail", "smtp", &oauth_credential(|_| {}).spec, &now());
     let c = desired_conditions(&v, "r")
         .into_iter()
         .find(|c| c.type_ == SINGLE_REPLICA_GRANT)
         .unwrap();
     assert!(!c.status && c.is_healthy());
     // Password credentials keep their four conditions.
-    let v = validate("mail", "smtp", &common::credential(|_| {}).spec);
+    let v = validate("mail", "smtp", &common::credential(|_| {}).spec, &now());
     assert_eq!(desired_conditions(&v, "r").len(), 4);
 }
 
@@ -256,7 +260,7 @@ fn an_http_token_endpoint_is_listed_as_insecure() {
         v["spec"]["oauth"]["insecure"] = json!(true);
         v["spec"]["oauth"]["insecureReason"] = json!("local oidc-provider");
     });
-    let v = validate("mail", "smtp", &c.spec);
+    let v = validate("mail", "smtp", &c.spec, &now());
     assert!(v.spec.is_empty(), "{:?}", v.spec);
     assert_eq!(v.insecure_endpoints, ["oauth http://127.0.0.1:8443/token"]);
 }

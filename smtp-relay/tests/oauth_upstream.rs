@@ -95,6 +95,7 @@ async fn start(script: Script, mechanism: SaslMechanism, tokens: StubTokens) -> 
     let upstream = Scripted::start(script).await;
     let tokens = Arc::new(tokens);
     let credential = Arc::new(UsableCredential {
+        oauth: None,
         namespace: "ns".into(),
         name: "mail".into(),
         username: USER.into(),
