@@ -82,6 +82,15 @@ pub const METRIC_LABELS: &[&str] = &[
     "kms_untrusted_endpoint",
     "kms_config",
     "kms_other",
+    "not_sealed",
+    "invalid_grant_secret",
+    "token_unreachable",
+    "token_timeout",
+    "token_http_status",
+    "token_refused",
+    "token_malformed",
+    "token_too_large",
+    "token_config",
 ];
 
 impl Error {
