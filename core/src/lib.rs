@@ -2,6 +2,7 @@
 //! and the KMS providers. The operator, the sidecar and the kubectl plugin all build on it;
 //! none of them depends on another.
 
+pub mod accounts;
 mod aead;
 pub mod binding;
 pub mod crd;

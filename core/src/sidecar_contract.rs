@@ -42,6 +42,19 @@ pub const ENV_SMTP_TOKEN_FILE: &str = "MAILCRED_SMTP_TOKEN_FILE";
 /// Token the application presents with IMAP LOGIN.
 pub const ENV_IMAP_TOKEN_FILE: &str = "MAILCRED_IMAP_TOKEN_FILE";
 
+/// Account-set mode (docs/accounts.md): the set's name; the sidecar serves every
+/// MailCredential labelled `mailcred.io/account-set=<set>` and the app picks one per connection.
+pub const ENV_ACCOUNT_SET: &str = "MAILCRED_ACCOUNT_SET";
+/// The app's local token, one for SMTP AUTH, IMAP LOGIN and the registration API (required in
+/// account-set mode). The sidecar reads it from this file (see also [`FLAG_WRITE_APP_TOKEN`]).
+pub const ENV_APP_TOKEN_FILE: &str = "MAILCRED_APP_TOKEN_FILE";
+/// Loopback listener of the registration API (account-set mode only).
+pub const ENV_REGISTRATION_LISTEN: &str = "MAILCRED_REGISTRATION_LISTEN";
+/// KMS key the registration API seals new accounts with (GenerateDataKey: encrypt only).
+pub const ENV_SEAL_KMS_KEY: &str = "MAILCRED_SEAL_KMS_KEY";
+/// Most decrypted account plaintexts held at once (least recently used evicted first).
+pub const ENV_ACCOUNT_CACHE_SIZE: &str = "MAILCRED_ACCOUNT_CACHE_SIZE";
+
 /// The variables the webhook sets on the sidecar itself: extra env given to the operator
 /// (`--sidecar-env`) may not override them.
 pub const RESERVED_ENV: &[&str] = &[
@@ -55,6 +68,9 @@ pub const RESERVED_ENV: &[&str] = &[
     ENV_CACHE_TTL_SECONDS,
     ENV_TRUSTED_KMS_ENDPOINTS,
     ENV_CREDENTIALS,
+    ENV_ACCOUNT_SET,
+    ENV_APP_TOKEN_FILE,
+    ENV_REGISTRATION_LISTEN,
 ];
 
 // ---- environment of the application containers ---------------------------------------
@@ -63,6 +79,9 @@ pub const RESERVED_ENV: &[&str] = &[
 pub const ENV_APP_SMTP_URL: &str = "MAILCRED_SMTP_URL";
 /// `imap://ADDR` of the sidecar's IMAP listener.
 pub const ENV_APP_IMAP_URL: &str = "MAILCRED_IMAP_URL";
+/// `http://ADDR` of the registration API (account-set mode).
+pub const ENV_APP_REGISTRATION_URL: &str = "MAILCRED_REGISTRATION_URL";
+// The app containers get [`ENV_APP_TOKEN_FILE`] too, pointing at [`APP_TOKEN_PATH`].
 
 // ---- flags (long names, without the leading `--`) -------------------------------------
 
@@ -78,6 +97,14 @@ pub const FLAG_ADMIN_LISTEN: &str = "admin-listen";
 pub const FLAG_METRICS_LISTEN: &str = "metrics-listen";
 pub const FLAG_CACHE_TTL_SECONDS: &str = "cache-ttl-seconds";
 pub const FLAG_TRUSTED_KMS_ENDPOINTS: &str = "trusted-kms-endpoints";
+pub const FLAG_ACCOUNT_SET: &str = "account-set";
+pub const FLAG_APP_TOKEN_FILE: &str = "app-token-file";
+/// The sidecar makes a fresh random app token at start and writes it to this path (the shared
+/// in-memory volume the webhook mounts read-only into the app containers), mode 0440.
+pub const FLAG_WRITE_APP_TOKEN: &str = "write-app-token";
+pub const FLAG_REGISTRATION_LISTEN: &str = "registration-listen";
+pub const FLAG_SEAL_KMS_KEY: &str = "seal-kms-key";
+pub const FLAG_ACCOUNT_CACHE_SIZE: &str = "account-cache-size";
 
 /// `--NAME` as it appears in argv.
 pub fn flag(long: &str) -> String {
@@ -94,6 +121,13 @@ pub fn env_reference(name: &str) -> String {
 pub const DEFAULT_SMTP_LISTEN: &str = "127.0.0.1:2525";
 pub const DEFAULT_IMAP_LISTEN: &str = "127.0.0.1:1143";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:15090";
+pub const DEFAULT_REGISTRATION_LISTEN: &str = "127.0.0.1:15093";
+pub const DEFAULT_ACCOUNT_CACHE_SIZE: usize = 1000;
+/// The in-memory volume (emptyDir, medium Memory) holding the app token, as mounted in the
+/// sidecar (read-write) and the app containers (read-only).
+pub const APP_TOKEN_VOLUME: &str = "mailcred-app-token";
+pub const APP_TOKEN_MOUNT_PATH: &str = "/var/run/mailcred";
+pub const APP_TOKEN_PATH: &str = "/var/run/mailcred/app-token";
 /// Port of the scrapeable metrics listener when the chart enables it (next to the admin port).
 pub const DEFAULT_METRICS_PORT: u16 = 15091;
 /// Name of the injected container port of the metrics listener (what a PodMonitor selects;
@@ -127,6 +161,7 @@ mod tests {
             DEFAULT_SMTP_LISTEN,
             DEFAULT_IMAP_LISTEN,
             DEFAULT_ADMIN_LISTEN,
+            DEFAULT_REGISTRATION_LISTEN,
         ] {
             let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
             assert!(addr.ip().is_loopback(), "{addr}");

@@ -82,6 +82,7 @@ pub fn envelope_fields(data: &[u8]) {
         seal_request: None,
         policy: Default::default(),
         access: Default::default(),
+        expires_at: None,
     };
     if let Ok(binding) = CredentialBinding::new("fuzz", "fuzz", &spec) {
         let _ = run_ready(envelope::open(local_kms(), &binding, &sealed));

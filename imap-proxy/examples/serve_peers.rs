@@ -114,6 +114,7 @@ async fn main() {
         access: Access {
             service_accounts: vec!["bench".into()],
         },
+        expires_at: None,
     };
     let binding = CredentialBinding::new("bench", "imap", &spec).unwrap();
     let password = MailPassword::new(env[&pass_key].clone()).unwrap();

@@ -191,6 +191,7 @@ pub(crate) fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
         access: Access {
             service_accounts: args.service_accounts.clone(),
         },
+        expires_at: None,
     }))
 }
 

@@ -197,6 +197,9 @@ pub fn desired_status(
         sealed_secret_fingerprint: v.sealed.as_ref().ok().cloned(),
         secret: Some(v.secret),
         insecure_endpoints: v.insecure_endpoints.clone(),
+        // Filled by the seal-age work (issue 16): when this fingerprint was first seen, its key.
+        sealed_at: None,
+        kms_key_id: None,
     }
 }
 

@@ -8,7 +8,7 @@ mod policy;
 mod request;
 mod sealed;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,9 @@ pub const VERSION: &str = "v1alpha1";
     printcolumn = r#"{"name":"SMTP","type":"string","jsonPath":".spec.smtp.host"}"#,
     printcolumn = r#"{"name":"IMAP","type":"string","jsonPath":".spec.imap.host"}"#,
     printcolumn = r#"{"name":"Username","type":"string","priority":1,"jsonPath":".spec.username"}"#,
+    printcolumn = r#"{"name":"Key","type":"string","priority":1,"jsonPath":".status.kmsKeyId"}"#,
+    printcolumn = r#"{"name":"Sealed","type":"date","priority":1,"jsonPath":".status.sealedAt"}"#,
+    printcolumn = r#"{"name":"Expires","type":"date","priority":1,"jsonPath":".spec.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new("has(self.smtp) || has(self.imap)").message("at least one of spec.smtp or spec.imap must be set"))]
@@ -74,6 +77,11 @@ pub struct MailCredentialSpec {
     pub policy: Policy,
     /// Who may use this credential.
     pub access: Access,
+    /// End of the credential's lifetime (a registered account for one webmail session, say):
+    /// from this instant the sidecar refuses it and the operator deletes the resource. Not bound
+    /// into the sealed secret: shortening a lifetime needs no re-seal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
 }
 
 /// One upstream mail server. Host, port, TLS mode, CA and the insecure flag are bound into the
@@ -152,6 +160,14 @@ pub struct MailCredentialStatus {
     /// Endpoints that run without TLS because of `insecure: true` (shown so nobody misses it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub insecure_endpoints: Vec<String>,
+    /// When the operator first saw the current sealed secret (its fingerprint): the seal's age
+    /// is measured from here (`mailcred_credential_seal_age_seconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_at: Option<Time>,
+    /// The KMS key (`sealedSecret.kms.keyId`) the current secret is sealed with: the `Key`
+    /// column, and what a retired-key check compares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
 }
 
 impl MailCredentialSpec {

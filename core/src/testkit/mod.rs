@@ -19,5 +19,5 @@ pub use peers::{PEERS_ENV_VAR, PeersEnv, peers_env};
 pub use resource::{
     TestCredential, endpoint, manifest_json, placeholder_sealed_secret, write_manifest,
 };
-pub use source::{FailingSource, HangingSource, SealedSource, StaticSource};
+pub use source::{FailingSource, HangingSource, SealedSource, StaticDirectory, StaticSource};
 pub use tokens::{PeerTokens, StubTokens};

@@ -50,6 +50,7 @@ pub struct TestCredential {
     namespace: String,
     name: String,
     spec: MailCredentialSpec,
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 impl TestCredential {
@@ -68,8 +69,25 @@ impl TestCredential {
                 access: Access {
                     service_accounts: vec!["app".into()],
                 },
+                expires_at: None,
             },
+            labels: Default::default(),
         }
+    }
+
+    /// Puts the credential into account set `set` (its label).
+    pub fn account_set(mut self, set: &str) -> Self {
+        self.labels.insert(
+            crate::accounts::ACCOUNT_SET_LABEL.to_owned(),
+            set.to_owned(),
+        );
+        self
+    }
+
+    /// Ends the credential's lifetime at `at`.
+    pub fn expires_at(mut self, at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Self {
+        self.spec.expires_at = Some(at);
+        self
     }
 
     /// The upstream SMTP server (system roots; see [`Self::smtp_endpoint`] for a CA).
@@ -183,6 +201,9 @@ impl TestCredential {
     pub fn build(self) -> MailCredential {
         let mut resource = MailCredential::new(&self.name, self.spec);
         resource.metadata.namespace = Some(self.namespace);
+        if !self.labels.is_empty() {
+            resource.metadata.labels = Some(self.labels);
+        }
         resource
     }
 

@@ -193,3 +193,39 @@ impl<K: KmsProvider> CredentialSource for SealedSource<K> {
         })
     }
 }
+
+/// An account directory over fixed sources (front-end tests of account-set mode): the names
+/// it holds are the accounts this pod may use; every other name is refused.
+#[derive(Default)]
+pub struct StaticDirectory {
+    accounts: std::sync::Mutex<std::collections::BTreeMap<String, Arc<dyn CredentialSource>>>,
+}
+
+impl StaticDirectory {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) account `name`.
+    pub fn insert(&self, name: &str, source: Arc<dyn CredentialSource>) {
+        self.lock().insert(name.to_owned(), source);
+    }
+
+    /// Removes account `name` (as a deletion or an access revocation would).
+    pub fn remove(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Arc<dyn CredentialSource>>>
+    {
+        self.accounts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl crate::accounts::AccountDirectory for StaticDirectory {
+    fn account(&self, name: &str) -> Option<Arc<dyn CredentialSource>> {
+        self.lock().get(name).cloned()
+    }
+}

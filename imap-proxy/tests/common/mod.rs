@@ -95,6 +95,7 @@ impl SealedSource {
             access: Access {
                 service_accounts: vec!["reader".into()],
             },
+            expires_at: None,
         };
         let binding = CredentialBinding::new(NS, NAME, &spec).expect("binding");
         let password = MailPassword::new(password.to_owned()).expect("password");
