@@ -244,21 +244,8 @@ impl AddressPattern {
     }
 }
 
-/// A pattern list entry that does not parse, with its position for the error message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PatternListError {
-    pub index: usize,
-    pub entry: String,
-    pub error: AddressError,
-}
-
-impl fmt::Display for PatternListError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] {:?}: {}", self.index, self.entry, self.error)
-    }
-}
-
-impl std::error::Error for PatternListError {}
+/// An allow-list entry that does not parse, with its position.
+pub type PatternListError = super::ListEntryError<AddressError>;
 
 /// A compiled allow-list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -273,17 +260,7 @@ impl AddressPatterns {
         entries: &[S],
         role: AddressRole,
     ) -> Result<Self, PatternListError> {
-        let patterns = entries
-            .iter()
-            .enumerate()
-            .map(|(index, entry)| {
-                AddressPattern::parse(entry.as_ref(), role).map_err(|error| PatternListError {
-                    index,
-                    entry: entry.as_ref().to_owned(),
-                    error,
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let patterns = super::parse_list(entries, |entry| AddressPattern::parse(entry, role))?;
         Ok(Self { patterns })
     }
 

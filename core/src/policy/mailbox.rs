@@ -77,21 +77,8 @@ impl MailboxPattern {
     }
 }
 
-/// A pattern list entry that does not parse, with its position for the error message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MailboxListError {
-    pub index: usize,
-    pub entry: String,
-    pub error: MailboxPatternError,
-}
-
-impl fmt::Display for MailboxListError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] {:?}: {}", self.index, self.entry, self.error)
-    }
-}
-
-impl std::error::Error for MailboxListError {}
+/// An `allowedMailboxes` entry that does not parse, with its position.
+pub type MailboxListError = super::ListEntryError<MailboxPatternError>;
 
 /// The compiled `allowedMailboxes` list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,17 +89,7 @@ pub struct MailboxPatterns {
 impl MailboxPatterns {
     /// Every entry must parse: a list with an entry the proxy could not match is refused whole.
     pub fn parse_all<S: AsRef<str>>(entries: &[S]) -> Result<Self, MailboxListError> {
-        let patterns = entries
-            .iter()
-            .enumerate()
-            .map(|(index, entry)| {
-                MailboxPattern::parse(entry.as_ref()).map_err(|error| MailboxListError {
-                    index,
-                    entry: entry.as_ref().to_owned(),
-                    error,
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let patterns = super::parse_list(entries, MailboxPattern::parse)?;
         Ok(Self { patterns })
     }
 

@@ -4,6 +4,9 @@
 
 pub mod address;
 pub mod mailbox;
+mod pattern_list;
 
 pub use address::{Address, AddressError, AddressPattern, AddressPatterns, AddressRole};
 pub use mailbox::{MailboxPattern, MailboxPatternError, MailboxPatterns};
+pub use pattern_list::ListEntryError;
+pub(crate) use pattern_list::parse_list;
