@@ -47,7 +47,12 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
         let Some(directory) = self.shared.accounts.get() else {
             return false;
         };
-        let token = self.shared.config.local_token.as_deref().unwrap_or_default();
+        let token = self
+            .shared
+            .config
+            .local_token
+            .as_deref()
+            .unwrap_or_default();
         let token_ok = !token.is_empty() && constant_time_eq(token.as_bytes(), password);
         let name = std::str::from_utf8(authcid).ok();
         let found = directory.account(name.unwrap_or_default()).is_some();

@@ -96,7 +96,10 @@ mod tests {
         assert!(b.take(1).is_ok());
         let a_again = map.limiters("ns/a", &limits(1));
         assert!(Arc::ptr_eq(&a, &a_again));
-        assert!(a_again.take(1).is_err(), "A's one message per minute is used up");
+        assert!(
+            a_again.take(1).is_err(),
+            "A's one message per minute is used up"
+        );
     }
 
     #[test]
@@ -122,7 +125,11 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &map.limiters("a", &limits(1))), "a kept");
         let before = map.len();
         map.limiters("b", &limits(1));
-        assert_eq!(map.len(), before, "b was evicted and comes back in place of another");
+        assert_eq!(
+            map.len(),
+            before,
+            "b was evicted and comes back in place of another"
+        );
         for i in 0..1000 {
             map.limiters(&format!("x{i}"), &limits(1));
         }

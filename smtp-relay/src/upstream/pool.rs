@@ -23,6 +23,8 @@ const TRUST_IDLE: Duration = Duration::from_secs(2);
 /// Message data is written in writes of about this size.
 const WRITE_CHUNK: usize = 64 * 1024;
 
+type PooledConn = Idle<Conn<Io>>;
+
 struct Inner {
     config: RelayConfig,
     pools: Mutex<Pools<Target, Conn<Io>>>,
@@ -60,7 +62,7 @@ impl Inner {
     fn checkout(
         &self,
         credential: &Arc<UsableCredential>,
-    ) -> Result<(Arc<Target>, Option<Idle<Conn<Io>>>), Error> {
+    ) -> Result<(Arc<Target>, Option<PooledConn>), Error> {
         let mut pools = self.lock();
         if let Some(found) = pools.checkout(credential, self.config.upstream_idle) {
             return Ok(found);
@@ -224,7 +226,10 @@ impl Upstream for SmtpUpstream {
     fn sweep(&self) {
         let dropped = self.inner.lock().sweep(self.inner.config.upstream_idle);
         if dropped > 0 {
-            tracing::debug!(dropped, "upstream pools dropped: their credentials expired from the cache");
+            tracing::debug!(
+                dropped,
+                "upstream pools dropped: their credentials expired from the cache"
+            );
         }
     }
 }

@@ -51,7 +51,11 @@ fn another_copy_of_the_credential_gets_no_pooled_connection() {
     assert!(p.checkout(&rotated, LONG).is_none());
     p.insert(&rotated, Arc::new("t2".into()));
     assert_eq!(p.idle_total(), 0, "the old copy's connections are closed");
-    assert_eq!(p.checkin("ns/a", &t, 2), Some(2), "an old connection is not taken back");
+    assert_eq!(
+        p.checkin("ns/a", &t, 2),
+        Some(2),
+        "an old connection is not taken back"
+    );
 }
 
 #[test]
@@ -88,7 +92,10 @@ fn pools_are_bounded_and_dead_credentials_are_swept() {
     }
     assert_eq!(p.pools(), 3);
     assert_eq!(p.idle_total(), 3);
-    assert!(p.checkout(&keep[0], LONG).is_none(), "least recently used went");
+    assert!(
+        p.checkout(&keep[0], LONG).is_none(),
+        "least recently used went"
+    );
     assert!(p.checkout(&keep[9], LONG).is_some());
     drop(keep);
     assert_eq!(p.sweep(LONG), 3);
