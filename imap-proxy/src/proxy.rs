@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use mailcred_core::accounts::AccountDirectory;
 use mailcred_core::credential::CredentialSource;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -30,6 +31,21 @@ impl ImapProxy {
         Self {
             context: Arc::new(SessionContext::new(config, source, metrics)),
         }
+    }
+
+    /// Account-set mode: the application picks the account per connection with `LOGIN
+    /// <account> <token>` or `AUTHENTICATE PLAIN` (authentication id = the account's name,
+    /// password = the local token), and each session then uses that account's source; the
+    /// source given to the constructor is not used any more. Refused without a local token
+    /// ([`ImapProxyConfig::check_account_mode`]): the sidecar reports the error at startup.
+    /// Call it before the proxy is cloned or serving.
+    pub fn with_accounts(self, accounts: Arc<dyn AccountDirectory>) -> Result<Self, Error> {
+        self.context.config.check_account_mode()?;
+        self.context
+            .accounts
+            .set(accounts)
+            .map_err(|_| Error::Config("the proxy already serves an account directory".into()))?;
+        Ok(self)
     }
 
     /// Accepts connections until `shutdown` completes, then asks open sessions to end
