@@ -190,9 +190,7 @@ pub async fn start_accounts_proxy(
 ) -> RunningProxy {
     let mut registry = Registry::default();
     let metrics = ImapMetrics::register(&mut registry);
-    // The constructor's source is not used in account-set mode.
-    let proxy = ImapProxy::new(config, Arc::new(KmsDown), metrics)
-        .with_accounts(accounts)
+    let proxy = ImapProxy::for_accounts(config, accounts, metrics)
         .expect("account-set mode with a local token");
     serve(proxy, registry).await
 }
