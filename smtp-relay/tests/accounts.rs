@@ -268,6 +268,91 @@ async fn an_account_that_goes_away_stops_at_the_next_mail() {
     assert_eq!(relay.recorder.sent().len(), 1);
 }
 
+/// Audit lines name the account's credential; neither the token nor the upstream passwords
+/// appear in any log line.
+#[tokio::test]
+async fn audit_lines_name_the_account() {
+    use std::io::Write;
+    use std::sync::Mutex;
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = directory();
+    let relay = start(dir.clone()).await;
+    for name in ["alice", "bob"] {
+        let mut c = Client::connect(relay.addr).await;
+        assert!(c.cmd("EHLO app").await.starts_with("250"));
+        assert!(auth_plain(&mut c, name, TOKEN).await.starts_with("235"));
+        assert!(
+            send(&mut c, &format!("{name}@example.test"))
+                .await
+                .starts_with("250")
+        );
+        if name == "bob" {
+            dir.remove("bob");
+            assert!(
+                c.cmd("MAIL FROM:<bob@example.test>")
+                    .await
+                    .starts_with("454")
+            );
+        }
+        assert!(c.cmd("QUIT").await.starts_with("221"));
+    }
+    let mut c = Client::connect(relay.addr).await;
+    assert_eq!(auth_plain(&mut c, "alice", "wrong").await, FAILED);
+    drop(relay);
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let audits: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "audit")
+        .collect();
+    let seen: Vec<_> = audits
+        .iter()
+        .map(|a| {
+            (
+                a["credential"].as_str().unwrap(),
+                a["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("ns/alice", "relayed"),
+            ("ns/bob", "relayed"),
+            ("ns/bob", "temporary_failure")
+        ],
+        "{text}"
+    );
+    assert_eq!(audits[2]["reason"], "account_unavailable");
+    for secret in [
+        TOKEN,
+        "upstream-password-of-alice",
+        "upstream-password-of-bob",
+    ] {
+        assert!(!text.contains(secret), "{secret} in the logs");
+    }
+    assert!(!text.contains(&plain("", "alice", TOKEN)));
+}
+
 #[tokio::test]
 async fn rate_limits_are_per_account() {
     let one_a_minute = SmtpPolicy {
