@@ -225,6 +225,94 @@ async fn an_account_whose_source_fails_gets_the_credential_unavailable_reply() {
     proxy.stop().await;
 }
 
+/// Everything logged by this test binary (a global subscriber: tracing caches per callsite
+/// whether anyone listens, so a thread-local one misses events other tests hit first).
+fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOGS: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs: &'static std::sync::Mutex<Vec<u8>> = Box::leak(Box::default());
+        struct Writer(&'static std::sync::Mutex<Vec<u8>>);
+        impl std::io::Write for Writer {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || Writer(logs))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        logs
+    })
+}
+
+/// Session audit lines name the account's credential and upstream user, also for a session
+/// its account's removal ended; the token and the upstream passwords are in no log line.
+#[tokio::test]
+async fn audit_lines_name_the_account() {
+    let logs = captured_logs();
+    let upstream = scripted::start("IMAP4rev1 LITERAL+", script()).await;
+    let dir = Arc::new(StaticDirectory::new());
+    // Names no other test of this binary uses: the log is shared.
+    dir.insert("carol", account("carol", upstream.port, &upstream.ca_pem));
+    dir.insert("dave", account("dave", upstream.port, &upstream.ca_pem));
+    let proxy = start_accounts_proxy(config(), dir.clone()).await;
+    let mut a = Client::connect(proxy.addr).await;
+    assert!(last(&a.cmd("a1", &format!("LOGIN carol {TOKEN}")).await).starts_with("a1 OK"));
+    assert!(last(&a.cmd("a2", "LOGOUT").await).starts_with("a2 OK"));
+    drop(a);
+    let mut b = Client::connect(proxy.addr).await;
+    assert!(last(&b.cmd("b1", &format!("LOGIN dave {TOKEN}")).await).starts_with("b1 OK"));
+    dir.remove("dave");
+    assert!(b.closed().await);
+    assert_eq!(login_replies(&proxy, "carol", "wrong").await, [FAILED; 3]);
+    let sessions = || -> Vec<(String, String, String)> {
+        let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "audit" && v["event"] == "imap_session")
+            .filter(|v| matches!(v["credential"].as_str(), Some("apps/carol" | "apps/dave")))
+            .map(|v| {
+                let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                (
+                    field("credential"),
+                    field("upstream_user"),
+                    field("outcome"),
+                )
+            })
+            .collect()
+    };
+    // A session's line is written once its connection is shut down: wait for both.
+    for _ in 0..100 {
+        if sessions().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.stop().await;
+    let want = [
+        ("apps/carol", "carol@example.test", "logout"),
+        ("apps/dave", "dave@example.test", "account_unavailable"),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+    assert_eq!(sessions(), want);
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    for secret in [
+        TOKEN,
+        "upstream-password-of-carol",
+        "upstream-password-of-dave",
+    ] {
+        assert!(!text.contains(secret), "{secret} in the logs");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
