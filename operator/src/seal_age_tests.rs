@@ -176,3 +176,20 @@ fn gauges_follow_the_cache_and_vanish_with_the_credential() {
     ages.watch(None);
     assert!(!scrape(&registry).contains("name=\"b\""));
 }
+
+#[test]
+fn the_alerts_use_exactly_the_gauges_exported_here() {
+    let alerts = include_str!("../../charts/mailcred/files/alerts.yaml");
+    let mut used: Vec<String> = alerts
+        .match_indices("mailcred_credential_")
+        .map(|(at, _)| {
+            alerts[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect();
+    used.sort();
+    used.dedup();
+    assert_eq!(used, [KEY_RETIRED_METRIC, SEAL_AGE_METRIC]);
+}
