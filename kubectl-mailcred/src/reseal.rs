@@ -19,13 +19,16 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Reads at most [`MAX_FILE_BYTES`] of `path`, naming `flag` in errors.
 pub fn read_bounded(flag: &str, path: &Path) -> anyhow::Result<String> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("{flag} {}: cannot read", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("{flag} {}: cannot read", path.display()))?;
     if !meta.is_file() {
         bail!("{flag} {}: not a file", path.display());
     }
     if meta.len() > MAX_FILE_BYTES {
-        bail!("{flag} {}: larger than {MAX_FILE_BYTES} bytes", path.display());
+        bail!(
+            "{flag} {}: larger than {MAX_FILE_BYTES} bytes",
+            path.display()
+        );
     }
     std::fs::read_to_string(path).with_context(|| format!("{flag} {}: cannot read", path.display()))
 }
@@ -80,12 +83,22 @@ fn overlay(args: &SealArgs, spec: &mut MailCredentialSpec) -> anyhow::Result<()>
     validate::endpoint_flags_paired(args)?;
     if let Some(hp) = &args.smtp {
         let added = spec.smtp.is_none();
-        spec.smtp = Some(endpoint(Upstream::Smtp, hp, args.smtp_tls.as_deref(), args)?);
+        spec.smtp = Some(endpoint(
+            Upstream::Smtp,
+            hp,
+            args.smtp_tls.as_deref(),
+            args,
+        )?);
         spec.policy.smtp.enabled |= added && args.smtp_enabled.is_none();
     }
     if let Some(hp) = &args.imap {
         let added = spec.imap.is_none();
-        spec.imap = Some(endpoint(Upstream::Imap, hp, args.imap_tls.as_deref(), args)?);
+        spec.imap = Some(endpoint(
+            Upstream::Imap,
+            hp,
+            args.imap_tls.as_deref(),
+            args,
+        )?);
         spec.policy.imap.enabled |= added && args.imap_enabled.is_none();
     }
     if !args.service_accounts.is_empty() {
@@ -102,10 +115,22 @@ fn overlay(args: &SealArgs, spec: &mut MailCredentialSpec) -> anyhow::Result<()>
         smtp.allowed_recipients = args.allowed_recipients.clone();
     }
     let numbers = [
-        (&mut smtp.rate_limits.messages_per_minute, args.messages_per_minute),
-        (&mut smtp.rate_limits.messages_per_hour, args.messages_per_hour),
-        (&mut smtp.rate_limits.recipients_per_minute, args.recipients_per_minute),
-        (&mut smtp.rate_limits.recipients_per_hour, args.recipients_per_hour),
+        (
+            &mut smtp.rate_limits.messages_per_minute,
+            args.messages_per_minute,
+        ),
+        (
+            &mut smtp.rate_limits.messages_per_hour,
+            args.messages_per_hour,
+        ),
+        (
+            &mut smtp.rate_limits.recipients_per_minute,
+            args.recipients_per_minute,
+        ),
+        (
+            &mut smtp.rate_limits.recipients_per_hour,
+            args.recipients_per_hour,
+        ),
     ];
     for (field, flag) in numbers {
         if flag.is_some() {

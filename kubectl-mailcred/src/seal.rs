@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use mailcred_core::crd::{
-    Access, ImapPolicy, KmsKeyRef, MailCredential, MailCredentialSpec, Policy, RateLimits, SmtpPolicy,
-    TlsMode, UpstreamEndpoint,
+    Access, ImapPolicy, KmsKeyRef, MailCredential, MailCredentialSpec, Policy, RateLimits,
+    SmtpPolicy, TlsMode, UpstreamEndpoint,
 };
 use mailcred_core::kms::{
     AwsKms, AwsKmsOptions, AwsKmsSealer, DataKeySealer, LocalKms, RsaPublicKeySealer,
@@ -128,7 +128,10 @@ pub(crate) enum SealKey {
 }
 
 fn fresh_plan(args: &SealArgs) -> anyhow::Result<Plan> {
-    let required = validate::required(args, " (or re-seal an existing MailCredential with -f FILE)")?;
+    let required = validate::required(
+        args,
+        " (or re-seal an existing MailCredential with -f FILE)",
+    )?;
     let namespace = match &args.namespace {
         Some(namespace) => namespace.clone(),
         None => kubeconfig::namespace(kubeconfig::path_from_env().as_deref())?,

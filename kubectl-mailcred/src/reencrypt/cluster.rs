@@ -44,7 +44,7 @@ pub async fn run_with(
             .get(name)
             .await
             .with_context(|| format!("cannot read MailCredential {namespace}/{name}"))?;
-        let providers = providers(args, &[&resource]).await?;
+        let providers = providers(args, &[&resource], target).await?;
         let id = id(&resource);
         let outcome = move_one(&client, resource, &providers, target, args.dry_run).await;
         report.push((id, outcome));
@@ -57,7 +57,7 @@ pub async fn run_with(
             .await
             .context("cannot list MailCredentials")?;
         let refs: Vec<&MailCredential> = page.items.iter().collect();
-        let providers = providers(args, &refs).await?;
+        let providers = providers(args, &refs, target).await?;
         for resource in page.items.iter().cloned() {
             let id = id(&resource);
             let outcome = move_one(&client, resource, &providers, target, args.dry_run).await;
@@ -71,11 +71,15 @@ pub async fn run_with(
     Ok(report)
 }
 
-async fn providers(args: &ReencryptArgs, resources: &[&MailCredential]) -> anyhow::Result<KmsProviders> {
+async fn providers(
+    args: &ReencryptArgs,
+    resources: &[&MailCredential],
+    target: &Target,
+) -> anyhow::Result<KmsProviders> {
     if args.dry_run {
         return Ok(KmsProviders::default());
     }
-    openers(args, resources).await
+    openers(args, resources, target).await
 }
 
 /// One credential: re-encrypt, PUT with its resourceVersion, and on 409 at most one retry.
@@ -125,7 +129,9 @@ pub async fn move_one(
     updated.spec.sealed_secret = Some(sealed);
     api.replace(&name, &PostParams::default(), &updated)
         .await
-        .with_context(|| format!("cannot write {namespace}/{name} (second attempt after a conflict)"))?;
+        .with_context(|| {
+            format!("cannot write {namespace}/{name} (second attempt after a conflict)")
+        })?;
     Ok(outcome)
 }
 

@@ -58,10 +58,20 @@ struct Keys {
 fn keys() -> Keys {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("old.key");
-    LocalKms::generate().unwrap().write_new_key_file(&old).unwrap();
+    LocalKms::generate()
+        .unwrap()
+        .write_new_key_file(&old)
+        .unwrap();
     let new = dir.path().join("new.key");
-    LocalKms::generate().unwrap().write_new_key_file(&new).unwrap();
-    Keys { _dir: dir, old, new }
+    LocalKms::generate()
+        .unwrap()
+        .write_new_key_file(&new)
+        .unwrap();
+    Keys {
+        _dir: dir,
+        old,
+        new,
+    }
 }
 
 async fn stored(keys: &Keys, version: &str, password: &str) -> Value {
@@ -131,8 +141,14 @@ async fn put_carries_the_read_resource_version_and_a_conflict_is_retried_once() 
         (200, v42.clone()),
     ]);
     let out = outcomes(client, &args(&keys, &["billing"])).await;
-    let new_id = LocalKms::from_file(&keys.new).unwrap().fingerprint().to_string();
-    let old_id = LocalKms::from_file(&keys.old).unwrap().fingerprint().to_string();
+    let new_id = LocalKms::from_file(&keys.new)
+        .unwrap()
+        .fingerprint()
+        .to_string();
+    let old_id = LocalKms::from_file(&keys.old)
+        .unwrap()
+        .fingerprint()
+        .to_string();
     assert_eq!(
         out,
         [(
@@ -151,15 +167,32 @@ async fn put_carries_the_read_resource_version_and_a_conflict_is_retried_once() 
     let put = format!("{URI}?");
     assert_eq!(
         calls,
-        [("GET", URI), ("PUT", put.as_str()), ("GET", URI), ("PUT", put.as_str())]
+        [
+            ("GET", URI),
+            ("PUT", put.as_str()),
+            ("GET", URI),
+            ("PUT", put.as_str())
+        ]
     );
     assert_eq!(seen[1].body["metadata"]["resourceVersion"], "41");
     assert_eq!(seen[3].body["metadata"]["resourceVersion"], "42");
-    assert_eq!(seen[3].body["metadata"]["labels"]["team"], "billing", "the re-read object is written");
+    assert_eq!(
+        seen[3].body["metadata"]["labels"]["team"], "billing",
+        "the re-read object is written"
+    );
     for put in [&seen[1], &seen[3]] {
-        assert_eq!(put.body["spec"]["sealedSecret"]["kms"]["keyId"], json!(new_id));
-        assert_eq!(opens_with(&keys.new, &put.body).await.unwrap(), "s3cret-Passw0rd");
-        assert!(opens_with(&keys.old, &put.body).await.is_err(), "the old key opens nothing");
+        assert_eq!(
+            put.body["spec"]["sealedSecret"]["kms"]["keyId"],
+            json!(new_id)
+        );
+        assert_eq!(
+            opens_with(&keys.new, &put.body).await.unwrap(),
+            "s3cret-Passw0rd"
+        );
+        assert!(
+            opens_with(&keys.old, &put.body).await.is_err(),
+            "the old key opens nothing"
+        );
         assert!(!put.body.to_string().contains("s3cret-Passw0rd"));
     }
 }
@@ -172,10 +205,17 @@ async fn a_seal_that_changed_meanwhile_is_never_overwritten() {
     let resealed = stored(&keys, "42", "newer-Passw0rd").await;
     let (client, seen) = client(vec![(200, v41), (409, conflict()), (200, resealed)]);
     let out = outcomes(client, &args(&keys, &["billing"])).await;
-    assert_eq!(out, [("shop/billing".to_string(), Outcome::ChangedMeanwhile)]);
+    assert_eq!(
+        out,
+        [("shop/billing".to_string(), Outcome::ChangedMeanwhile)]
+    );
     assert!(Outcome::ChangedMeanwhile.is_failure());
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 3, "GET, PUT (409), GET; no second PUT: {seen:#?}");
+    assert_eq!(
+        seen.len(),
+        3,
+        "GET, PUT (409), GET; no second PUT: {seen:#?}"
+    );
     assert_eq!(seen[2].method, "GET");
 }
 
@@ -195,12 +235,21 @@ async fn all_with_dry_run_lists_pages_and_writes_nothing() {
     assert_eq!(out.len(), 2);
     assert!(matches!(out[0].1, Outcome::WouldMove { .. }), "{out:?}");
     let seen = seen.lock().unwrap();
-    let uris: Vec<_> = seen.iter().map(|s| (s.method.as_str(), s.uri.as_str())).collect();
+    let uris: Vec<_> = seen
+        .iter()
+        .map(|s| (s.method.as_str(), s.uri.as_str()))
+        .collect();
     assert_eq!(
         uris,
         [
-            ("GET", "/apis/mailcred.io/v1alpha1/namespaces/shop/mailcredentials?&limit=100"),
-            ("GET", "/apis/mailcred.io/v1alpha1/namespaces/shop/mailcredentials?&limit=100&continue=page-2"),
+            (
+                "GET",
+                "/apis/mailcred.io/v1alpha1/namespaces/shop/mailcredentials?&limit=100"
+            ),
+            (
+                "GET",
+                "/apis/mailcred.io/v1alpha1/namespaces/shop/mailcredentials?&limit=100&continue=page-2"
+            ),
         ]
     );
 }

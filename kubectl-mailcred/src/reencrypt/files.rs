@@ -33,7 +33,7 @@ pub async fn run(args: &ReencryptArgs, target: &Target) -> anyhow::Result<Report
         let providers = if args.dry_run {
             Default::default()
         } else {
-            openers(args, &resources).await?
+            openers(args, &resources, target).await?
         };
         let mut edits = Vec::new();
         for (range, mut resource) in selected {
@@ -75,7 +75,11 @@ pub async fn run(args: &ReencryptArgs, target: &Target) -> anyhow::Result<Report
             crate::seal::write_file(out, &merged)?;
         }
     }
-    if report.iter().all(|(_, r)| matches!(r, Ok(Outcome::NotSealed))) && !report.is_empty() {
+    if report
+        .iter()
+        .all(|(_, r)| matches!(r, Ok(Outcome::NotSealed)))
+        && !report.is_empty()
+    {
         anyhow::bail!("none of the selected credentials holds a sealed secret");
     }
     Ok(report)

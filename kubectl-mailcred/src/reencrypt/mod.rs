@@ -13,8 +13,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use mailcred_core::crd::{KmsKeyRef, KmsProviderKind, MailCredential, SealedSecret};
 use mailcred_core::kms::{
-    AwsKms, AwsKmsOptions, AwsKmsSealer, DataKeySealer, KmsProviders, LocalKms,
-    RsaPublicKeySealer,
+    AwsKms, AwsKmsOptions, AwsKmsSealer, DataKeySealer, KmsProviders, LocalKms, RsaPublicKeySealer,
 };
 use mailcred_core::{CredentialBinding, envelope};
 
@@ -33,7 +32,12 @@ pub struct ReencryptArgs {
     #[arg(long, conflicts_with_all = ["name", "all", "namespace"])]
     pub all_namespaces: bool,
     /// Read from these files instead of the cluster; each is rewritten in place (or -w).
-    #[arg(long = "file", short = 'f', value_name = "FILE", conflicts_with = "all_namespaces")]
+    #[arg(
+        long = "file",
+        short = 'f',
+        value_name = "FILE",
+        conflicts_with = "all_namespaces"
+    )]
     pub files: Vec<PathBuf>,
     /// With one -f FILE: write the result here instead of rewriting FILE.
     #[arg(long, short = 'w', value_name = "FILE", requires = "files")]
@@ -41,7 +45,11 @@ pub struct ReencryptArgs {
 
     /// Target: AWS KMS key ARN (KMS GenerateDataKey), or with --to-public-key-file the key
     /// whose public half wraps offline.
-    #[arg(long, value_name = "ARN", required_unless_present = "to_local_key_file")]
+    #[arg(
+        long,
+        value_name = "ARN",
+        required_unless_present = "to_local_key_file"
+    )]
     pub to_kms_key: Option<String>,
     /// Target: a local key file (`kubectl mailcred keygen`).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["to_kms_key", "to_public_key_file"])]
@@ -71,8 +79,14 @@ pub struct ReencryptArgs {
 /// What happened to one credential.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
-    Moved { from: String, to: String },
-    WouldMove { from: String, to: String },
+    Moved {
+        from: String,
+        to: String,
+    },
+    WouldMove {
+        from: String,
+        to: String,
+    },
     AlreadyOnTarget,
     NotSealed,
     /// Re-sealed by someone else while this run worked on it: left alone.
@@ -140,17 +154,19 @@ impl Target {
     }
 }
 
-/// The providers that open the selected credentials' secrets; AWS only when one needs it.
+/// The providers that open the secrets still to move (not those already on the target);
+/// AWS only when one needs it.
 pub async fn openers(
     args: &ReencryptArgs,
     resources: &[&MailCredential],
+    target: &Target,
 ) -> anyhow::Result<KmsProviders> {
     let mut providers = KmsProviders::default();
     let uses = |kind| {
         resources
             .iter()
             .filter_map(|r| r.spec.sealed_secret.as_ref())
-            .any(|s| s.kms.provider == kind)
+            .any(|s| s.kms.provider == kind && s.kms != target.key)
     };
     if uses(KmsProviderKind::Local) {
         let path = args.local_key_file.as_ref().context(
@@ -246,7 +262,10 @@ pub async fn run(args: ReencryptArgs) -> anyhow::Result<()> {
         bail!("no MailCredential matched");
     }
     if failed > 0 {
-        bail!("{failed} of {} credentials were not re-encrypted", outcomes.len());
+        bail!(
+            "{failed} of {} credentials were not re-encrypted",
+            outcomes.len()
+        );
     }
     Ok(())
 }
