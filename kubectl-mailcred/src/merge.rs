@@ -173,6 +173,35 @@ mod tests {
         assert_eq!(inline.len(), 1);
     }
 
+    /// A document body: lines that are never separators (`---` only starts a separator).
+    fn body() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::collection::vec("([a-z:#][a-z:# -]{0,11})?(---[a-z]{1,3})?", 0..5)
+            .prop_map(|lines| lines.iter().map(|l| format!("{l}\n")).collect())
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn splitting_and_replacing_one_document_keeps_every_other_byte(
+            bodies in proptest::collection::vec(body(), 1..6),
+            pick in 0usize..6,
+            new in body(),
+        ) {
+            let text = bodies.join("---\n");
+            let docs = documents(&text);
+            prop_assert_eq!(docs.len(), bodies.len());
+            for (doc, body) in docs.iter().zip(&bodies) {
+                prop_assert_eq!(&text[doc.range.clone()], body.as_str());
+            }
+            let pick = pick % bodies.len();
+            let out = replace(&text, &[(docs[pick].range.clone(), new.clone())]);
+            let mut expected = bodies.clone();
+            expected[pick] = new;
+            prop_assert_eq!(out, expected.join("---\n"));
+        }
+    }
+
     #[test]
     fn replace_keeps_every_other_byte() {
         let docs = documents(FILE);

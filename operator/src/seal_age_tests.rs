@@ -193,3 +193,23 @@ fn the_alerts_use_exactly_the_gauges_exported_here() {
     used.dedup();
     assert_eq!(used, [KEY_RETIRED_METRIC, SEAL_AGE_METRIC]);
 }
+
+proptest::proptest! {
+    /// A retired key matches itself in every spelling (ARN or bare id) and no other key.
+    #[test]
+    fn retired_keys_match_only_their_own_key(
+        a in "[0-9a-f]{8}-[0-9a-f]{4}",
+        b in "[0-9a-f]{8}-[0-9a-f]{4}",
+        region in "(us-east-1|eu-west-1)",
+    ) {
+        let arn = |id: &str| format!("arn:aws:kms:{region}:111122223333:key/{id}");
+        let retired = RetiredKeys::new(vec![arn(&a)]);
+        proptest::prop_assert!(retired.matching(&a).is_some());
+        proptest::prop_assert!(retired.matching(&arn(&a)).is_some());
+        if a != b {
+            proptest::prop_assert!(retired.matching(&b).is_none());
+            proptest::prop_assert!(retired.matching(&arn(&b)).is_none());
+            proptest::prop_assert!(RetiredKeys::new(vec![b.clone()]).matching(&arn(&a)).is_none());
+        }
+    }
+}
