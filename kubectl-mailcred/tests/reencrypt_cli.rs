@@ -304,3 +304,44 @@ async fn moto_two_keys_files_end_to_end() {
         .success();
     assert!(String::from_utf8_lossy(&again.get_output().stdout).contains("already sealed"));
 }
+
+/// A document without metadata.namespace (kustomize sets it) takes -n and keeps its shape.
+#[tokio::test]
+async fn a_document_without_namespace_takes_dash_n_and_stays_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k1, k2) = (keygen(dir.path(), "one.key"), keygen(dir.path(), "two.key"));
+    let file = dir.path().join("a.yaml");
+    seal(
+        &format!("local:{}", k1.display()),
+        "billing",
+        "billing-Passw0rd",
+        &file,
+        &[],
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("  namespace: shop\n"), "{text}");
+    std::fs::write(&file, text.replace("  namespace: shop\n", "")).unwrap();
+    let args = |extra: &[&str]| {
+        let mut c = bin();
+        c.args(["reencrypt", "-f"])
+            .arg(&file)
+            .arg("--local-key-file")
+            .arg(&k1)
+            .arg("--to-local-key-file")
+            .arg(&k2)
+            .args(extra);
+        c
+    };
+    let out = args(&[]).assert().failure();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(stderr.contains("give -n NAMESPACE"), "{stderr}");
+    args(&["-n", "shop"]).assert().success();
+    let after = std::fs::read_to_string(&file).unwrap();
+    assert!(!after.contains("namespace:"), "{after}");
+    let mut resource = from_yaml(&after).unwrap();
+    resource.metadata.namespace = Some("shop".into());
+    assert_eq!(
+        password_of(&resource, &local(&k2)).await.unwrap(),
+        "billing-Passw0rd"
+    );
+}

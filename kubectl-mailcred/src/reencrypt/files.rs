@@ -37,20 +37,28 @@ pub async fn run(args: &ReencryptArgs, target: &Target) -> anyhow::Result<Report
         };
         let mut edits = Vec::new();
         for (range, mut resource) in selected {
-            if resource.metadata.namespace.is_none() {
-                // The secret is bound to a namespace; a file that omits it cannot say which.
-                report.push((
-                    format!("{}: {}", path.display(), id(&resource)),
-                    Err(anyhow::anyhow!(
-                        "metadata.namespace is missing: the sealed secret is bound to it; add it to the file"
-                    )),
-                ));
-                continue;
+            // The secret is bound to a namespace; a document that omits it (kustomize sets it
+            // at build time) takes -n, and is written back without it.
+            let implicit_namespace = resource.metadata.namespace.is_none();
+            if implicit_namespace {
+                let Some(namespace) = &args.namespace else {
+                    report.push((
+                        format!("{}: {}", path.display(), id(&resource)),
+                        Err(anyhow::anyhow!(
+                            "metadata.namespace is missing, and the sealed secret is bound to one: give -n NAMESPACE"
+                        )),
+                    ));
+                    continue;
+                };
+                resource.metadata.namespace = Some(namespace.clone());
             }
             let label = format!("{}: {}", path.display(), id(&resource));
             match reseal(&resource, &providers, target, args.dry_run).await {
                 Ok((outcome, Some(sealed))) => {
                     resource.spec.sealed_secret = Some(sealed);
+                    if implicit_namespace {
+                        resource.metadata.namespace = None;
+                    }
                     let rendered = render(&resource, OutputFormat::Yaml)?;
                     let body = rendered.strip_prefix("---\n").unwrap_or(&rendered);
                     edits.push((range, body.to_string()));
