@@ -234,6 +234,14 @@ check "podMonitor without sidecar metrics is refused" \
   refused "podMonitor.enabled needs sidecar.metrics.enabled" --set podMonitor.enabled=true --set sidecar.metrics.enabled=false
 check_fails "values.schema.json refuses sidecar.runAsUser 0" \
   "$HELM" template mailcred "$chart" --set sidecar.runAsUser=0
+check_fails "values.schema.json refuses a retired KMS key with a space" \
+  "$HELM" template mailcred "$chart" --set "operator.retiredKmsKeys[0]=has space"
+retired_keys_rendered() {
+  "$HELM" template mailcred "$chart" --show-only templates/deployment.yaml \
+    --set "operator.retiredKmsKeys[0]=arn:aws:kms:us-east-1:111122223333:key/old" --set "operator.retiredKmsKeys[1]=sha256:00aa" \
+    | grep -c -e "- --retired-kms-key=arn:aws:kms:us-east-1:111122223333:key/old$" -e "- --retired-kms-key=sha256:00aa$" | grep -qx 2
+}
+check "operator.retiredKmsKeys renders one --retired-kms-key per key" retired_keys_rendered
 
 # Alerts: the rule file, its promtool unit tests, and a mutated copy the tests must catch.
 [[ -x "$venv/bin/promtool" ]] || bash e2e/peers/install.sh

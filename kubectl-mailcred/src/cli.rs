@@ -17,8 +17,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Encrypt a mail password for one MailCredential and print the resource as YAML.
-    Seal(Box<SealArgs>),
+    /// Encrypt a mail password for one MailCredential and print the resource as YAML;
+    /// with -f, re-seal an existing one (new password, the file's other fields kept).
+    Seal(Box<SealCommand>),
+    /// Move sealed secrets to another key or wrapping scheme, from the cluster or from files
+    /// (needs decrypt permission on the old key: run it as an admin or a Job, never the operator).
+    Reencrypt(Box<crate::reencrypt::ReencryptArgs>),
     /// Create a pending MailCredential and print a one-time link: the mailbox owner opens it
     /// and types the password, which the page seals in the browser (docs/link-sealing.md).
     Request(Box<RequestArgs>),
@@ -54,16 +58,30 @@ pub struct VerifyArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct SealCommand {
+    #[command(flatten)]
+    pub spec: SealArgs,
+    /// Re-seal this MailCredential (a `seal` output or `kubectl get -o yaml`): every field is
+    /// kept unless a flag gives it anew; only the password (or grant secret) is asked for.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Write the result into this multi-document YAML file, replacing the document with the
+    /// same kind, namespace and name (or appending it); other documents stay byte-for-byte.
+    #[arg(long, value_name = "FILE", conflicts_with = "write")]
+    pub merge_into: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 pub struct SealArgs {
-    /// MailCredential name (bound into the ciphertext).
+    /// MailCredential name (bound into the ciphertext). Required unless -f gives it.
     #[arg(long)]
-    pub name: String,
+    pub name: Option<String>,
     /// Namespace (bound into the ciphertext); default: the kubeconfig context's, else `default`.
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
-    /// Upstream account name (bound into the ciphertext).
+    /// Upstream account name (bound into the ciphertext). Required unless -f gives it.
     #[arg(long)]
-    pub username: String,
+    pub username: Option<String>,
 
     /// Upstream SMTP server, HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
@@ -91,8 +109,9 @@ pub struct SealArgs {
     pub insecure_reason: Option<String>,
 
     /// Key-encryption key: aws:<key-arn>, aws-public-key:<pem-or-der-file>, local:<key-file>.
+    /// Required unless -f names an AWS KMS key.
     #[arg(long, value_name = "SCHEME:VALUE")]
-    pub kms: String,
+    pub kms: Option<String>,
     /// KMS key ARN or id for aws-public-key (the key whose public half is given).
     #[arg(long, value_name = "ARN")]
     pub kms_key_id: Option<String>,
@@ -103,8 +122,8 @@ pub struct SealArgs {
     #[arg(long, value_name = "URL")]
     pub kms_endpoint: Option<String>,
 
-    /// ServiceAccount allowed to use the credential (repeatable; at least one).
-    #[arg(long = "service-account", value_name = "NAME", required = true)]
+    /// ServiceAccount allowed to use the credential (repeatable; at least one, unless -f).
+    #[arg(long = "service-account", value_name = "NAME")]
     pub service_accounts: Vec<String>,
     /// Allowed sender address or *@domain (repeatable; default: the username only).
     #[arg(long = "allowed-sender", value_name = "ADDR")]

@@ -1,10 +1,14 @@
-//! `kubectl mailcred`: seal a mail password into a MailCredential; generate local keys.
+//! `kubectl mailcred`: seal a mail password into a MailCredential, re-seal and re-encrypt
+//! existing ones; generate local keys.
 //! The password is read from a TTY prompt or stdin, never from argv or the environment.
 
 mod cli;
 mod kubeconfig;
+mod merge;
 mod password;
+mod reencrypt;
 mod request;
+mod reseal;
 mod seal;
 mod seal_oauth;
 mod validate;
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
 async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Seal(args) => seal::run(*args).await,
+        cli::Command::Reencrypt(args) => reencrypt::run(*args).await,
         cli::Command::Request(args) => request::run(*args).await,
         cli::Command::Keygen(args) => seal::keygen(&args),
         cli::Command::Verify(args) => verify::run(&args).await,

@@ -121,8 +121,10 @@ pub async fn run(args: RequestArgs) -> anyhow::Result<()> {
         Some(namespace) => namespace.clone(),
         None => kubeconfig::namespace(kubeconfig::path_from_env().as_deref())?,
     };
-    validate::names(&args.spec.name, &namespace, &args.spec.username)?;
-    let scheme = parse_kms(&args.spec.kms)?;
+    let required = validate::required(&args.spec, "")?;
+    validate::names(required.name, &namespace, required.username)?;
+    let scheme = parse_kms(required.kms)?;
+    let name = required.name.to_string();
     validate::kms(&scheme, &args.spec)?;
     let expires = parse_expires(&args.expires)?;
     check_url(&args.url)?;
@@ -140,7 +142,7 @@ pub async fn run(args: RequestArgs) -> anyhow::Result<()> {
     let mut spec = build_spec(&args.spec)?.0;
     let kms = key_ref(scheme, &args)?;
     // The binding must be formable now, or the page could never seal.
-    mailcred_core::CredentialBinding::new(&namespace, &args.spec.name, &spec)?;
+    mailcred_core::CredentialBinding::new(&namespace, &name, &spec)?;
     if let Some(path) = &args.spec.write {
         spec.sealed_secret = existing_secret(path, args.replace)?;
     }
@@ -157,10 +159,10 @@ pub async fn run(args: RequestArgs) -> anyhow::Result<()> {
         kms,
         used_at: None,
     });
-    let mut resource = MailCredential::new(&args.spec.name, spec);
+    let mut resource = MailCredential::new(&name, spec);
     resource.metadata.namespace = Some(namespace.clone());
     let text = render(&resource, format)?;
-    let url = link_url(&args.url, &namespace, &args.spec.name, &token);
+    let url = link_url(&args.url, &namespace, &name, &token);
     match &args.spec.write {
         Some(path) => {
             write_file(path, &text)?;
@@ -179,7 +181,7 @@ pub async fn run(args: RequestArgs) -> anyhow::Result<()> {
     }
     eprintln!(
         "send this link to the owner of {} by a channel you trust; it works once, until {expires_at}",
-        args.spec.username
+        args.spec.username.as_deref().unwrap_or_default()
     );
     Ok(())
 }

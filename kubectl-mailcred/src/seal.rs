@@ -5,17 +5,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use mailcred_core::crd::{
-    Access, ImapPolicy, MailCredential, MailCredentialSpec, Policy, RateLimits, SmtpPolicy,
-    TlsMode, UpstreamEndpoint,
+    Access, ImapPolicy, KmsKeyRef, MailCredential, MailCredentialSpec, Policy, RateLimits,
+    SmtpPolicy, TlsMode, UpstreamEndpoint,
 };
 use mailcred_core::kms::{
     AwsKms, AwsKmsOptions, AwsKmsSealer, DataKeySealer, LocalKms, RsaPublicKeySealer,
 };
 use mailcred_core::{CredentialBinding, envelope};
 
-use crate::cli::{KeygenArgs, SealArgs};
+use crate::cli::{KeygenArgs, SealArgs, SealCommand};
 use crate::validate::{self, OutputFormat, Upstream};
-use crate::{kubeconfig, password, seal_oauth};
+use crate::{kubeconfig, merge, password, reseal, seal_oauth};
 
 /// Where the data key comes from, parsed from `--kms`.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,7 +40,8 @@ pub fn parse_kms(value: &str) -> anyhow::Result<KmsScheme> {
     }
 }
 
-pub async fn run(args: SealArgs) -> anyhow::Result<()> {
+pub async fn run(cmd: SealCommand) -> anyhow::Result<()> {
+    let args = &cmd.spec;
     if args.password.is_some() {
         bail!(
             "refusing --password: a password on the command line is visible in ps, shell history and audit logs; use the prompt or --password-stdin"
@@ -51,30 +52,30 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.write {
         validate::write_target(path)?;
     }
-    let namespace = match &args.namespace {
-        Some(namespace) => namespace.clone(),
-        None => kubeconfig::namespace(kubeconfig::path_from_env().as_deref())?,
+    if let Some(path) = &cmd.merge_into {
+        merge::check_target(path, format)?;
+    }
+    let plan = match &cmd.file {
+        None => fresh_plan(args)?,
+        Some(path) => reseal::plan(path, args)?,
     };
-    validate::names(&args.name, &namespace, &args.username)?;
-    let kms = parse_kms(&args.kms)?;
-    validate::kms(&kms, &args)?;
-    let mut spec_without_secret = build_spec(&args)?;
-    let oauth = if args.oauth.requested() {
-        Some(seal_oauth::spec_from_args(
-            &args.oauth,
-            args.password_stdin,
-        )?)
-    } else {
-        None
-    };
-    spec_without_secret.0.oauth = oauth.clone();
+    let Plan {
+        namespace,
+        name,
+        spec: UnsealedSpec(mut spec),
+        key,
+        base,
+    } = plan;
     // Checked with the OAuth settings as given; a service-account key may complete them.
-    CredentialBinding::new(&namespace, &args.name, &spec_without_secret.0)?;
-    let sealer = build_sealer(kms, &args).await?;
+    CredentialBinding::new(&namespace, &name, &spec)?;
+    let sealer = match key {
+        SealKey::Scheme(kms) => build_sealer(kms, args).await?,
+        SealKey::Kept(key_ref) => kept_sealer(key_ref).await,
+    };
 
-    let sealed = match oauth {
+    let sealed = match spec.oauth.clone() {
         None => {
-            let binding = CredentialBinding::new(&namespace, &args.name, &spec_without_secret.0)?;
+            let binding = CredentialBinding::new(&namespace, &name, &spec)?;
             let password = password::read(args.password_stdin)?;
             envelope::seal(sealer.as_ref(), &binding, &password)
                 .await
@@ -82,26 +83,88 @@ pub async fn run(args: SealArgs) -> anyhow::Result<()> {
         }
         Some(mut oauth) => {
             let secret = seal_oauth::read_grant(&args.oauth, &mut oauth)?;
-            spec_without_secret.0.oauth = Some(oauth.clone());
-            let binding = CredentialBinding::new(&namespace, &args.name, &spec_without_secret.0)?;
+            spec.oauth = Some(oauth.clone());
+            let binding = CredentialBinding::new(&namespace, &name, &spec)?;
             envelope::seal_grant(sealer.as_ref(), &binding, &oauth, &secret)
                 .await
                 .context("sealing failed")?
         }
     };
 
-    let mut spec = spec_without_secret.0;
     spec.sealed_secret = Some(sealed);
-    let mut resource = MailCredential::new(&args.name, spec);
-    resource.metadata.namespace = Some(namespace);
+    let resource = match base {
+        Some(base) => reseal::keep_metadata(base, &namespace, spec),
+        None => {
+            let mut resource = MailCredential::new(&name, spec);
+            resource.metadata.namespace = Some(namespace);
+            resource
+        }
+    };
     let text = render(&resource, format)?;
-    match &args.write {
-        Some(path) => write_file(path, &text)?,
-        None => std::io::stdout()
+    match (&args.write, &cmd.merge_into) {
+        (Some(path), _) => write_file(path, &text)?,
+        (None, Some(path)) => merge::merge_into(path, &resource, &text)?,
+        (None, None) => std::io::stdout()
             .write_all(text.as_bytes())
             .context("cannot write to standard output")?,
     }
     Ok(())
+}
+
+/// What to seal: for whom, the spec without its secret, and with which key.
+pub(crate) struct Plan {
+    pub namespace: String,
+    pub name: String,
+    pub spec: UnsealedSpec,
+    pub key: SealKey,
+    /// The resource `-f` read, whose metadata the output keeps.
+    pub base: Option<MailCredential>,
+}
+
+/// `--kms` as given, or the AWS KMS key the re-sealed file names.
+pub(crate) enum SealKey {
+    Scheme(KmsScheme),
+    Kept(KmsKeyRef),
+}
+
+fn fresh_plan(args: &SealArgs) -> anyhow::Result<Plan> {
+    let required = validate::required(
+        args,
+        " (or re-seal an existing MailCredential with -f FILE)",
+    )?;
+    let namespace = match &args.namespace {
+        Some(namespace) => namespace.clone(),
+        None => kubeconfig::namespace(kubeconfig::path_from_env().as_deref())?,
+    };
+    validate::names(required.name, &namespace, required.username)?;
+    let kms = parse_kms(required.kms)?;
+    validate::kms(&kms, args)?;
+    let mut spec = build_spec(args)?;
+    if args.oauth.requested() {
+        spec.0.oauth = Some(seal_oauth::spec_from_args(
+            &args.oauth,
+            args.password_stdin,
+        )?);
+    }
+    Ok(Plan {
+        namespace,
+        name: required.name.to_string(),
+        spec,
+        key: SealKey::Scheme(kms),
+        base: None,
+    })
+}
+
+/// A sealer for the key a re-sealed file names (AWS KMS with its own wrapping only: the
+/// caller checked).
+async fn kept_sealer(key_ref: KmsKeyRef) -> Box<dyn DataKeySealer> {
+    let kms = AwsKms::from_env(AwsKmsOptions::default()).await;
+    Box::new(AwsKmsSealer::new(
+        kms,
+        key_ref.key_id,
+        key_ref.region,
+        key_ref.endpoint,
+    ))
 }
 
 pub(crate) fn render(resource: &MailCredential, format: OutputFormat) -> anyhow::Result<String> {
@@ -180,7 +243,7 @@ pub(crate) fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
     Ok(UnsealedSpec(MailCredentialSpec {
         smtp,
         imap,
-        username: args.username.clone(),
+        username: args.username.clone().unwrap_or_default(),
         oauth: None,
         sealed_secret: None,
         seal_request: None,
@@ -195,7 +258,7 @@ pub(crate) fn build_spec(args: &SealArgs) -> anyhow::Result<UnsealedSpec> {
     }))
 }
 
-fn endpoint(
+pub(crate) fn endpoint(
     upstream: Upstream,
     host_port: &str,
     tls: Option<&str>,

@@ -195,7 +195,7 @@ pub fn spec_from_args(args: &OAuthArgs, password_stdin: bool) -> anyhow::Result<
 }
 
 /// Exactly the secret sources the grant needs, at most one reading stdin, files present.
-fn check_sources(args: &OAuthArgs, spec: &OAuthSpec) -> anyhow::Result<()> {
+pub(crate) fn check_sources(args: &OAuthArgs, spec: &OAuthSpec) -> anyhow::Result<()> {
     let need = GrantFields::for_spec(spec);
     let secret_given = args.client_secret_stdin || args.client_secret_file.is_some();
     let key_given = args.private_key_file.is_some() || args.service_account_key_file.is_some();

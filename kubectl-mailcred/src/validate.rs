@@ -158,8 +158,43 @@ fn url_default_port(upstream: Upstream, scheme: &str) -> u16 {
     }
 }
 
-/// Flags that only make sense with their endpoint, and the insecure reason.
+/// The flags clap cannot require because `seal -f` may take them from the file.
+pub struct Required<'a> {
+    pub name: &'a str,
+    pub username: &'a str,
+    pub kms: &'a str,
+}
+
+pub fn required<'a>(args: &'a SealArgs, hint: &str) -> anyhow::Result<Required<'a>> {
+    let need = |flag: &str, value: &'a Option<String>| {
+        value
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("{flag} is required{hint}"))
+    };
+    let required = Required {
+        name: need("--name", &args.name)?,
+        username: need("--username", &args.username)?,
+        kms: need("--kms", &args.kms)?,
+    };
+    if args.service_accounts.is_empty() {
+        bail!("--service-account is required (at least one){hint}");
+    }
+    Ok(required)
+}
+
+/// Flags that only make sense with their endpoint, the insecure reason, and at least one
+/// endpoint.
 pub fn endpoint_flags(args: &SealArgs) -> anyhow::Result<()> {
+    endpoint_flags_paired(args)?;
+    if args.smtp.is_none() && args.imap.is_none() {
+        bail!("give at least one upstream: --smtp HOST:PORT and/or --imap HOST:PORT");
+    }
+    Ok(())
+}
+
+/// Flags that only make sense with their endpoint flag, and the insecure reason (`seal -f`
+/// keeps the file's endpoints when no endpoint flag is given).
+pub fn endpoint_flags_paired(args: &SealArgs) -> anyhow::Result<()> {
     let per_endpoint = [
         (
             Upstream::Smtp,
@@ -193,9 +228,6 @@ pub fn endpoint_flags(args: &SealArgs) -> anyhow::Result<()> {
                 "--ca-file and --{flag}-ca-file both give the {flag} CA bundle; give one of them"
             );
         }
-    }
-    if args.smtp.is_none() && args.imap.is_none() {
-        bail!("give at least one upstream: --smtp HOST:PORT and/or --imap HOST:PORT");
     }
     if let Some(reason) = &args.insecure_reason {
         if reason.trim().is_empty() {

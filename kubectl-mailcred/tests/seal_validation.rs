@@ -81,6 +81,29 @@ fn bad_inputs_are_refused_by_flag_before_the_password_is_read() {
     let missing = dir.path().join("missing.pem");
     let missing = missing.to_str().unwrap();
     let long_host = format!("{}:587", "a".repeat(254));
+    // For the -f rows: a sealed billing credential, a ConfigMap, a file that is not there.
+    let sealed = dir.path().join("billing.yaml");
+    let mut seal = Command::new(env!("CARGO_BIN_EXE_kubectl-mailcred"));
+    seal.args(argv(&key, &row(&[("-w", sealed.to_str().unwrap())], "")))
+        .stdin(Stdio::piped());
+    let mut child = seal.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"first-Passw0rd\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let sealed = sealed.to_str().unwrap();
+    let config_map = dir.path().join("cm.yaml");
+    std::fs::write(
+        &config_map,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: billing\n",
+    )
+    .unwrap();
+    let config_map = config_map.to_str().unwrap();
+    let no_file = dir.path().join("gone.yaml");
+    let no_file = no_file.to_str().unwrap();
 
     let rows = vec![
         row(
@@ -230,8 +253,48 @@ fn bad_inputs_are_refused_by_flag_before_the_password_is_read() {
             &[("-w", "/nonexistent-dir/mcred.yaml")],
             "-w /nonexistent-dir/mcred.yaml: the directory /nonexistent-dir does not exist",
         ),
+        row(&[("-f", no_file)], &format!("-f {no_file}: cannot read")),
+        row(
+            &[("-f", config_map)],
+            "expected apiVersion mailcred.io/v1alpha1, kind MailCredential; found v1 ConfigMap",
+        ),
+        row(
+            &[("-f", sealed), ("--name", "orders")],
+            "--name \"orders\" conflicts with -f",
+        ),
+        row(
+            &[("-f", sealed), ("--namespace", "prod")],
+            "--namespace \"prod\" conflicts with -f",
+        ),
+        without(
+            &["--kms"],
+            &[("-f", sealed)],
+            "is sealed with a local key (sha256:",
+        ),
+        without(
+            &["--kms"],
+            &[("-f", sealed), ("--kms-region", "eu-west-1")],
+            "--kms-region needs --kms: with -f alone the file's key is kept",
+        ),
+        row(
+            &[("-f", sealed), ("--smtp-tls", "starttls"), ("--smtp", "")],
+            "--smtp \"\": expected HOST:PORT",
+        ),
+        row(
+            &[("--merge-into", no_file)],
+            &format!("--merge-into {no_file}: cannot read"),
+        ),
+        row(
+            &[("--merge-into", sealed), ("-o", "json")],
+            "--merge-into writes YAML documents; leave out -o json",
+        ),
+        without(
+            &["--name"],
+            &[],
+            "--name is required (or re-seal an existing MailCredential with -f FILE)",
+        ),
     ];
-    assert!(rows.len() >= 20);
+    assert!(rows.len() >= 30);
     for row in &rows {
         let args = argv(&key, row);
         let (mut unread, mut writer) = std::io::pipe().unwrap();

@@ -71,6 +71,12 @@ pub struct ControllerArgs {
     /// Each pass costs two no-op applies per credential.
     #[arg(long, default_value_t = 3600)]
     pub resync_seconds: u64,
+
+    /// A KMS key id, key ARN or local key fingerprint that must no longer be sealed to
+    /// (repeatable). Credentials sealed with it get the KeyRetired condition, a Warning Event
+    /// and `mailcred_credential_key_retired 1`; they keep working.
+    #[arg(long = "retired-kms-key", value_name = "KEY")]
+    pub retired_kms_keys: Vec<String>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -290,6 +296,22 @@ impl Config {
                 )));
             }
         }
+        let retired = &self.controller.retired_kms_keys;
+        if retired.len() > crate::seal_age::MAX_RETIRED_KEYS {
+            return Err(crate::Error::Config(format!(
+                "--retired-kms-key given {} times; at most {}",
+                retired.len(),
+                crate::seal_age::MAX_RETIRED_KEYS
+            )));
+        }
+        if let Some(bad) = retired
+            .iter()
+            .find(|k| k.trim().is_empty() || k.len() > 2048 || k.contains(char::is_whitespace))
+        {
+            return Err(crate::Error::Config(format!(
+                "--retired-kms-key {bad:?}: expected a KMS key id or ARN (or a local key's sha256: fingerprint), without spaces"
+            )));
+        }
         if self.controller.disable_controller && self.webhook.disable_webhook {
             return Err(crate::Error::Config(
                 "--disable-controller and --disable-webhook together leave nothing to run".into(),
@@ -345,6 +367,24 @@ mod tests {
             "{err}"
         );
         assert!(Config::try_parse_from(["mailcred-operator", "--sidecar-env=NOVALUE"]).is_err());
+    }
+
+    #[test]
+    fn retired_kms_keys_repeat_and_blank_ones_are_refused() {
+        let c = Config::parse_from([
+            "mailcred-operator",
+            "--retired-kms-key=arn:aws:kms:us-east-1:111122223333:key/old",
+            "--retired-kms-key",
+            "sha256:0011",
+        ]);
+        c.validate().unwrap();
+        assert_eq!(c.controller.retired_kms_keys.len(), 2);
+        let c = Config::parse_from(["mailcred-operator", "--retired-kms-key= "]);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("--retired-kms-key \" \": expected a KMS key id"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::access::{self, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::metrics::Metrics;
+use crate::seal_age::{RetiredKeys, Seal};
 use crate::status::{self, DesiredCondition};
 use crate::validation;
 use crate::{Error, FIELD_MANAGER, Result};
@@ -46,6 +47,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// The clock for condition timestamps (fixed in tests).
     now: fn() -> Time,
+    /// Keys whose credentials get the KeyRetired condition (`--retired-kms-key`).
+    retired_keys: RetiredKeys,
 }
 
 impl Context {
@@ -67,7 +70,14 @@ impl Context {
             resync,
             failures: Mutex::default(),
             now: || Time(k8s_openapi::jiff::Timestamp::now()),
+            retired_keys: RetiredKeys::default(),
         }
+    }
+
+    /// A context that flags credentials sealed with one of `keys`.
+    pub fn with_retired_keys(mut self, keys: RetiredKeys) -> Self {
+        self.retired_keys = keys;
+        self
     }
 
     /// A context whose condition timestamps are `now()` (tests).
@@ -97,6 +107,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     // Its own trimmed cache (kube's stream-control API, feature unstable-runtime):
     // Controller::new would keep managedFields and kubectl's last-applied copy of every spec.
     let (store, writer) = reflector::store::<MailCredential>();
+    // The seal-age gauges read this term's cache; a replica that loses the Lease stops them.
+    ctx.metrics.seal_ages.watch(Some(store.clone()));
+    let metrics = ctx.metrics.clone();
     Controller::for_stream(crate::cache::credentials(client.clone(), writer), store)
         .owns(Api::<Role>::all(client.clone()), owned.clone())
         .owns(Api::<RoleBinding>::all(client), owned)
@@ -110,6 +123,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             }
         })
         .await;
+    metrics.seal_ages.watch(None);
     info!("controller stopped");
 }
 
@@ -202,9 +216,16 @@ async fn apply(obj: &MailCredential, ctx: &Context) -> Result<Action> {
             "applying RoleBinding {namespace}/{role_name}"
         )))?;
 
-    let conditions = status::desired_conditions(&v, &role_name);
     let current = obj.status.as_ref();
-    let desired = status::desired_status(current, &conditions, &v, obj.metadata.generation, &now);
+    let seal = Seal::new(
+        &obj.spec,
+        v.sealed.as_ref().ok().map(String::as_str),
+        &ctx.retired_keys,
+    );
+    let mut conditions = status::desired_conditions(&v, &role_name);
+    conditions.extend(seal.condition(name, current));
+    let generation = obj.metadata.generation;
+    let desired = status::desired_status(current, &conditions, &v, &seal, generation, &now);
     if current != Some(&desired) {
         let patch = json!({
             "apiVersion": MailCredential::api_version(&()),

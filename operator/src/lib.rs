@@ -10,6 +10,7 @@ pub mod controller;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod seal_age;
 pub mod seal_request;
 pub mod status;
 pub mod telemetry;

@@ -103,12 +103,17 @@ async fn run(config: Config) -> Result<()> {
     }
 
     if !config.controller.disable_controller {
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            config.pod_name.clone(),
-            metrics.clone(),
-            Duration::from_secs(config.controller.resync_seconds),
-        ));
+        let ctx = Arc::new(
+            Context::new(
+                client.clone(),
+                config.pod_name.clone(),
+                metrics.clone(),
+                Duration::from_secs(config.controller.resync_seconds),
+            )
+            .with_retired_keys(mailcred_operator::seal_age::RetiredKeys::new(
+                config.controller.retired_kms_keys.clone(),
+            )),
+        );
         let token = shutdown.clone();
         if config.controller.leader_elect {
             let settings = LeaseSettings {

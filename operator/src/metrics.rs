@@ -39,6 +39,9 @@ pub struct Metrics {
     pub app_token_kept: Counter,
     pub leader: Gauge<i64, AtomicI64>,
     pub webhook_cert_expiry: Gauge<i64, AtomicI64>,
+    /// `mailcred_credential_seal_age_seconds` and `mailcred_credential_key_retired`, read from
+    /// the controller's cache at scrape time.
+    pub seal_ages: crate::seal_age::SealAges,
 }
 
 impl Default for Metrics {
@@ -57,6 +60,7 @@ impl Default for Metrics {
             app_token_kept: Counter::default(),
             leader: Gauge::default(),
             webhook_cert_expiry: Gauge::default(),
+            seal_ages: crate::seal_age::SealAges::default(),
         }
     }
 }
@@ -117,6 +121,8 @@ impl Metrics {
                 commit: mailcred_core::GIT_COMMIT,
             })
             .set(1);
+        // Unprefixed: these describe credentials, not the operator process.
+        registry.register_collector(Box::new(self.seal_ages.clone()));
         registry.register(
             "mailcred_build_info",
             "The operator's version and commit (always 1)",

@@ -5,6 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use mailcred_core::crd::MailCredentialStatus;
 
+use crate::seal_age::Seal;
 use crate::validation::{Problem, Validation};
 
 pub const READY: &str = "Ready";
@@ -33,7 +34,10 @@ impl DesiredCondition {
         if self.reason == crate::seal_request::AWAITING_OWNER {
             return true;
         }
-        if self.type_ == INSECURE_UPSTREAM || self.type_ == SINGLE_REPLICA_GRANT {
+        if self.type_ == INSECURE_UPSTREAM
+            || self.type_ == SINGLE_REPLICA_GRANT
+            || self.type_ == crate::seal_age::KEY_RETIRED
+        {
             !self.status
         } else {
             self.status
@@ -164,11 +168,13 @@ pub fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-/// The full status; timestamps of unchanged conditions are kept from `current`.
+/// The full status; timestamps of unchanged conditions are kept from `current`, and so is
+/// `sealedAt` while the fingerprint is unchanged.
 pub fn desired_status(
     current: Option<&MailCredentialStatus>,
     conditions: &[DesiredCondition],
     v: &Validation,
+    seal: &Seal,
     generation: Option<i64>,
     now: &Time,
 ) -> MailCredentialStatus {
@@ -197,9 +203,8 @@ pub fn desired_status(
         sealed_secret_fingerprint: v.sealed.as_ref().ok().cloned(),
         secret: Some(v.secret),
         insecure_endpoints: v.insecure_endpoints.clone(),
-        // Filled by the seal-age work (issue 16): when this fingerprint was first seen, its key.
-        sealed_at: None,
-        kms_key_id: None,
+        sealed_at: seal.sealed_at(current, now),
+        kms_key_id: seal.kms_key_id.clone(),
     }
 }
 
