@@ -39,10 +39,11 @@ impl AccountSet {
                 Lookup::Hit(c) => return Ok(c),
                 Lookup::Miss { resource, .. } => resource,
             };
+            let opener = self.opener.get().ok_or(Error::NotLoaded)?;
             let opened = open_bounded(
                 &resource,
-                self.kms.as_ref(),
-                self.tokens.as_deref(),
+                opener.kms.as_ref(),
+                opener.tokens.as_deref(),
                 self.kms_timeout,
                 &self.metrics.source,
             )

@@ -31,19 +31,8 @@ pub enum AccountWatchError {
     Ended { namespace: String },
 }
 
-/// Lists the set with the in-cluster client, then keeps it current until shutdown.
-pub async fn watch_set(
-    set: Arc<AccountSet>,
-    shutdown: CancellationToken,
-) -> Result<(), AccountWatchError> {
-    let client = kube::Client::try_default()
-        .await
-        .map_err(AccountWatchError::Config)?;
-    watch_set_with_client(client, set, shutdown).await
-}
-
-/// [`watch_set`] with a given client (tests use a mock API server). Returns once the first
-/// list is applied; the watch goes on in a task.
+/// Lists the set with `client` (in-cluster, or a mock API server in tests) and returns once
+/// the first list is applied; the watch goes on in a task until shutdown.
 pub async fn watch_set_with_client(
     client: kube::Client,
     set: Arc<AccountSet>,
