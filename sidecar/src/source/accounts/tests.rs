@@ -157,8 +157,8 @@ async fn only_listed_unexpired_accounts_of_the_set_exist_for_the_pod() {
     assert_eq!(f.kms.calls(), 2, "refused accounts are never decrypted");
     assert!(f.set.last_used("alice").is_some());
     assert!(
-        f.set.last_used("bob").is_some(),
-        "an attempt counts as a use"
+        f.set.last_used("bob").is_none(),
+        "a refused attempt is no use"
     );
     assert!(f.set.last_used("nobody").is_none());
 }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mailcred_core::accounts::AccountDirectory;
 use tokio_util::sync::CancellationToken;
 
 use super::tests::{at, fixture};
