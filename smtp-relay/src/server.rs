@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailcred_core::credential::CredentialSource;
+use mailcred_core::accounts::AccountDirectory;
+use mailcred_core::credential::{CredentialSource, UsableCredential};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -40,6 +41,25 @@ impl SmtpRelay<SmtpUpstream> {
         });
         Self::with_upstream(config, source, metrics, upstream)
     }
+
+    /// A relay of an account set ([`SmtpRelay::with_accounts`]) without a source of its own.
+    pub fn for_accounts(
+        config: RelayConfig,
+        accounts: Arc<dyn AccountDirectory>,
+        metrics: RelayMetrics,
+    ) -> Result<Self, Error> {
+        Self::new(config, Arc::new(NoSource), metrics).with_accounts(accounts)
+    }
+}
+/// The constructor's source in account-set mode, where sessions use their account's: it
+/// never hands out anything.
+struct NoSource;
+
+#[async_trait::async_trait]
+impl CredentialSource for NoSource {
+    async fn credential(&self) -> Result<Arc<UsableCredential>, mailcred_core::Error> {
+        Err(mailcred_core::Error::NotLoaded)
+    }
 }
 
 impl<U: Upstream> SmtpRelay<U> {
@@ -53,6 +73,20 @@ impl<U: Upstream> SmtpRelay<U> {
         Self {
             shared: Arc::new(Shared::new(config, source, metrics, upstream)),
         }
+    }
+
+    /// Account-set mode: the application picks the account per connection with AUTH PLAIN or
+    /// AUTH LOGIN (the account's name as the user, the local token as the password), and each
+    /// session then uses that account's source; the source given to the constructor is not
+    /// used any more. Refused without a non-empty `local_token`
+    /// ([`RelayConfig::check_account_mode`]): the sidecar reports the error at startup.
+    pub fn with_accounts(self, accounts: Arc<dyn AccountDirectory>) -> Result<Self, Error> {
+        self.shared.config.check_account_mode()?;
+        self.shared
+            .accounts
+            .set(accounts)
+            .map_err(|_| Error::AccountDirectoryTwice)?;
+        Ok(self)
     }
 
     /// Message memory not held by any session right now, in bytes.
