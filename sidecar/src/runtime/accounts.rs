@@ -105,15 +105,13 @@ pub(super) fn front_ends(
     accounts: &Accounts,
 ) -> anyhow::Result<(SmtpRelay, ImapProxy)> {
     let directory: Arc<dyn AccountDirectory> = accounts.set.clone();
-    // WIRING (accountfront): replace the error below with
-    //   let relay = relay.with_accounts(directory.clone()).context("SMTP relay in account mode")?;
-    //   let imap = imap.with_accounts(directory).context("IMAP proxy in account mode")?;
-    //   Ok((relay, imap))
-    let _ = (relay, imap, directory);
-    Err(anyhow::anyhow!(
-        "this build's SMTP relay and IMAP proxy cannot serve an account set yet (SmtpRelay::with_accounts / ImapProxy::with_accounts missing)"
-    ))
-    .context("account-set mode")
+    let relay = relay
+        .with_accounts(directory.clone())
+        .context("SMTP relay in account-set mode")?;
+    let imap = imap
+        .with_accounts(directory)
+        .context("IMAP proxy in account-set mode")?;
+    Ok((relay, imap))
 }
 
 /// HOOK (registration branch): starts the registration API on `accounts.registration_listen`
