@@ -78,6 +78,12 @@ fn start(dir: &Path, key: &Path, token: &Path, log: &Path) -> Sidecar {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    // Killed and waited for on drop, also when the start-up below fails.
+    let mut sidecar = Sidecar {
+        child,
+        smtp: 0,
+        admin: 0,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -93,11 +99,9 @@ fn start(dir: &Path, key: &Path, token: &Path, log: &Path) -> Sidecar {
                     .unwrap()
                     .port()
             };
-            return Sidecar {
-                smtp: port("smtp"),
-                admin: port("admin"),
-                child,
-            };
+            sidecar.smtp = port("smtp");
+            sidecar.admin = port("admin");
+            return sidecar;
         }
         assert!(Instant::now() < deadline, "sidecar did not start:\n{text}");
         std::thread::sleep(Duration::from_millis(50));
