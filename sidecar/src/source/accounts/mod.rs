@@ -334,4 +334,6 @@ mod tests_cache;
 #[cfg(test)]
 mod tests_feeds;
 #[cfg(test)]
+mod tests_moto;
+#[cfg(test)]
 mod tests_prop;
