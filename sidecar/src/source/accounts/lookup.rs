@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use mailcred_core::Error;
 use mailcred_core::crd::MailCredential;
 use mailcred_core::credential::{CredentialOutline, UsableCredential};
+use mailcred_core::{Error, KmsError};
 
 use super::super::{Cached, DropReason, open_bounded};
 use super::{AccountSet, now_time};
@@ -19,9 +19,33 @@ enum Lookup {
     Hit(Arc<UsableCredential>),
     /// Not cached: decrypt `resource` under `flight`.
     Miss {
-        flight: Arc<tokio::sync::Mutex<()>>,
+        flight: Arc<Flight>,
         resource: Arc<MailCredential>,
     },
+}
+
+/// One account's decrypt slot: held across its KMS call. It remembers the last failure, so
+/// requests that queued behind a failed call fail with it at once instead of each waiting
+/// for its own KMS timeout in turn (200 connections x 20 s).
+pub(super) type Flight = tokio::sync::Mutex<Option<Failure>>;
+
+pub(super) struct Failure {
+    at: Instant,
+    key_id: String,
+    /// The error's text (core errors carry no secret).
+    detail: String,
+}
+
+impl Failure {
+    fn error(&self) -> Error {
+        Error::Kms(KmsError::Unreachable {
+            key_id: self.key_id.clone(),
+            detail: format!(
+                "the decrypt this request waited for failed: {}",
+                self.detail
+            ),
+        })
+    }
 }
 
 impl AccountSet {
@@ -32,7 +56,11 @@ impl AccountSet {
             Lookup::Miss { flight, .. } => flight,
         };
         // This account's flight only: other accounts decrypt meanwhile.
-        let _one_decrypt = flight.lock().await;
+        let asked = Instant::now();
+        let mut last_failure = flight.lock().await;
+        if let Some(failed) = last_failure.as_ref().filter(|f| f.at >= asked) {
+            return Err(failed.error());
+        }
         for _ in 0..OPEN_ATTEMPTS {
             // Whoever held the flight before may have filled the cache.
             let resource = match self.lookup(name)? {
@@ -40,14 +68,26 @@ impl AccountSet {
                 Lookup::Miss { resource, .. } => resource,
             };
             let opener = self.opener.get().ok_or(Error::NotLoaded)?;
-            let opened = open_bounded(
+            let opened = match open_bounded(
                 &resource,
                 opener.kms.as_ref(),
                 opener.tokens.as_deref(),
                 self.kms_timeout,
                 &self.metrics.source,
             )
-            .await?;
+            .await
+            {
+                Ok(opened) => opened,
+                Err(e) => {
+                    *last_failure = Some(Failure {
+                        at: Instant::now(),
+                        key_id: key_id(&resource),
+                        detail: e.to_string(),
+                    });
+                    return Err(e);
+                }
+            };
+            *last_failure = None;
             tracing::info!(
                 credential = %opened.id(),
                 fingerprint = %opened.sealed_fingerprint,
@@ -162,4 +202,14 @@ impl AccountSet {
         self.changed.notify_one();
         Ok(Some(credential))
     }
+}
+
+/// The KMS key a resource was sealed with (for the shared failure's message).
+fn key_id(resource: &MailCredential) -> String {
+    resource
+        .spec
+        .sealed_secret
+        .as_ref()
+        .map(|s| s.kms.key_id.clone())
+        .unwrap_or_default()
 }

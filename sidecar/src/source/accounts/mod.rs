@@ -60,7 +60,7 @@ pub struct AccountSetConfig {
 struct Account {
     resource: Arc<MailCredential>,
     /// Held across the KMS call of this account only (single flight).
-    flight: Arc<tokio::sync::Mutex<()>>,
+    flight: Arc<lookup::Flight>,
     last_used: Option<SystemTime>,
 }
 

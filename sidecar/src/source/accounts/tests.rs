@@ -22,6 +22,8 @@ pub(super) struct CountingKms {
     pub inner: LocalKms,
     pub calls: AtomicUsize,
     pub delay: Duration,
+    /// Every call fails (KMS unreachable) while set.
+    pub fail: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
@@ -34,6 +36,12 @@ impl KmsProvider for CountingKms {
     ) -> Result<DataKey, KmsError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(KmsError::Unreachable {
+                key_id: key.key_id.clone(),
+                detail: "test: KMS down".into(),
+            });
+        }
         self.inner.decrypt_data_key(key, wrapped, context).await
     }
 }
@@ -69,6 +77,7 @@ pub(super) fn fixture(cache_size: usize, ttl: Duration, delay: Duration) -> Fixt
         inner: LocalKms::generate().unwrap(),
         calls: AtomicUsize::new(0),
         delay,
+        fail: Default::default(),
     });
     set.attach(kms.clone(), None);
     Fixture { set, kms, metrics }

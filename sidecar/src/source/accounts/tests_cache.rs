@@ -113,3 +113,26 @@ async fn the_timer_drops_a_plaintext_when_its_lifetime_ends() {
     shutdown.cancel();
     timer.await.unwrap();
 }
+
+/// KMS down: requests queued behind a failed Decrypt fail with it at once (one call, not one
+/// KMS timeout per request in turn); the next request after the failure tries again.
+#[tokio::test]
+async fn requests_queued_behind_a_failed_decrypt_share_its_failure() {
+    let f = fixture(10, Duration::from_secs(60), Duration::from_millis(200));
+    f.set.replace_all(vec![f.account("a", "pw").await]);
+    f.kms.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    let results = futures::future::join_all((0..10).map(|_| f.set.credential("a"))).await;
+    assert!(results.iter().all(|r| r.is_err()));
+    assert_eq!(f.kms.calls(), 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        started.elapsed()
+    );
+    let e = results[0].as_ref().err().unwrap().to_string();
+    assert!(e.contains("KMS down"), "{e}");
+    f.kms.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(f.password("a").await.unwrap(), "pw");
+    assert_eq!(f.kms.calls(), 2);
+}
