@@ -182,18 +182,6 @@ pub struct Args {
     )]
     pub account_cache_size: usize,
 
-    /// Loopback listener of the registration API (account-set mode).
-    #[arg(
-        long = contract::FLAG_REGISTRATION_LISTEN,
-        env = contract::ENV_REGISTRATION_LISTEN,
-        default_value = contract::DEFAULT_REGISTRATION_LISTEN
-    )]
-    pub registration_listen: SocketAddr,
-
-    /// KMS key the registration API seals new accounts with (encrypt only).
-    #[arg(long = contract::FLAG_SEAL_KMS_KEY, env = contract::ENV_SEAL_KMS_KEY)]
-    pub seal_kms_key: Option<String>,
-
     /// How often the credential file is checked for changes (milliseconds).
     #[arg(long, default_value_t = 1000)]
     pub file_poll_ms: u64,
@@ -248,20 +236,16 @@ mod tests {
             "crm",
             &flag(contract::FLAG_WRITE_APP_TOKEN),
             contract::APP_TOKEN_PATH,
-            &flag(contract::FLAG_SEAL_KMS_KEY),
-            "alias/mailcred",
+            &flag(contract::FLAG_ACCOUNT_CACHE_SIZE),
+            "5000",
         ])
         .expect("the account-set argv parses");
         assert_eq!(args.account_set.as_deref(), Some("crm"));
+        assert_eq!(args.account_cache_size, 5000);
         assert_eq!(
-            args.account_cache_size,
+            parse(&["--account-set", "crm"]).unwrap().account_cache_size,
             contract::DEFAULT_ACCOUNT_CACHE_SIZE
         );
-        assert_eq!(
-            args.registration_listen.to_string(),
-            contract::DEFAULT_REGISTRATION_LISTEN
-        );
-        assert_eq!(args.seal_kms_key.as_deref(), Some("alias/mailcred"));
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 mod app_token;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -53,10 +52,9 @@ pub enum Mode {
 pub struct AccountSetPlan {
     pub config: AccountSetConfig,
     pub feed: SetFeed,
-    /// Also the SMTP and IMAP local token (already in `relay` and `imap`).
+    /// Also the SMTP and IMAP local token (already in `relay` and `imap`), and the
+    /// registration API's bearer token.
     pub app_token: AppToken,
-    pub registration_listen: SocketAddr,
-    pub seal_kms_key: Option<String>,
 }
 
 /// The validated arguments.
@@ -193,8 +191,6 @@ fn account_set_plan(args: &Args, set: &str) -> Result<AccountSetPlan, ArgError> 
             .clone()
             .map_or(SetFeed::Api, SetFeed::Dir),
         app_token,
-        registration_listen: args.registration_listen,
-        seal_kms_key: args.seal_kms_key.clone(),
     })
 }
 

@@ -28,9 +28,8 @@ pub struct Accounts {
     /// The client of the watch (`None` with `--credential-dir`): the registration API creates
     /// and deletes MailCredentials with it.
     pub client: Option<kube::Client>,
+    /// The registration API's bearer token (`app_token.expose().as_bytes()`).
     pub app_token: AppToken,
-    pub registration_listen: std::net::SocketAddr,
-    pub seal_kms_key: Option<String>,
 }
 
 /// Fills the set (the first list must succeed), then attaches the KMS: no cloud SDK starts
@@ -92,8 +91,6 @@ pub(super) async fn start(
             set,
             client,
             app_token: plan.app_token,
-            registration_listen: plan.registration_listen,
-            seal_kms_key: plan.seal_kms_key,
         }),
     })
 }
@@ -114,13 +111,14 @@ pub(super) fn front_ends(
     Ok((relay, imap))
 }
 
-/// HOOK (registration branch): starts the registration API on `accounts.registration_listen`
-/// with `accounts.set` (last use, outlines), `accounts.client` (create/delete), the app token
-/// and the seal key. Not built in yet: the log line says so.
+/// HOOK (registration branch): the registration API starts here, with `accounts.set`
+/// (`last_used`), `accounts.client` (its `KubeStore`), `accounts.app_token` and the
+/// registration flags (`RegistrationArgs`, flattened into `cli::Args`). Until it is wired the
+/// log says that it is not served.
 pub(super) fn serve_registration(accounts: &Accounts, _shutdown: CancellationToken) {
     tracing::warn!(
-        listen = %accounts.registration_listen,
-        "the registration API is not part of this build; accounts come from the API server or --credential-dir only"
+        set = %accounts.set.config().set,
+        "the registration API is not wired into this build; accounts come from the API server or --credential-dir only"
     );
 }
 
