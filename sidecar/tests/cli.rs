@@ -69,6 +69,9 @@ fn with_metadata_endpoint(metadata: &std::net::TcpListener) -> Command {
         .env_remove("POD_NAMESPACE")
         .env_remove("MAILCRED_CREDENTIALS")
         .env_remove("MAILCRED_NO_AWS")
+        .env_remove("MAILCRED_SERVICE_ACCOUNT")
+        .env_remove("MAILCRED_ACCOUNT_SET")
+        .env_remove("MAILCRED_APP_TOKEN_FILE")
         .args([
             "--smtp-listen",
             "127.0.0.1:0",
@@ -89,7 +92,40 @@ fn connections(listener: &std::net::TcpListener) -> usize {
 #[test]
 fn argument_errors_are_reported_before_any_cloud_sdk_starts() {
     let metadata = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &[
+                "--account-set",
+                "CRM",
+                "--namespace",
+                "ns",
+                "--service-account",
+                "app",
+            ],
+            "not a valid name",
+        ),
+        (
+            &[
+                "--account-set",
+                "crm",
+                "--namespace",
+                "ns",
+                "--write-app-token",
+                "/nonexistent/t",
+            ],
+            "needs the pod's ServiceAccount",
+        ),
+        (
+            &[
+                "--account-set",
+                "crm",
+                "--namespace",
+                "ns",
+                "--service-account",
+                "app",
+            ],
+            "needs the app's local token",
+        ),
         (&[], "no credential given"),
         (&["--credential", "mail"], "namespace is unknown"),
         (
