@@ -22,6 +22,9 @@ pub enum Command {
     /// Create a pending MailCredential and print a one-time link: the mailbox owner opens it
     /// and types the password, which the page seals in the browser (docs/link-sealing.md).
     Request(Box<RequestArgs>),
+    /// Sign in at the OAuth provider (device code, or authorization code + PKCE with a
+    /// loopback redirect) and seal the refresh token it issues; the token is never shown.
+    Authorize(Box<crate::authorize::AuthorizeArgs>),
     /// Create a key file for the `local` provider (development and single-machine use).
     Keygen(KeygenArgs),
     /// Check that a MailCredential's sealed secret opens for its namespace, name and endpoints

@@ -1,6 +1,7 @@
 //! `kubectl mailcred`: seal a mail password into a MailCredential; generate local keys.
 //! The password is read from a TTY prompt or stdin, never from argv or the environment.
 
+mod authorize;
 mod cli;
 mod kubeconfig;
 mod password;
@@ -47,6 +48,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Seal(args) => seal::run(*args).await,
         cli::Command::Request(args) => request::run(*args).await,
+        cli::Command::Authorize(args) => authorize::run(*args).await,
         cli::Command::Keygen(args) => seal::keygen(&args),
         cli::Command::Verify(args) => verify::run(&args).await,
         cli::Command::Version => {
