@@ -8,6 +8,7 @@ mod connect;
 mod errors;
 mod pool;
 mod sasl;
+mod verify;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub use address::RelayAddress;
 pub use client::UpstreamReply;
 pub use errors::{Scrubber, UpstreamError};
 pub use pool::{SmtpTransaction, SmtpUpstream};
+pub use verify::verify_login;
 
 use crate::outcome::{Outcome, Reason};
 use crate::wire::reply::Reply;
