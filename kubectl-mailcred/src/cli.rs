@@ -54,6 +54,10 @@ pub struct VerifyArgs {
     /// MAILCRED_TRUSTED_KMS_ENDPOINTS).
     #[arg(long = "trusted-kms-endpoint", value_name = "URL")]
     pub trusted_kms_endpoints: Vec<String>,
+    /// Also log in to each upstream once (with the password, or an OAuth access token fetched
+    /// with the sealed grant) and report the server's answer.
+    #[arg(long)]
+    pub login: bool,
 }
 
 #[derive(Args, Debug)]

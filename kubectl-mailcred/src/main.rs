@@ -10,6 +10,7 @@ mod seal;
 mod seal_oauth;
 mod validate;
 mod verify;
+mod verify_login;
 
 use std::process::ExitCode;
 

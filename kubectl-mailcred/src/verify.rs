@@ -41,6 +41,17 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if args.login {
+        // The sidecar's path, token client included; then one real login per upstream.
+        let tokens = mailcred_oauth::OAuthClient::default();
+        let opened = credential::open_with_tokens(&resource, &providers, Some(&tokens)).await?;
+        println!(
+            "ok: the sealed secret of {} opens; fingerprint {}",
+            opened.id(),
+            opened.sealed_fingerprint
+        );
+        return crate::verify_login::check(&opened, crate::verify_login::LOGIN_TIMEOUT).await;
+    }
     if let Some(oauth) = &resource.spec.oauth {
         // Without a token client here: prove the grant secret opens and fits spec.oauth
         // (`verify --login` goes on to fetch a token).
