@@ -188,3 +188,73 @@ fn a_wrong_client_secret_fails_naming_the_oauth_error() {
     assert!(stdout.contains("invalid_client"), "{stdout}");
     assert!(!stdout.contains(wrong) && !stderr.contains(wrong));
 }
+
+/// A sealed refreshToken grant is not spent by `verify --login` (rotation would revoke it),
+/// and no request is made: the token endpoint is a listener nothing may reach.
+#[test]
+fn verify_login_refuses_a_refresh_token_grant_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("local.key");
+    assert!(
+        bin()
+            .args(["keygen", "-o"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let wire = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    wire.set_nonblocking(true).unwrap();
+    let token = format!(
+        "https://127.0.0.1:{}/token",
+        wire.local_addr().unwrap().port()
+    );
+    let out = dir.path().join("cred.yaml");
+    let mut child = bin()
+        .args([
+            "seal",
+            "--name",
+            "me",
+            "--namespace",
+            "home",
+            "--username",
+            "me@example.test",
+        ])
+        .args(["--smtp", "127.0.0.1:1", "--service-account", "app"])
+        .arg("--kms")
+        .arg(format!("local:{}", key.display()))
+        .args([
+            "--oauth-provider",
+            "generic",
+            "--grant",
+            "refreshToken",
+            "--client-id",
+            "c",
+        ])
+        .args([
+            "--token-endpoint",
+            &token,
+            "--scope",
+            "mail",
+            "--refresh-token-stdin",
+            "-w",
+        ])
+        .arg(&out)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"rt-value\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let (ok, stdout, stderr) = verify_login(dir.path(), &out);
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("does not use a sealed refreshToken grant"),
+        "{stderr}"
+    );
+    assert!(matches!(wire.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock));
+}
