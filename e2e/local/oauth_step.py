@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mailcred_e2e import oauth
 from mailcred_e2e.mail import smtp_send
-from mailcred_e2e.sealing import seal_oauth_client_credentials
+from mailcred_e2e.sealing import keygen, seal_oauth_client_credentials
 from mailcred_e2e.sidecar import Sidecar, file_source
 
 # An oidc-provider opaque access token is 43 base64url characters; anything of that shape in a
@@ -30,7 +30,6 @@ def step_oauth(run, demo):
     run.secrets.append(secret)
     cred = run.workdir / "mailcredential-oauth.yaml"
     key = run.workdir / "oauth-local.key"
-    from mailcred_e2e.sealing import keygen
     suite.record(keygen(key))
     suite.record(seal_oauth_client_credentials(cred, peers, kms=f"local:{key}", namespace="e2e"))
     text = cred.read_text()
