@@ -12,6 +12,7 @@ mod error;
 pub mod grant;
 pub mod kms;
 pub mod link_token;
+pub mod login_check;
 pub mod metrics_text;
 pub mod names;
 pub mod oauth_rules;

@@ -14,6 +14,11 @@ provider) against the real peers (e2e/peers/start.sh), once per protocol:
   4. always: absent from /proc/PID/environ, /proc/PID/cmdline and the sidecar's log;
   5. the cached password's pages are mlocked while cached (VmLck > 0) and unlocked after.
 
+With the OAuth peers (PEERS_OAUTH_*), the same for a sealed client-credentials grant (XOAUTH2
+upstream, scenario "oauth-smtp"): the client secret absent before use, present while cached,
+absent after TTL + sweep (steps 1-4; not mlocked). The access token is not scanned for: its
+value never leaves the sidecar, so this script cannot know what to look for.
+
 Needs root (or CAP_SYS_PTRACE): the sidecar makes itself non-dumpable, so /proc/PID/mem is
 closed to other users. Prints PASS/FAIL per check and a last line "N passed, M failed"; exit
 status 1 on any failure.
@@ -37,7 +42,7 @@ from mailcred_e2e import peers as peerlib  # noqa: E402
 from mailcred_e2e.checks import Checks  # noqa: E402
 from mailcred_e2e.mail import smtp_send  # noqa: E402
 from mailcred_e2e.memory import locked_kib, needles, scan_memory  # noqa: E402
-from mailcred_e2e.sealing import seal_for_peers_user  # noqa: E402
+from mailcred_e2e.sealing import seal_for_peers_user, seal_oauth_client_credentials  # noqa: E402
 from mailcred_e2e.sidecar import Sidecar, file_source  # noqa: E402
 
 # The relay sweeps upstream pools whose credential is gone every 15 s (smtp-relay/src/server.rs).
@@ -70,8 +75,11 @@ def use_imap(sc, user):
     m.logout()
 
 
-def scenario(args, checks, peers, workdir, cred, key, tag, use):
-    user, password = peers["PEERS_USER"], peers["PEERS_PASSWORD"]
+def scenario(args, checks, peers, workdir, cred, key, tag, use, secret=None, mlocked=True):
+    """`secret`: what must be gone after the TTL (default the password; the OAuth scenario
+    passes the client secret). `mlocked`: whether the cache mlocks it (the password cache does;
+    the OAuth grant secret lives in the token source, zeroized on drop, not mlocked)."""
+    user, password = peers["PEERS_USER"], secret or peers["PEERS_PASSWORD"]
     wanted = needles(user, password)
     sc = start_sidecar(args, workdir, cred, key, tag)
     pid = sc.pid
@@ -91,14 +99,16 @@ def scenario(args, checks, peers, workdir, cred, key, tag, use):
             print(f"     (inconclusive: use+scan took {elapsed:.1f}s >= TTL)")
         print("     copies while cached: " + ", ".join(f"{k}={len(v)}" for k, v in hits.items()))
         # Root has CAP_IPC_LOCK, so the cache's mlock cannot be refused here.
-        checks.check(f"{tag}: cached password pages are mlocked (VmLck {locked_kib(pid)} kB)",
-                     locked_kib(pid) > 0 or elapsed >= TTL_SECONDS)
+        if mlocked:
+            checks.check(f"{tag}: cached password pages are mlocked (VmLck {locked_kib(pid)} kB)",
+                         locked_kib(pid) > 0 or elapsed >= TTL_SECONDS)
         time.sleep(TTL_SECONDS + POOL_SWEEP_SECONDS + 3)
         hits, scanned = scan_memory(pid, wanted)
         checks.check(f"{tag}: password ABSENT after TTL + pool sweep ({scanned >> 20} MiB scanned)",
                      not hits["plaintext"], f"{len(hits['plaintext'])} copies at {hits['plaintext'][:6]}")
-        checks.check(f"{tag}: nothing stays mlocked after the TTL (VmLck {locked_kib(pid)} kB)",
-                     locked_kib(pid) == 0)
+        if mlocked:
+            checks.check(f"{tag}: nothing stays mlocked after the TTL (VmLck {locked_kib(pid)} kB)",
+                         locked_kib(pid) == 0)
         for enc in ("auth-plain-base64", "auth-login-base64"):
             if hits[enc]:
                 print(f"     note: {enc} still in memory at {hits[enc][:4]}")
@@ -117,7 +127,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sidecar", default=str(SIDECAR))
     ap.add_argument("--plugin", default=str(PLUGIN))
-    ap.add_argument("--only", choices=["smtp", "imap"])
+    ap.add_argument("--only", choices=["smtp", "imap", "oauth"])
     args = ap.parse_args()
     peers = peerlib.from_environment()
     if os.geteuid() != 0:
@@ -132,6 +142,15 @@ def main():
             scenario(args, checks, peers, workdir, cred, key, "smtp", use_smtp)
         if args.only in (None, "imap"):
             scenario(args, checks, peers, workdir, cred, key, "imap", use_imap)
+        if args.only in (None, "oauth") and "PEERS_OAUTH_CLIENT_SECRET" in peers:
+            # A sealed client-credentials grant (XOAUTH2 upstream): the client secret must go
+            # with the cached credential. The access token's value is not known to this
+            # script (it never leaves the sidecar), so it is not scanned for.
+            oauth_cred = workdir / "oauth.yaml"
+            seal_oauth_client_credentials(oauth_cred, peers, kms=f"local:{key}", namespace="hygiene",
+                                          plugin=args.plugin)
+            scenario(args, checks, peers, workdir, oauth_cred, key, "oauth-smtp", use_smtp,
+                     secret=peers["PEERS_OAUTH_CLIENT_SECRET"], mlocked=False)
     print(checks.summary())
     return checks.exit_status()
 

@@ -31,6 +31,7 @@ from mailcred_e2e.wait import wait_until  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import observability  # noqa: E402
+import oauth_step  # noqa: E402
 
 
 class Suite(Checks):
@@ -305,6 +306,7 @@ def main():
         step_policy(run, opts.demo)
         step_imap(run, subject, opts.demo)
         step_audit_and_metrics(run, opts.demo)
+        oauth_step.step_oauth(run, opts.demo)
         if opts.demo:
             return suite
         observability.step_wrong_password(run)

@@ -32,3 +32,4 @@ pub use config::ImapProxyConfig;
 pub use error::{Error, LoginRefusal, Side};
 pub use metrics::ImapMetrics;
 pub use proxy::ImapProxy;
+pub use upstream::verify_login;

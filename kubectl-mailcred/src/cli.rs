@@ -26,6 +26,9 @@ pub enum Command {
     /// Create a pending MailCredential and print a one-time link: the mailbox owner opens it
     /// and types the password, which the page seals in the browser (docs/link-sealing.md).
     Request(Box<RequestArgs>),
+    /// Sign in at the OAuth provider (device code, or authorization code + PKCE with a
+    /// loopback redirect) and seal the refresh token it issues; the token is never shown.
+    Authorize(Box<crate::authorize::AuthorizeArgs>),
     /// Create a key file for the `local` provider (development and single-machine use).
     Keygen(KeygenArgs),
     /// Check that a MailCredential's sealed secret opens for its namespace, name and endpoints
@@ -55,6 +58,10 @@ pub struct VerifyArgs {
     /// MAILCRED_TRUSTED_KMS_ENDPOINTS).
     #[arg(long = "trusted-kms-endpoint", value_name = "URL")]
     pub trusted_kms_endpoints: Vec<String>,
+    /// Also log in to each upstream once (with the password, or an OAuth access token fetched
+    /// with the sealed grant) and report the server's answer.
+    #[arg(long)]
+    pub login: bool,
 }
 
 #[derive(Args, Debug)]

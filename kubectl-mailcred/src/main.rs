@@ -2,6 +2,7 @@
 //! existing ones; generate local keys.
 //! The password is read from a TTY prompt or stdin, never from argv or the environment.
 
+mod authorize;
 mod cli;
 mod kubeconfig;
 mod merge;
@@ -13,6 +14,7 @@ mod seal;
 mod seal_oauth;
 mod validate;
 mod verify;
+mod verify_login;
 
 use std::process::ExitCode;
 
@@ -52,6 +54,7 @@ async fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Seal(args) => seal::run(*args).await,
         cli::Command::Reencrypt(args) => reencrypt::run(*args).await,
         cli::Command::Request(args) => request::run(*args).await,
+        cli::Command::Authorize(args) => authorize::run(*args).await,
         cli::Command::Keygen(args) => seal::keygen(&args),
         cli::Command::Verify(args) => verify::run(&args).await,
         cli::Command::Version => {

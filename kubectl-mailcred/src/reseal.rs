@@ -214,7 +214,7 @@ fn oauth(path: &Path, args: &SealArgs, spec: &mut MailCredentialSpec) -> anyhow:
             path.display()
         );
     }
-    seal_oauth::check_sources(&args.oauth, oauth)
+    seal_oauth::check_sources(&args.oauth, oauth, seal_oauth::RefreshToken::Stdin)
 }
 
 /// The output: the file's resource with the new spec, without what the API server owns

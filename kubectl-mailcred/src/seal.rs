@@ -293,7 +293,10 @@ pub(crate) fn endpoint(
     })
 }
 
-async fn build_sealer(kms: KmsScheme, args: &SealArgs) -> anyhow::Result<Box<dyn DataKeySealer>> {
+pub(crate) async fn build_sealer(
+    kms: KmsScheme,
+    args: &SealArgs,
+) -> anyhow::Result<Box<dyn DataKeySealer>> {
     Ok(match kms {
         KmsScheme::Local(path) => Box::new(LocalKms::from_file(&path)?),
         KmsScheme::AwsPublicKey(path) => {

@@ -94,6 +94,24 @@ fn pick<T: Copy>(flag: &str, value: &str, options: &[(&str, T)]) -> anyhow::Resu
 /// Builds `spec.oauth` from the flags and checks it and the secret sources, reading nothing
 /// secret. `password_stdin` says whether the password flag was given too (a conflict).
 pub fn spec_from_args(args: &OAuthArgs, password_stdin: bool) -> anyhow::Result<OAuthSpec> {
+    spec_checked(args, password_stdin, RefreshToken::Stdin)
+}
+
+/// Where a refreshToken grant's token comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RefreshToken {
+    /// `seal --refresh-token-stdin`.
+    Stdin,
+    /// `authorize`: the token endpoint issues it; the flag is refused.
+    Authorized,
+}
+
+/// [`spec_from_args`] for either source of the refresh token.
+pub fn spec_checked(
+    args: &OAuthArgs,
+    password_stdin: bool,
+    refresh: RefreshToken,
+) -> anyhow::Result<OAuthSpec> {
     let Some(provider) = &args.oauth_provider else {
         bail!("--oauth-provider is required for an OAuth credential");
     };
@@ -190,13 +208,23 @@ pub fn spec_from_args(args: &OAuthArgs, password_stdin: bool) -> anyhow::Result<
         let text: Vec<String> = problems.into_iter().map(|p| p.message).collect();
         bail!("{}", text.join("; ").replace("spec.oauth.", "--oauth "));
     }
-    check_sources(args, &spec)?;
+    check_sources(args, &spec, refresh)?;
     Ok(spec)
 }
 
 /// Exactly the secret sources the grant needs, at most one reading stdin, files present.
-pub(crate) fn check_sources(args: &OAuthArgs, spec: &OAuthSpec) -> anyhow::Result<()> {
+pub(crate) fn check_sources(
+    args: &OAuthArgs,
+    spec: &OAuthSpec,
+    refresh: RefreshToken,
+) -> anyhow::Result<()> {
     let need = GrantFields::for_spec(spec);
+    if refresh == RefreshToken::Authorized && args.refresh_token_stdin {
+        bail!(
+            "authorize obtains the refresh token itself; leave out --refresh-token-stdin (or use `seal` for a token you already have)"
+        );
+    }
+    let refresh_given = args.refresh_token_stdin || refresh == RefreshToken::Authorized;
     let secret_given = args.client_secret_stdin || args.client_secret_file.is_some();
     let key_given = args.private_key_file.is_some() || args.service_account_key_file.is_some();
     if args.client_secret_stdin && args.client_secret_file.is_some() {
@@ -220,7 +248,7 @@ pub(crate) fn check_sources(args: &OAuthArgs, spec: &OAuthSpec) -> anyhow::Resul
     for (needed, given, what) in [
         (
             need.refresh_token,
-            args.refresh_token_stdin,
+            refresh_given,
             "a refresh token (--refresh-token-stdin, or use `kubectl mailcred authorize`)",
         ),
         (
@@ -258,6 +286,14 @@ pub(crate) fn check_sources(args: &OAuthArgs, spec: &OAuthSpec) -> anyhow::Resul
 
 /// Reads the secrets (after [`spec_from_args`]); the service-account key may complete `spec`.
 pub fn read_grant(args: &OAuthArgs, spec: &mut OAuthSpec) -> anyhow::Result<GrantSecret> {
+    let secret = read_sources(args, spec)?;
+    mailcred_core::grant::validate(spec, &secret)?;
+    Ok(secret)
+}
+
+/// The secrets the flags name, unchecked against the grant (`authorize` adds the refresh
+/// token before it validates).
+pub fn read_sources(args: &OAuthArgs, spec: &mut OAuthSpec) -> anyhow::Result<GrantSecret> {
     let mut secret = GrantSecret::default();
     if args.refresh_token_stdin {
         secret.refresh_token = Some(to_secret(read_stdin("the refresh token")?));
@@ -274,7 +310,6 @@ pub fn read_grant(args: &OAuthArgs, spec: &mut OAuthSpec) -> anyhow::Result<Gran
     if let Some(path) = &args.service_account_key_file {
         secret.private_key_pem = Some(service_account_key(path, spec, args)?);
     }
-    mailcred_core::grant::validate(spec, &secret)?;
     Ok(secret)
 }
 

@@ -41,6 +41,26 @@ pub async fn run(args: &VerifyArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if args.login {
+        if let Some(oauth) = &resource.spec.oauth
+            && oauth.grant == mailcred_core::crd::OAuthGrantKind::RefreshToken
+        {
+            // Using the sealed refresh token here would spend it where the server rotates
+            // refresh tokens: the sidecar's later use of the old one revokes the whole grant.
+            anyhow::bail!(
+                "verify --login does not use a sealed refreshToken grant: a server that rotates refresh tokens would revoke the grant when the sidecar later uses the sealed one; `authorize` already proved the sign-in (run `verify` without --login to check that it opens)"
+            );
+        }
+        // The sidecar's path, token client included; then one real login per upstream.
+        let tokens = mailcred_oauth::OAuthClient::default();
+        let opened = credential::open_with_tokens(&resource, &providers, Some(&tokens)).await?;
+        println!(
+            "ok: the sealed secret of {} opens; fingerprint {}",
+            opened.id(),
+            opened.sealed_fingerprint
+        );
+        return crate::verify_login::check(&opened, crate::verify_login::LOGIN_TIMEOUT).await;
+    }
     if let Some(oauth) = &resource.spec.oauth {
         // Without a token client here: prove the grant secret opens and fits spec.oauth
         // (`verify --login` goes on to fetch a token).

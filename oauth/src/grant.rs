@@ -154,29 +154,106 @@ impl Grant {
                     }
                 }
             }
-            match &self.auth {
-                ClientAuth::Public if self.service_account.is_some() => {}
-                ClientAuth::Public => {
-                    f.append_pair("client_id", &self.client_id);
-                }
-                ClientAuth::Post(secret) => {
-                    f.append_pair("client_id", &self.client_id);
-                    f.append_pair("client_secret", secret.expose_secret());
-                }
-                ClientAuth::Basic(secret) => {
-                    authorization = Some(basic(&self.client_id, secret));
-                }
-                ClientAuth::Jwt(signer) => {
-                    let assertion =
-                        jwt::client_assertion(signer, &self.client_id, &self.audience, now)?;
-                    f.append_pair("client_id", &self.client_id);
-                    f.append_pair("client_assertion_type", CLIENT_ASSERTION_TYPE);
-                    f.append_pair("client_assertion", &assertion);
-                }
-            }
+            self.append_client_auth(&mut f, now, &mut authorization)?;
             f.finish();
         }
         Ok((form, authorization))
+    }
+
+    /// Client authentication alone, for the grants `kubectl mailcred authorize` runs before
+    /// any refresh token exists (RFC 8628 device code, RFC 6749 §4.1 authorization code).
+    /// `audience` is the token endpoint URL (the client assertion's `aud`).
+    pub fn client_only(
+        spec: &OAuthSpec,
+        audience: String,
+        secret: &GrantSecret,
+    ) -> Result<Self, TokenError> {
+        let kind = spec.grant;
+        let auth = match spec.effective_client_auth() {
+            ClientAuthMethod::None => ClientAuth::Public,
+            ClientAuthMethod::ClientSecretPost => ClientAuth::Post(
+                secret
+                    .client_secret
+                    .clone()
+                    .ok_or_else(|| missing("client secret", kind))?,
+            ),
+            ClientAuthMethod::ClientSecretBasic => ClientAuth::Basic(
+                secret
+                    .client_secret
+                    .clone()
+                    .ok_or_else(|| missing("client secret", kind))?,
+            ),
+            ClientAuthMethod::PrivateKeyJwt => ClientAuth::Jwt(Signer::from_pem(
+                secret
+                    .private_key_pem
+                    .as_ref()
+                    .ok_or_else(|| missing("private key", kind))?
+                    .expose_secret(),
+                spec.key_id.as_deref(),
+                spec.certificate_thumbprint.as_deref(),
+            )?),
+        };
+        Ok(Self {
+            kind,
+            client_id: spec.client_id.clone(),
+            audience,
+            scopes: spec.effective_scopes(),
+            auth,
+            service_account: None,
+        })
+    }
+
+    /// A form of `fields` (grant type, code, verifier, ...) plus this client's
+    /// authentication; same zeroizing buffers as [`Self::request`].
+    pub fn form(
+        &self,
+        fields: &[(&str, &str)],
+    ) -> Result<(Zeroizing<String>, Option<Zeroizing<String>>), TokenError> {
+        let mut form = Zeroizing::new(String::with_capacity(16 * 1024));
+        let mut authorization = None;
+        {
+            let mut f = form_urlencoded::Serializer::new(&mut *form);
+            for (name, value) in fields {
+                f.append_pair(name, value);
+            }
+            self.append_client_auth(&mut f, jwt::now_secs(), &mut authorization)?;
+            f.finish();
+        }
+        Ok((form, authorization))
+    }
+
+    /// The scopes requested (space-separated in forms).
+    pub fn scope(&self) -> String {
+        self.scopes.join(" ")
+    }
+
+    fn append_client_auth(
+        &self,
+        f: &mut form_urlencoded::Serializer<'_, &mut String>,
+        now: u64,
+        authorization: &mut Option<Zeroizing<String>>,
+    ) -> Result<(), TokenError> {
+        match &self.auth {
+            ClientAuth::Public if self.service_account.is_some() => {}
+            ClientAuth::Public => {
+                f.append_pair("client_id", &self.client_id);
+            }
+            ClientAuth::Post(secret) => {
+                f.append_pair("client_id", &self.client_id);
+                f.append_pair("client_secret", secret.expose_secret());
+            }
+            ClientAuth::Basic(secret) => {
+                *authorization = Some(basic(&self.client_id, secret));
+            }
+            ClientAuth::Jwt(signer) => {
+                let assertion =
+                    jwt::client_assertion(signer, &self.client_id, &self.audience, now)?;
+                f.append_pair("client_id", &self.client_id);
+                f.append_pair("client_assertion_type", CLIENT_ASSERTION_TYPE);
+                f.append_pair("client_assertion", &assertion);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -32,7 +32,7 @@ pub use policy::headers::{HeaderSenders, SenderField, header_senders};
 pub use server::SmtpRelay;
 pub use upstream::{
     RelayAddress, Scrubber, SmtpTransaction, SmtpUpstream, Transaction, Upstream, UpstreamError,
-    Verdict,
+    Verdict, verify_login,
 };
 pub use wire::data_reader::{DataReader, Fed};
 pub use wire::reply::Reply;

@@ -8,6 +8,7 @@ Also a command line, for tests in other languages (prints JSON on stdout; run it
   python -m mailcred_e2e.oauth [--env DIR/env] client-credentials [--client secret|jwt|short] [--mailbox ADDR]
   python -m mailcred_e2e.oauth [--env DIR/env] device-token USER [--client native|secret|rotate|jwt|short]
   python -m mailcred_e2e.oauth [--env DIR/env] approve-device USER_CODE USER
+  python -m mailcred_e2e.oauth [--env DIR/env] deny-device USER_CODE
   python -m mailcred_e2e.oauth [--env DIR/env] authorize AUTHORIZATION_URL USER
   python -m mailcred_e2e.oauth [--env DIR/env] google-token SUB
 (--env defaults to $MAILCRED_PEERS_ENV). These print tokens: test data of a throw-away server.
@@ -183,6 +184,22 @@ def approve_device(peers, user_code, user, password=None):
         raise RuntimeError(f"device approval ended at {url} with HTTP {status}: {page[:200]!r}")
 
 
+def deny_device(peers, user_code):
+    """The user enters the code, confirms, then presses Deny on the sign-in page: the device
+    flow's token request gets access_denied."""
+    b = _Browser(peers)
+    issuer = peers["PEERS_OAUTH_ISSUER"]
+    url, _, page = b.go(f"{issuer}/device?{urllib.parse.urlencode({'user_code': user_code})}")
+    action, fields = _form(page)
+    url, _, page = b.go(urllib.parse.urljoin(url, action), fields)
+    action, fields = _form(page, "op.deviceConfirmForm")
+    url, _, page = b.go(urllib.parse.urljoin(url, action), fields)
+    action, _ = _form(page, "abort")
+    url, status, page = b.go(urllib.parse.urljoin(url, action), {})
+    if status != 200:
+        raise RuntimeError(f"device denial ended at {url} with HTTP {status}: {page[:200]!r}")
+
+
 def device_authorization(peers, client="native", scope="mail offline_access"):
     return post_form(peers, peers["PEERS_OAUTH_DEVICE_ENDPOINT"], {"scope": scope, **client_auth(peers, client)})
 
@@ -327,6 +344,8 @@ def main(argv=None):
     ad = sub.add_parser("approve-device")
     ad.add_argument("user_code")
     ad.add_argument("user")
+    dd = sub.add_parser("deny-device")
+    dd.add_argument("user_code")
     az = sub.add_parser("authorize")
     az.add_argument("url")
     az.add_argument("user")
@@ -342,6 +361,8 @@ def main(argv=None):
         out = device_token(peers, args.user, args.client)
     elif args.cmd == "approve-device":
         out = approve_device(peers, args.user_code, args.user) or {"approved": args.user_code}
+    elif args.cmd == "deny-device":
+        out = deny_device(peers, args.user_code) or {"denied": args.user_code}
     elif args.cmd == "authorize":
         out = {"redirect": authorize(peers, args.url, args.user)}
     else:

@@ -61,3 +61,28 @@ def seal_for_peers_user(workdir, peers, namespace, plugin=PLUGIN):
          ca_file=peers["PEERS_CA_PEM"], smtp=smtp_endpoint(peers), imap=imap_endpoint(peers),
          namespace=namespace, plugin=plugin)
     return key, cred
+
+
+def seal_oauth_client_credentials(out, peers, *, kms, namespace, name="mail-oauth", client="secret",
+                                  service_account="app", plugin=PLUGIN, timeout=60):
+    """PEERS_USER's credential with an OAuth client-credentials grant at the peers'
+    oidc-provider (client_secret_post; the secret through stdin only), XOAUTH2 upstream to the
+    peers' postfix and dovecot. Returns the tool's output (for the leak scan); raises SealError."""
+    client_id = peers["PEERS_OAUTH_CLIENT_ID" if client == "secret" else "PEERS_OAUTH_SHORT_CLIENT_ID"]
+    user = peers["PEERS_USER"]
+    args = [str(plugin), "seal", "--name", name, "--namespace", namespace, "--username", user,
+            "--service-account", service_account, "--allowed-sender", user,
+            "--allowed-recipient", "*@example.test", "--allowed-mailbox", "INBOX",
+            "--ca-file", peers["PEERS_CA_PEM"], "--kms", kms,
+            "--oauth-provider", "generic", "--grant", "clientCredentials",
+            "--client-id", client_id, "--token-endpoint", peers["PEERS_OAUTH_TOKEN_ENDPOINT"],
+            "--scope", peers["PEERS_OAUTH_SCOPE"], "--oauth-ca-file", peers["PEERS_CA_PEM"],
+            "--client-secret-stdin", "-w", f"{out}.tmp"]
+    for flag, (host, port, tls) in (("smtp", smtp_endpoint(peers)), ("imap", imap_endpoint(peers))):
+        args += [f"--{flag}", f"{host}:{port}", f"--{flag}-tls", tls]
+    r = subprocess.run(args, input=peers["PEERS_OAUTH_CLIENT_SECRET"] + "\n", capture_output=True,
+                       text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise SealError(f"seal (OAuth) failed: {r.stderr}")
+    os.replace(f"{out}.tmp", out)
+    return r.stdout + r.stderr

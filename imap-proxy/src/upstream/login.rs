@@ -22,6 +22,9 @@ use crate::wire::response::{
 pub(super) enum Phase {
     BeforeSecret,
     AfterSecret,
+    /// After the secret, for the one-off login check (verify.rs): the tagged text is kept
+    /// raw in [`Done::unscrubbed`], for the caller to scrub before anyone sees it.
+    Check,
 }
 
 pub(super) async fn greeting<S: AsyncRead + AsyncWrite + Unpin>(
@@ -47,6 +50,8 @@ pub(super) struct Done {
     pub code: Option<String>,
     /// The human-readable text; empty after the secret was sent.
     pub text: String,
+    /// [`Phase::Check`] only: the tagged response's raw text, which may hold the secret.
+    pub unscrubbed: Option<Zeroizing<Vec<u8>>>,
     pub capabilities: Vec<String>,
 }
 
@@ -120,8 +125,9 @@ pub(super) async fn read_step<S: AsyncRead + AsyncWrite + Unpin>(
             code: response_code(text),
             text: match phase {
                 Phase::BeforeSecret => printable(text),
-                Phase::AfterSecret => String::new(),
+                Phase::AfterSecret | Phase::Check => String::new(),
             },
+            unscrubbed: (phase == Phase::Check).then(|| Zeroizing::new(text.to_vec())),
             capabilities: caps,
         }));
     }
@@ -146,6 +152,7 @@ pub(super) async fn authenticate_plain(
     password: &MailPassword,
     sasl_ir: bool,
     limits: LoginLimits,
+    phase: Phase,
 ) -> Result<Done, Error> {
     let mut raw = Zeroizing::new(Vec::with_capacity(
         username.len() + password.expose().len() + 2,
@@ -163,14 +170,14 @@ pub(super) async fn authenticate_plain(
     } else {
         conn.write(b"m3 AUTHENTICATE PLAIN\r\n").await?;
         conn.flush().await?;
-        match read_step(conn, b"m3", limits, true, Phase::AfterSecret).await? {
+        match read_step(conn, b"m3", limits, true, phase).await? {
             LoginStep::Done(d) => return Ok(d),
             LoginStep::Continue => {}
         }
         conn.write_secret(response.as_bytes()).await?;
         conn.flush().await?;
     }
-    read_until_tagged(conn, b"m3", limits, Phase::AfterSecret).await
+    read_until_tagged(conn, b"m3", limits, phase).await
 }
 
 /// LOGIN with both arguments as literals: any byte of a password goes through unquoted.
@@ -180,6 +187,7 @@ pub(super) async fn login(
     password: &MailPassword,
     literal_plus: bool,
     limits: LoginLimits,
+    phase: Phase,
 ) -> Result<Done, Error> {
     let user = username.as_bytes();
     let pass = password.expose().as_bytes();
@@ -188,8 +196,7 @@ pub(super) async fn login(
         .await?;
     if !literal_plus {
         conn.flush().await?;
-        if let LoginStep::Done(d) = read_step(conn, b"m3", limits, true, Phase::AfterSecret).await?
-        {
+        if let LoginStep::Done(d) = read_step(conn, b"m3", limits, true, phase).await? {
             return Ok(d);
         }
     }
@@ -198,8 +205,7 @@ pub(super) async fn login(
         .await?;
     if !literal_plus {
         conn.flush().await?;
-        if let LoginStep::Done(d) = read_step(conn, b"m3", limits, true, Phase::AfterSecret).await?
-        {
+        if let LoginStep::Done(d) = read_step(conn, b"m3", limits, true, phase).await? {
             return Ok(d);
         }
     }
@@ -208,14 +214,14 @@ pub(super) async fn login(
     secret.extend_from_slice(b"\r\n");
     conn.write_secret(&secret).await?;
     conn.flush().await?;
-    read_until_tagged(conn, b"m3", limits, Phase::AfterSecret).await
+    read_until_tagged(conn, b"m3", limits, phase).await
 }
 
 /// An error description with upstream's line only while no secret was sent.
 fn shown(phase: Phase, what: &str, line: &[u8]) -> String {
     match phase {
         Phase::BeforeSecret => format!("{what}: {}", printable(line)),
-        Phase::AfterSecret => {
+        Phase::AfterSecret | Phase::Check => {
             format!("{what} during login (its text is not shown: it may echo the credential)")
         }
     }

@@ -6,6 +6,7 @@
 mod authenticate;
 mod login;
 mod tls;
+mod verify;
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tokio::net::TcpStream;
 
 use self::login::{Phase, authenticate_plain, greeting, login, read_until_tagged};
 use self::tls::tls_handshake;
+pub use self::verify::verify_login;
 use crate::error::{Error, LoginRefusal, Side};
 use crate::scrub::Scrubber;
 use crate::wire::conn::Conn;
@@ -66,7 +68,15 @@ pub async fn connect_and_login(
             let name = format!("{}:{}", endpoint.host, endpoint.port);
             let has = |c: &str| caps.iter().any(|x| x == c);
             let done = if has("AUTH=PLAIN") {
-                authenticate_plain(&mut conn, username, password, has("SASL-IR"), limits).await?
+                authenticate_plain(
+                    &mut conn,
+                    username,
+                    password,
+                    has("SASL-IR"),
+                    limits,
+                    Phase::AfterSecret,
+                )
+                .await?
             } else if has("LOGINDISABLED") {
                 return Err(Error::UpstreamAuth {
                     endpoint: name,
@@ -74,7 +84,15 @@ pub async fn connect_and_login(
                     refusal: LoginRefusal::NoMechanism,
                 });
             } else {
-                login(&mut conn, username, password, has("LITERAL+"), limits).await?
+                login(
+                    &mut conn,
+                    username,
+                    password,
+                    has("LITERAL+"),
+                    limits,
+                    Phase::AfterSecret,
+                )
+                .await?
             };
             let scrubber = Scrubber::for_password(username, password.expose().as_bytes());
             logged_in(conn, done, &name, username, scrubber, limits).await

@@ -9,6 +9,7 @@ mod errors;
 mod pool;
 mod pools;
 mod sasl;
+mod verify;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use address::RelayAddress;
 pub use client::UpstreamReply;
 pub use errors::{Scrubber, UpstreamError};
 pub use pool::{SmtpTransaction, SmtpUpstream};
+pub use verify::verify_login;
 
 use crate::outcome::{Outcome, Reason};
 use crate::wire::reply::Reply;

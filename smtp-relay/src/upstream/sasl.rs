@@ -32,6 +32,22 @@ pub(super) async fn password<S: Stream>(
     username: &str,
     password: &str,
 ) -> Result<(), UpstreamError> {
+    let reply = password_reply(conn, capabilities, username, password).await?;
+    if reply.code == 235 {
+        Ok(())
+    } else {
+        Err(UpstreamError::Auth { code: reply.code })
+    }
+}
+
+/// AUTH PLAIN or LOGIN; the server's final reply (235 or the refusal), text and all. Only the
+/// login check (verify.rs) looks at the text, and only after scrubbing it.
+pub(super) async fn password_reply<S: Stream>(
+    conn: &mut Conn<S>,
+    capabilities: &[String],
+    username: &str,
+    password: &str,
+) -> Result<UpstreamReply, UpstreamError> {
     let offered = mechanisms(capabilities);
     let reply = if offered.contains(&"PLAIN") {
         let blob = Zeroizing::new(format!("\0{username}\0{password}"));
@@ -46,11 +62,7 @@ pub(super) async fn password<S: Stream>(
     } else {
         return Err(UpstreamError::NoAuthMechanism("PLAIN or LOGIN"));
     };
-    if reply.code == 235 {
-        Ok(())
-    } else {
-        Err(UpstreamError::Auth { code: reply.code })
-    }
+    Ok(reply)
 }
 
 fn expect_challenge(reply: UpstreamReply) -> Result<(), UpstreamError> {
