@@ -39,6 +39,8 @@ pub struct Metrics {
     pub app_token_kept: Counter,
     pub leader: Gauge<i64, AtomicI64>,
     pub webhook_cert_expiry: Gauge<i64, AtomicI64>,
+    /// MailCredentials deleted because their lifetime (spec.expiresAt) ended (lifetime.rs).
+    pub expired_deleted: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +59,7 @@ impl Default for Metrics {
             app_token_kept: Counter::default(),
             leader: Gauge::default(),
             webhook_cert_expiry: Gauge::default(),
+            expired_deleted: Counter::default(),
         }
     }
 }
@@ -109,6 +112,11 @@ impl Metrics {
             "webhook_cert_expiry_timestamp_seconds",
             "Unix time the webhook serving certificate expires",
             self.webhook_cert_expiry.clone(),
+        );
+        r.register(
+            "expired_deleted",
+            "MailCredentials deleted because their lifetime (spec.expiresAt) ended",
+            self.expired_deleted.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
