@@ -53,7 +53,10 @@ fn cluster_role_covers_the_controller_and_webhook() {
     // Lifetime GC deletes expired credentials; it never creates or updates one.
     assert!(grants(&r, "mailcred.io", "mailcredentials", "delete", None));
     for verb in ["create", "update", "patch"] {
-        assert!(!grants(&r, "mailcred.io", "mailcredentials", verb, None), "{verb}");
+        assert!(
+            !grants(&r, "mailcred.io", "mailcredentials", verb, None),
+            "{verb}"
+        );
     }
     assert!(grants(
         &r,
