@@ -277,8 +277,11 @@ check "images/Dockerfile has the sidecar target" grep -Eq '^FROM .* AS sidecar$'
 for f in e2e/kind/manifests/*.yaml examples/account-set/deployment.yaml; do
   check "kubernetes-validate --strict $f" "$kv" --strict --quiet "$f"
 done
-check "examples/account-set/values.yaml renders an account-set policy" \
-  bash -c '"$1" template mailcred "$2" --values examples/account-set/values.yaml | grep -q "^kind: ValidatingAdmissionPolicy$"' _ "$HELM" "$chart"
+example_account_set_renders() {
+  "$HELM" template mailcred "$chart" --values examples/account-set/values.yaml \
+    | grep -q '^kind: ValidatingAdmissionPolicy$'
+}
+check "examples/account-set/values.yaml renders an account-set policy" example_account_set_renders
 check "krew manifest matches the release workflow and krew's Plugin rules (plugins/check-krew.py)" \
   "$py" plugins/check-krew.py check
 for f in .github/workflows/*.yml; do
