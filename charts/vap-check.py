@@ -11,6 +11,7 @@ Last line: "N passed, M failed".
 """
 
 import copy
+import random
 import sys
 
 import celpy
@@ -88,6 +89,32 @@ def cases(ns, sa, set_name):
     yield "delete of an unlabelled credential", request(me, "DELETE", ns, None, account(ns, sa, set_name, labels={})), "delete only"
 
 
+def random_cases(ns, sa, set_name, n=300, seed=13):
+    """Random CREATE and DELETE requests: allowed exactly when the stated rule says so."""
+    rng = random.Random(seed)
+    sets = [set_name, "other", set_name.upper(), set_name + "-x", None]
+    sas = [sa, "other-app", sa + "x", None]
+    namespaces = [ns, "elsewhere"]
+    me = f"system:serviceaccount:{ns}:{sa}"
+    for _ in range(n):
+        labels = {}
+        s, r = rng.choice(sets), rng.choice(sas)
+        if s is not None:
+            labels["mailcred.io/account-set"] = s
+        if r is not None:
+            labels["mailcred.io/registered-by"] = r
+        if rng.random() < 0.2:
+            labels["app"] = "crm"
+        access = rng.sample([sa, "other-app", "third"], rng.randint(0, 3))
+        target_ns = rng.choice(namespaces)
+        obj = account(target_ns, sa, set_name, labels=labels, access=access)
+        if rng.random() < 0.5:
+            allowed = s == set_name and r == sa and access == [sa] and target_ns == ns
+            yield request(me, "CREATE", target_ns, obj), allowed, ("CREATE", s, r, access, target_ns)
+        else:
+            yield request(me, "DELETE", target_ns, None, obj), s == set_name, ("DELETE", s)
+
+
 def main():
     docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
     policies = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
@@ -126,6 +153,11 @@ def main():
                 wanted = (refused_by,) if isinstance(refused_by, str) else refused_by
                 matched = len(failing) == len(wanted) and all(any(w in m for m in failing) for w in wanted)
                 expect(matched, f"{name}: refused: {label} -> {failing}")
+        wrong = [
+            what for activation, allowed, what in random_cases(ns, sa, set_name)
+            if all(evaluate(v["expression"], activation) for v in p["spec"]["validations"]) != allowed
+        ]
+        expect(not wrong, f"{name}: 300 random creates/deletes allowed exactly by the rule {wrong[:3]}")
         # Another user (another app, a person with edit rights): this policy does not apply.
         other = request(f"system:serviceaccount:{ns}:other-app", "CREATE", ns, account(ns, "other-app", "other"))
         expect(not evaluate(cond, other), f"{name}: another ServiceAccount is not matched")
