@@ -142,7 +142,8 @@ check "values.schema.json accepts values.yaml" \
 check "helm lint --strict" "$HELM" lint --strict "$chart"
 check "yamllint (values, Chart.yaml, examples, e2e manifests, workflows, krew manifest, alert rules)" \
   "$venv/bin/yamllint" --strict -c charts/yamllint.yaml "$chart/values.yaml" "$chart/Chart.yaml" \
-  examples e2e/kind/manifests .github/workflows plugins charts/mailcred/files charts/tests/values-extras.yaml charts/tests/values-relabelings.yaml
+  examples e2e/kind/manifests .github/workflows plugins charts/mailcred/files charts/tests/values-extras.yaml charts/tests/values-relabelings.yaml \
+  charts/tests/values-account-sets.yaml
 
 # Value sets: name, then --set/--values arguments. Every optional feature appears in one.
 value_sets=(
