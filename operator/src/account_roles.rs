@@ -223,3 +223,32 @@ impl SetRoles {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::role_name;
+
+    #[test]
+    fn binding_is_bounded_and_sorted() {
+        let many: BTreeSet<String> = (0..300).map(|i| format!("sa-{i:03}")).collect();
+        let b = set_binding("ns", "crm", &many);
+        let subjects = b.subjects.unwrap_or_default();
+        assert_eq!(subjects.len(), MAX_SET_SUBJECTS);
+        assert_eq!(subjects[0].name, "sa-000");
+        assert_eq!(b.role_ref.name, "mailcred-set:crm");
+        assert!(set_role("ns", "crm").metadata.owner_references.is_none());
+    }
+
+    proptest::proptest! {
+        /// A set's Role can never take over (or be taken over by) a credential's own Role.
+        #[test]
+        fn set_roles_never_collide_with_credential_roles(
+            set in "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?",
+            name in "[a-z0-9]([a-z0-9.-]{0,80}[a-z0-9])?",
+        ) {
+            proptest::prop_assert_ne!(set_role_name(&set), role_name(&name));
+            proptest::prop_assert!(set_role_name(&set).len() <= 253);
+        }
+    }
+}
