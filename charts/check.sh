@@ -142,7 +142,8 @@ check "values.schema.json accepts values.yaml" \
 check "helm lint --strict" "$HELM" lint --strict "$chart"
 check "yamllint (values, Chart.yaml, examples, e2e manifests, workflows, krew manifest, alert rules)" \
   "$venv/bin/yamllint" --strict -c charts/yamllint.yaml "$chart/values.yaml" "$chart/Chart.yaml" \
-  examples e2e/kind/manifests .github/workflows plugins charts/mailcred/files charts/tests/values-extras.yaml charts/tests/values-relabelings.yaml
+  examples e2e/kind/manifests .github/workflows plugins charts/mailcred/files charts/tests/values-extras.yaml charts/tests/values-relabelings.yaml \
+  charts/tests/values-account-sets.yaml
 
 # Value sets: name, then --set/--values arguments. Every optional feature appears in one.
 value_sets=(
@@ -161,6 +162,7 @@ value_sets=(
   "extras|--set operator.logLevel=debug --set sidecar.logLevel=warn --values charts/tests/values-extras.yaml"
   "optional-off|--set sidecar.metrics.enabled=false --set rbac.aggregateToDefaultRoles=false"
   "linkpage|--values charts/values-linkpage.yaml"
+  "account-sets|--values charts/tests/values-account-sets.yaml"
 )
 
 for entry in "${value_sets[@]}"; do
@@ -184,6 +186,15 @@ for entry in "${value_sets[@]}"; do
   done
   check "chart consistency [$name]" "$py" charts/render-check.py check "$out" "$name"
 done
+
+# The account-set admission policies, evaluated with a real CEL evaluator (cel-python).
+check "account-set ValidatingAdmissionPolicy CEL against sample admission requests" \
+  "$py" charts/vap-check.py "$work/account-sets.yaml"
+check_fails "accountSets refuses one ServiceAccount in two sets" \
+  "$HELM" template mailcred "$chart" --set 'accountSets[0].namespace=crm' --set 'accountSets[0].serviceAccount=app' \
+  --set 'accountSets[0].set=a' --set 'accountSets[1].namespace=crm' --set 'accountSets[1].serviceAccount=app' --set 'accountSets[1].set=b'
+check_fails "values.schema.json refuses an invalid account set name" \
+  "$HELM" template mailcred "$chart" --set 'accountSets[0].namespace=crm' --set 'accountSets[0].serviceAccount=app' --set 'accountSets[0].set=CRM'
 
 notes="$work/notes.txt"
 if "$HELM" install mailcred "$chart" --namespace mailcred-system --dry-run=client >"$notes" 2>&1; then
@@ -264,16 +275,22 @@ check "Grafana dashboard JSON is well-formed (charts/rules-check.py dashboard)" 
 
 # Images and the kind suite, which cannot be built or run here: lint what can be linted.
 check "shellcheck (chart and kind suite scripts)" "$venv/bin/shellcheck" -x --source-path=SCRIPTDIR \
-  charts/check.sh e2e/peers/install.sh e2e/kind/run.sh e2e/kind/mailserver/entrypoint.sh e2e/kind/mailserver/selftest.sh
+  charts/check.sh e2e/peers/install.sh e2e/kind/run.sh e2e/kind/mailserver/entrypoint.sh e2e/kind/mailserver/selftest.sh \
+  examples/account-set/register.sh
 for f in images/Dockerfile e2e/kind/mailserver/Dockerfile e2e/kind/moto/Dockerfile; do
   check "hadolint $f" "$venv/bin/hadolint" "$f"
 done
 check "images/Dockerfile has the operator and sidecar targets" \
   grep -Eq '^FROM .* AS operator$' images/Dockerfile
 check "images/Dockerfile has the sidecar target" grep -Eq '^FROM .* AS sidecar$' images/Dockerfile
-for f in e2e/kind/manifests/*.yaml; do
+for f in e2e/kind/manifests/*.yaml examples/account-set/deployment.yaml; do
   check "kubernetes-validate --strict $f" "$kv" --strict --quiet "$f"
 done
+example_account_set_renders() {
+  "$HELM" template mailcred "$chart" --values examples/account-set/values.yaml \
+    | grep -q '^kind: ValidatingAdmissionPolicy$'
+}
+check "examples/account-set/values.yaml renders an account-set policy" example_account_set_renders
 check "krew manifest matches the release workflow and krew's Plugin rules (plugins/check-krew.py)" \
   "$py" plugins/check-krew.py check
 for f in .github/workflows/*.yml; do

@@ -55,6 +55,7 @@ EXPECT = {
     "extras": {},
     "optional-off": {"PodMonitor": False},
     "linkpage": {},
+    "account-sets": {},  # its objects: check_account_sets
 }
 CONTRACT = REPO / "core" / "src" / "sidecar_contract.rs"
 ALERTS = REPO / "charts" / "mailcred" / "files" / "alerts.yaml"
@@ -162,11 +163,37 @@ def check_linkpage(docs, f, set_name):
     f.expect("@sha256:" in c["image"], "linkpage image digest ignored")
 
 
+def is_account_set(d):
+    return "mailcred.io/account-set" in d.get("metadata", {}).get("labels", {})
+
+
+def check_account_sets(docs, f, set_name):
+    """The accountSets objects: in the entry's namespace (not the release's), binding only the
+    entry's ServiceAccount, never update/patch; their CEL is evaluated by vap-check.py."""
+    values = yaml.safe_load((REPO / "charts" / "tests" / "values-account-sets.yaml").read_text())
+    entries = values["accountSets"] if set_name == "account-sets" else []
+    kinds = {}
+    for d in docs:
+        kinds.setdefault(d["kind"], []).append(d)
+    for kind in ("Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
+        f.expect(len(kinds.get(kind, [])) == len(entries), f"[{set_name}] {len(kinds.get(kind, []))} account-set {kind}s for {len(entries)} entries")
+    for e in entries:
+        roles = [r for r in kinds.get("Role", []) if r["metadata"]["namespace"] == e["namespace"]]
+        f.expect(len(roles) == 1, f"no account-set Role in {e['namespace']}")
+        for r in roles:
+            verbs = {v for rule in r["rules"] for v in rule["verbs"]}
+            f.expect(not verbs & {"update", "patch", "deletecollection", "*"}, f"account-set Role grants {verbs}")
+        binds = [b for b in kinds.get("RoleBinding", []) if b["metadata"]["namespace"] == e["namespace"]]
+        f.expect(binds and binds[0]["subjects"] == [{"kind": "ServiceAccount", "name": e["serviceAccount"], "namespace": e["namespace"]}], f"account-set RoleBinding in {e['namespace']} binds someone else")
+
+
 def check(rendered, set_name):
     f = Failures()
     docs = load(rendered)
     check_linkpage([d for d in docs if is_linkpage(d)], f, set_name)
     docs = [d for d in docs if not is_linkpage(d)]
+    check_account_sets([d for d in docs if is_account_set(d)], f, set_name)
+    docs = [d for d in docs if not is_account_set(d)]
     by_kind = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
@@ -279,6 +306,7 @@ def check(rendered, set_name):
         else:
             conds = h.get("matchConditions", [])
             f.expect(conds and "mailcred.io/inject" in conds[0]["expression"], "no annotation matchCondition")
+            f.expect(conds and "mailcred.io/account-set" in conds[0]["expression"], "account-set pods never reach the webhook")
 
     # RBAC: least privilege, and the names the operator uses.
     sa_name = pod_spec.get("serviceAccountName")
@@ -302,7 +330,10 @@ def check(rendered, set_name):
     all_rules = cr.get("rules", []) + role.get("rules", [])
     for r in all_rules:
         f.expect("*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"], f"wildcard in {r}")
-        f.expect(not {"escalate", "bind", "impersonate", "delete", "deletecollection"} & set(r["verbs"]), f"dangerous verb in {r}")
+        # delete: only the lifetime GC's, on mailcredentials (an expired one is deleted).
+        gc = r is not None and r.get("apiGroups") == ["mailcred.io"] and r.get("resources") == ["mailcredentials"] and r["verbs"] == ["delete"] and r in cr.get("rules", [])
+        dangerous = {"escalate", "bind", "impersonate", "deletecollection"} | (set() if gc else {"delete"})
+        f.expect(not dangerous & set(r["verbs"]), f"dangerous verb in {r}")
     for r in cr.get("rules", []):
         f.expect(not {"secrets", "pods", "serviceaccounts", "pods/exec"} & set(r["resources"]), f"cluster-wide access to {r['resources']}")
 

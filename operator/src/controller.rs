@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::access::{self, MANAGED_BY, MANAGED_BY_LABEL};
+use crate::account_roles::{self, SetRoles};
+use crate::lifetime::{self, Lifetime};
 use crate::metrics::Metrics;
 use crate::seal_age::{RetiredKeys, Seal};
 use crate::status::{self, DesiredCondition};
@@ -49,6 +51,8 @@ pub struct Context {
     now: fn() -> Time,
     /// Keys whose credentials get the KeyRetired condition (`--retired-kms-key`).
     retired_keys: RetiredKeys,
+    /// One Role + RoleBinding per account set (account_roles.rs).
+    pub set_roles: SetRoles,
 }
 
 impl Context {
@@ -71,6 +75,7 @@ impl Context {
             failures: Mutex::default(),
             now: || Time(k8s_openapi::jiff::Timestamp::now()),
             retired_keys: RetiredKeys::default(),
+            set_roles: SetRoles::default(),
         }
     }
 
@@ -110,6 +115,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     // The seal-age gauges read this term's cache; a replica that loses the Lease stops them.
     ctx.metrics.seal_ages.watch(Some(store.clone()));
     let metrics = ctx.metrics.clone();
+    ctx.set_roles.attach(store.clone());
     Controller::for_stream(crate::cache::credentials(client.clone(), writer), store)
         .owns(Api::<Role>::all(client.clone()), owned.clone())
         .owns(Api::<RoleBinding>::all(client), owned)
@@ -195,26 +201,23 @@ async fn apply(obj: &MailCredential, ctx: &Context) -> Result<Action> {
     }
 
     let now = (ctx.now)();
+    if lifetime::lifetime(obj, &now) == Lifetime::Ended {
+        return lifetime::delete_expired(obj, ctx).await;
+    }
     let v = validation::validate(namespace, name, &obj.spec, &now);
 
     // RBAC first: access must follow spec.access even while the secret is being fixed, and
-    // an emptied list must revoke at once.
+    // an emptied list must revoke at once. Account-set members share their set's Role.
+    let role_name = match account_roles::set_of(obj) {
+        Some(set) => ctx
+            .set_roles
+            .apply(&ctx.client, namespace, set, &v.service_accounts, ctx.resync)
+            .await?
+            .role()
+            .to_string(),
+        None => apply_own_role(ctx, namespace, name, owner, &v.service_accounts).await?,
+    };
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let role = access::role(namespace, name, owner.clone());
-    let role_name = access::role_name(name);
-    Api::<Role>::namespaced(ctx.client.clone(), namespace)
-        .patch(&role_name, &params, &Patch::Apply(&role))
-        .await
-        .map_err(Error::kube(format!(
-            "applying Role {namespace}/{role_name}"
-        )))?;
-    let binding = access::role_binding(namespace, name, &v.service_accounts, owner);
-    Api::<RoleBinding>::namespaced(ctx.client.clone(), namespace)
-        .patch(&role_name, &params, &Patch::Apply(&binding))
-        .await
-        .map_err(Error::kube(format!(
-            "applying RoleBinding {namespace}/{role_name}"
-        )))?;
 
     let current = obj.status.as_ref();
     let seal = Seal::new(
@@ -252,7 +255,37 @@ async fn apply(obj: &MailCredential, ctx: &Context) -> Result<Action> {
     // A pending link is looked at again when it expires, so the status says Expired on time.
     let next = crate::seal_request::until_expiry(&obj.spec, &now)
         .map_or(ctx.resync, |left| left.min(ctx.resync));
-    Ok(Action::requeue(next))
+    // A lifetime is looked at again when it ends, so the delete is on time (lifetime.rs).
+    Ok(Action::requeue(
+        next.min(lifetime::next_look(obj, &now, ctx.resync)),
+    ))
+}
+
+/// The credential's own Role and RoleBinding (access.rs); returns their name.
+async fn apply_own_role(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    service_accounts: &[String],
+) -> Result<String> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let role = access::role(namespace, name, owner.clone());
+    let role_name = access::role_name(name);
+    Api::<Role>::namespaced(ctx.client.clone(), namespace)
+        .patch(&role_name, &params, &Patch::Apply(&role))
+        .await
+        .map_err(Error::kube(format!(
+            "applying Role {namespace}/{role_name}"
+        )))?;
+    let binding = access::role_binding(namespace, name, service_accounts, owner);
+    Api::<RoleBinding>::namespaced(ctx.client.clone(), namespace)
+        .patch(&role_name, &params, &Patch::Apply(&binding))
+        .await
+        .map_err(Error::kube(format!(
+            "applying RoleBinding {namespace}/{role_name}"
+        )))?;
+    Ok(role_name)
 }
 
 async fn publish_transition(obj: &MailCredential, recorder: &Recorder, c: &DesiredCondition) {

@@ -4,11 +4,13 @@
 //! only to check its shape and fingerprint it.
 
 pub mod access;
+pub mod account_roles;
 pub mod cache;
 pub mod config;
 pub mod controller;
 pub mod health;
 pub mod leader;
+pub mod lifetime;
 pub mod metrics;
 pub mod seal_age;
 pub mod seal_request;

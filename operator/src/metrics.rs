@@ -42,6 +42,8 @@ pub struct Metrics {
     /// `mailcred_credential_seal_age_seconds` and `mailcred_credential_key_retired`, read from
     /// the controller's cache at scrape time.
     pub seal_ages: crate::seal_age::SealAges,
+    /// MailCredentials deleted because their lifetime (spec.expiresAt) ended (lifetime.rs).
+    pub expired_deleted: Counter,
 }
 
 impl Default for Metrics {
@@ -61,6 +63,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
             webhook_cert_expiry: Gauge::default(),
             seal_ages: crate::seal_age::SealAges::default(),
+            expired_deleted: Counter::default(),
         }
     }
 }
@@ -113,6 +116,11 @@ impl Metrics {
             "webhook_cert_expiry_timestamp_seconds",
             "Unix time the webhook serving certificate expires",
             self.webhook_cert_expiry.clone(),
+        );
+        r.register(
+            "expired_deleted",
+            "MailCredentials deleted because their lifetime (spec.expiresAt) ended",
+            self.expired_deleted.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info

@@ -50,6 +50,14 @@ fn cluster_role_covers_the_controller_and_webhook() {
             "{verb} mailcredentials"
         );
     }
+    // Lifetime GC deletes expired credentials; it never creates or updates one.
+    assert!(grants(&r, "mailcred.io", "mailcredentials", "delete", None));
+    for verb in ["create", "update", "patch"] {
+        assert!(
+            !grants(&r, "mailcred.io", "mailcredentials", verb, None),
+            "{verb}"
+        );
+    }
     assert!(grants(
         &r,
         "mailcred.io",

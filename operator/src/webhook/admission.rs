@@ -15,6 +15,7 @@ use kube::{Client, ResourceExt};
 use mailcred_core::crd::MailCredential;
 use tracing::{info, warn};
 
+use super::account_set;
 use super::annotation::{self, APP_TOKEN_ANNOTATION, AppToken, INJECT_ANNOTATION};
 use super::inject;
 use crate::config::{InvalidPodPolicy, SidecarArgs};
@@ -196,13 +197,12 @@ impl Admission {
             Ok(p) => p,
             Err(e) => return self.refuse(allowed, format!("the object is not a valid Pod: {e}")),
         };
-        let Some(value) = pod.annotations().get(INJECT_ANNOTATION) else {
-            return (allowed, Outcome::Skipped, AppToken::default());
+        let target = match account_set::target(pod.annotations()) {
+            None => return (allowed, Outcome::Skipped, AppToken::default()),
+            Some(Err(why)) => return self.refuse(allowed, why),
+            Some(Ok(t)) => t,
         };
-        let names = match annotation::parse(value) {
-            Ok(n) => n,
-            Err(why) => return self.refuse(allowed, why),
-        };
+        let names = target.credentials();
         let app_token = match annotation::app_token(
             pod.annotations()
                 .get(APP_TOKEN_ANNOTATION)
@@ -271,7 +271,7 @@ impl Admission {
             warnings.push(format!("mailcred: {APP_TOKEN_ANNOTATION}=keep: the app containers keep the ServiceAccount token and cloud identity, so a compromised app can read its MailCredential and decrypt it; remove the annotation unless the app needs them"));
         }
 
-        let injection = match inject::injection(&pod, &self.sidecar, &names, app_token) {
+        let injection = match inject::injection_for(&pod, &self.sidecar, &target, app_token) {
             Ok(i) => i,
             Err(e) => return self.refuse(allowed, e.to_string()),
         };
@@ -289,7 +289,7 @@ impl Admission {
         {
             Ok(patched) => {
                 let pod = format!("{namespace}/{pod_name}");
-                info!(pod = %pod, credentials = %names.join(","), service_account = %service_account, added_sidecar, "injecting mailcred sidecar");
+                info!(pod = %pod, target = %target.describe(), service_account = %service_account, added_sidecar, "injecting mailcred sidecar");
                 if app_token == AppToken::Keep && added_sidecar {
                     // No Event: the pod does not exist yet (no uid) and may still be refused.
                     warn!(pod = %pod, annotation = APP_TOKEN_ANNOTATION, "app containers keep the ServiceAccount token and cloud identity: a compromised app can decrypt the credential");

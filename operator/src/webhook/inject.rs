@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use mailcred_core::sidecar_contract as contract;
 use serde::Serialize;
 
+use super::account_set::{self, Target};
 use super::annotation::{AppToken, INJECTED_ANNOTATION};
 use super::identity;
 use crate::config::{SidecarArgs, SidecarMode};
@@ -203,6 +204,23 @@ pub fn injection(
     credentials: &[String],
     app_token: AppToken,
 ) -> Result<Injection> {
+    injection_for(
+        pod,
+        args,
+        &Target::Credentials(credentials.to_vec()),
+        app_token,
+    )
+}
+
+/// Operations that bring `pod` to the injected state for `target` (named credentials, or
+/// an account set: account_set.rs).
+pub fn injection_for(
+    pod: &Pod,
+    args: &SidecarArgs,
+    target: &Target,
+    app_token: AppToken,
+) -> Result<Injection> {
+    let credentials = target.credentials();
     let mut out = Injection::default();
     let Some(spec) = &pod.spec else {
         return Ok(out);
@@ -211,7 +229,13 @@ pub fn injection(
     let existing = identity::slots(spec).find(|s| s.container.name == SIDECAR_NAME);
     let mut sidecar = match &existing {
         Some(slot) => slot.container.clone(),
-        None => sidecar_container(args, credentials),
+        None => {
+            let mut c = sidecar_container(args, credentials);
+            if let Target::AccountSet(set) = target {
+                account_set::into_account_set_mode(&mut c, set);
+            }
+            c
+        }
     };
     let plan = identity::plan(pod, &sidecar, app_token)?;
     // Removals first: they use the indices of the pod as it is, before the sidecar is inserted.
@@ -231,7 +255,11 @@ pub fn injection(
             extend(&mut out, &env, sidecar.env.is_some(), &plan.sidecar_env)?;
         }
         None => {
-            sidecar.volume_mounts = Some(plan.sidecar_mounts);
+            // After the sidecar's own mounts (the account-set token volume).
+            sidecar
+                .volume_mounts
+                .get_or_insert_with(Vec::new)
+                .extend(plan.sidecar_mounts);
             sidecar
                 .env
                 .get_or_insert_with(Vec::new)
@@ -250,7 +278,7 @@ pub fn injection(
         }
     }
 
-    let names = credentials.join(",");
+    let names = target.describe();
     let annotations = pod.metadata.annotations.as_ref();
     let mut wanted_annotations = BTreeMap::new();
     if annotations.and_then(|a| a.get(INJECTED_ANNOTATION)) != Some(&names) {
@@ -288,7 +316,10 @@ pub fn injection(
         }
     }
 
-    let wanted = app_env(args);
+    let mut wanted = app_env(args);
+    if let Target::AccountSet(_) = target {
+        wanted.extend(account_set::app_env());
+    }
     for (i, container) in spec.containers.iter().enumerate() {
         if container.name == SIDECAR_NAME {
             continue;
@@ -307,6 +338,9 @@ pub fn injection(
         }
     }
     out.operations.extend(plan.pod);
+    if let Target::AccountSet(_) = target {
+        account_set::volume_ops(pod, &mut out.operations)?;
+    }
     Ok(out)
 }
 

@@ -1,5 +1,6 @@
 //! The mutating admission webhook: HTTPS (rustls on aws-lc-rs) with POST /mutate.
 
+pub mod account_set;
 pub mod admission;
 pub mod annotation;
 pub mod certs;

@@ -30,6 +30,12 @@ struct Args {
     /// MailCredentials in the cluster.
     #[arg(long, default_value_t = 10_000, global = true)]
     credentials: usize,
+    /// Namespaces they are spread over.
+    #[arg(long, default_value_t = 100, global = true)]
+    namespaces: usize,
+    /// Label every credential into this account set (one shared Role per namespace).
+    #[arg(long, global = true)]
+    account_set: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -48,13 +54,20 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn namespace(i: usize) -> String {
-    format!("team-{}", i % 100)
+fn namespace(i: usize, namespaces: usize) -> String {
+    format!("team-{}", i % namespaces.max(1))
 }
 
-fn credential(i: usize) -> Value {
+/// How the fake cluster is shaped.
+#[derive(Clone)]
+struct Shape {
+    namespaces: usize,
+    account_set: Option<String>,
+}
+
+fn credential(i: usize, shape: &Shape) -> Value {
     let name = format!("mail-{i}");
-    let ns = namespace(i);
+    let ns = namespace(i, shape.namespaces);
     let spec = json!({
         "smtp": {"host": "smtp.office365.com", "port": 587, "tls": "starttls"},
         "imap": {"host": "outlook.office365.com", "port": 993, "tls": "implicit"},
@@ -70,11 +83,15 @@ fn credential(i: usize) -> Value {
         "access": {"serviceAccounts": ["mailer", "reporter"]}
     });
     let last_applied = json!({"apiVersion": "mailcred.io/v1alpha1", "kind": "MailCredential", "metadata": {"name": name, "namespace": ns}, "spec": spec});
+    let labels = match &shape.account_set {
+        Some(set) => json!({"mailcred.io/account-set": set}),
+        None => json!({}),
+    };
     json!({
         "apiVersion": "mailcred.io/v1alpha1",
         "kind": "MailCredential",
         "metadata": {
-            "name": name, "namespace": ns,
+            "name": name, "namespace": ns, "labels": labels,
             "uid": format!("00000000-0000-4000-8000-{i:012}"),
             "resourceVersion": format!("{}", 1000 + i), "generation": 1,
             "creationTimestamp": "2026-11-01T00:00:00Z",
@@ -92,6 +109,11 @@ fn credential(i: usize) -> Value {
 
 struct Fake {
     items: Vec<Value>,
+    shape: Shape,
+    /// Role and RoleBinding applies received, and the distinct objects they named.
+    rbac_patches: std::sync::atomic::AtomicUsize,
+    rbac_objects: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    requests: std::sync::atomic::AtomicUsize,
 }
 
 async fn api(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Bytes) -> Response {
@@ -100,6 +122,19 @@ async fn api(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Byte
     let json_response = |code: StatusCode, v: Value| {
         (code, [("content-type", "application/json")], v.to_string()).into_response()
     };
+    fake.requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if path == "/bench/counts" {
+        let objects = fake.rbac_objects.lock().map(|o| o.len()).unwrap_or(0);
+        return json_response(
+            StatusCode::OK,
+            json!({
+                "rbac_patches": fake.rbac_patches.load(std::sync::atomic::Ordering::Relaxed),
+                "rbac_objects": objects,
+                "requests": fake.requests.load(std::sync::atomic::Ordering::Relaxed),
+            }),
+        );
+    }
     if method == Method::GET && query.contains("watch=true") {
         // An open watch with no changes: the cluster is quiet.
         let pending = futures::stream::pending::<Result<Bytes, std::io::Error>>();
@@ -146,11 +181,18 @@ async fn api(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Byte
                 .and_then(|n| n.strip_prefix("mail-"))
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            let mut obj = credential(index);
+            let mut obj = credential(index, &fake.shape);
             obj["status"] = sent["status"].clone();
             json_response(StatusCode::OK, obj)
         }
-        ("PATCH", _) => {
+        ("PATCH", p) => {
+            if p.contains("/roles/") || p.contains("/rolebindings/") {
+                fake.rbac_patches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Ok(mut o) = fake.rbac_objects.lock() {
+                    o.insert(p.to_string());
+                }
+            }
             (StatusCode::OK, [("content-type", "application/json")], body).into_response()
         }
         ("POST", p) if p.ends_with("/events") => (
@@ -166,9 +208,13 @@ async fn api(State(fake): State<Arc<Fake>>, method: Method, uri: Uri, body: Byte
     }
 }
 
-async fn fake_api(n: usize) {
+async fn fake_api(n: usize, shape: Shape) {
     let fake = Arc::new(Fake {
-        items: (0..n).map(credential).collect(),
+        items: (0..n).map(|i| credential(i, &shape)).collect(),
+        shape,
+        rbac_patches: Default::default(),
+        rbac_objects: Default::default(),
+        requests: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -181,14 +227,24 @@ async fn fake_api(n: usize) {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let shape = Shape {
+        namespaces: args.namespaces,
+        account_set: args.account_set.clone(),
+    };
     if let Some(Cmd::FakeApi) = args.command {
-        fake_api(args.credentials).await;
+        fake_api(args.credentials, shape).await;
         return;
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let exe = std::env::current_exe().expect("own path");
     let mut child = Command::new(exe)
         .args(["fake-api", "--credentials", &args.credentials.to_string()])
+        .args(["--namespaces", &args.namespaces.to_string()])
+        .args(
+            args.account_set
+                .iter()
+                .flat_map(|s| ["--account-set".to_string(), s.clone()]),
+        )
         .stdout(Stdio::piped())
         .spawn()
         .expect("fake API child");
@@ -217,7 +273,7 @@ async fn main() {
     // The controller: its own caches, and one reconcile per credential.
     let metrics = Metrics::default();
     let ctx = Arc::new(Context::new(
-        client,
+        client.clone(),
         "bench".into(),
         metrics.clone(),
         Duration::from_secs(3600),
@@ -237,15 +293,33 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_end = rss_kib("VmRSS:");
     let hwm = rss_kib("VmHWM:");
+    let counts: Value = match http::Request::get("/bench/counts").body(Vec::new()) {
+        Ok(req) => client
+            .request_text(req)
+            .await
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    };
     token.cancel();
     let _ = child.kill();
     let _ = child.wait();
 
     let mib = |k: u64| k as f64 / 1024.0;
     println!(
-        "credentials: {} (webhook cache held {cached}); reconciled ok: {reconciled} in {:.1} s",
+        "credentials: {} in {} namespace(s), account set: {} (webhook cache held {cached}); reconciled ok: {reconciled} in {:.1} s",
         args.credentials,
+        args.namespaces,
+        args.account_set.as_deref().unwrap_or("none"),
         took.as_secs_f64()
+    );
+    println!(
+        "Roles + RoleBindings created: {}; RBAC applies sent: {}; API requests in all: {}; wall time per credential reconciled: {:.2} ms",
+        counts["rbac_objects"],
+        counts["rbac_patches"],
+        counts["requests"],
+        took.as_secs_f64() * 1000.0 / args.credentials.max(1) as f64
     );
     println!("| point | RSS MiB |");
     println!("|---|---|");
