@@ -8,6 +8,9 @@ mod harden;
 mod listen;
 mod plan;
 mod probe;
+// Served in account-set mode; runtime.rs wires it (RegistrationArgs, serve) at merge.
+#[allow(dead_code)]
+mod registration;
 mod runtime;
 mod source;
 
