@@ -9,6 +9,7 @@ mod errors;
 mod fields;
 mod handlers;
 mod login_check;
+mod policy_check;
 mod request;
 mod seal;
 mod store;

@@ -406,26 +406,3 @@ async fn every_bad_input_gets_its_status_code_and_field_and_nothing_is_stored() 
     }
     assert!(count >= 38, "{count}");
 }
-
-#[tokio::test]
-async fn a_busy_api_answers_503_with_retry_after_and_a_hung_upstream_times_out_storing_nothing() {
-    let mut a = args();
-    a.registration_max_in_flight = 1;
-    a.registration_timeout_seconds = 1;
-    let f = fixture_with(Answer::Hang, &a);
-    let api = f.api.clone();
-    let first = tokio::spawn(async move { call(&api, post(good().to_string())).await });
-    // Until the first holds its slot (it hangs in the login check).
-    while f.checker.calls() == 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    let (status, body, headers) = call(&f.api, post(good().to_string())).await;
-    assert_eq!(status.as_u16(), 503, "{body}");
-    assert_eq!(body["error"]["code"], "busy");
-    assert_eq!(headers["retry-after"], "1");
-    let (status, body, _) = first.await.unwrap();
-    assert_eq!(status.as_u16(), 504, "{body}");
-    assert_eq!(body["error"]["code"], "timeout");
-    assert_eq!(f.store.len(), 0);
-    assert_eq!(f.store.creates.load(std::sync::atomic::Ordering::SeqCst), 0);
-}

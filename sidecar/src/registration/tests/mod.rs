@@ -2,6 +2,7 @@
 //! that answers as told and counts its calls, the router driven in-process.
 
 mod bad_input;
+mod bounds;
 mod flow;
 mod kube_store;
 mod openapi;
