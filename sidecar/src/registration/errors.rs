@@ -3,8 +3,8 @@
 //! Codes are an enum, so clients match on them and docs/registration-api.yaml lists them all.
 //! No message is ever built from the password (request.rs and the login check see to that).
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+// `http`, not `axum::http`: the fuzz crate compiles this file (and request.rs) without axum.
+use http::StatusCode;
 use serde_json::json;
 
 /// Every error code the API answers with.
@@ -151,9 +151,6 @@ impl Code {
     }
 }
 
-/// Seconds a client waits before retrying a 503.
-pub const RETRY_AFTER_SECONDS: u32 = 1;
-
 /// One error answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiError {
@@ -196,21 +193,6 @@ impl ApiError {
             "message": self.message,
             "fix": self.fix,
         }})
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.code.status();
-        let mut response = (status, super::json_body(&self.body())).into_response();
-        let headers = response.headers_mut();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
-        }
-        if status == StatusCode::UNAUTHORIZED {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mailcred_core::kms::DataKeySealer;
@@ -141,6 +141,24 @@ pub async fn serve(
     axum::serve(listener, router(api))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// Seconds a client waits before retrying a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.status();
+        let mut response = (status, json_body(&self.body())).into_response();
+        let headers = response.headers_mut();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
 }
 
 /// A JSON body with its content type.
