@@ -6,4 +6,5 @@ pub mod envelope;
 pub mod headers;
 pub mod imap;
 pub mod mem;
+pub mod registration;
 pub mod smtp;

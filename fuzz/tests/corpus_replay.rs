@@ -126,3 +126,11 @@ fn imap_response_harness_reaches_the_filter() {
         "{login}"
     );
 }
+
+#[test]
+fn registration_request_corpus() {
+    replay(
+        "registration_request",
+        mailcred_fuzz::registration::registration_request,
+    );
+}

@@ -182,6 +182,10 @@ pub struct Args {
     )]
     pub account_cache_size: usize,
 
+    /// The registration API of account-set mode (docs/registration-api.yaml).
+    #[command(flatten)]
+    pub registration: crate::registration::RegistrationArgs,
+
     /// How often the credential file is checked for changes (milliseconds).
     #[arg(long, default_value_t = 1000)]
     pub file_poll_ms: u64,

@@ -8,6 +8,7 @@ mod harden;
 mod listen;
 mod plan;
 mod probe;
+mod registration;
 mod runtime;
 mod source;
 

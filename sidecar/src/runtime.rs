@@ -124,9 +124,10 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
         shutdown.clone(),
     ));
 
-    if let Some(a) = &accounts {
-        accounts::serve_registration(a, shutdown.clone());
-    }
+    let registration = match &accounts {
+        Some(a) => accounts::serve_registration(&args, a, shutdown.clone()).await?,
+        None => None,
+    };
 
     // Either front-end ending (shutdown, or a fatal listener error) stops the whole sidecar.
     let (smtp_result, imap_result) = tokio::join!(
@@ -142,6 +143,9 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
         }
     );
     let _ = admin.await;
+    if let Some(task) = registration {
+        let _ = task.await;
+    }
     if let Some(task) = scrape {
         let _ = task.await;
     }

@@ -12,16 +12,20 @@ use mailcred_imap::ImapProxy;
 use mailcred_smtp::SmtpRelay;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+/// Bound of one KMS call of the registration API's sealer (GenerateDataKey).
+const REGISTRATION_KMS_TIMEOUT: Duration = Duration::from_secs(20);
 
 use super::{EXPIRE_EVERY, Sources, kms_providers, oauth_tokens};
 use crate::cli::Args;
+use crate::listen;
 use crate::plan::{AccountSetPlan, AppToken, SetFeed};
+use crate::registration::{self, KubeStore, Parts, RegistrationApi};
 use crate::source::SourceMetrics;
 use crate::source::accounts::{AccountSet, AccountSetMetrics, dir, watch};
 
 /// What account-set mode runs on, for the front-ends and the registration API.
-// The fields the registration API will read are unread until it is wired.
-#[allow(dead_code)]
 pub struct Accounts {
     /// The directory the front-ends look accounts up in; `last_used` for the API's GET.
     pub set: Arc<AccountSet>,
@@ -111,15 +115,61 @@ pub(super) fn front_ends(
     Ok((relay, imap))
 }
 
-/// HOOK (registration branch): the registration API starts here, with `accounts.set`
-/// (`last_used`), `accounts.client` (its `KubeStore`), `accounts.app_token` and the
-/// registration flags (`RegistrationArgs`, flattened into `cli::Args`). Until it is wired the
-/// log says that it is not served.
-pub(super) fn serve_registration(accounts: &Accounts, _shutdown: CancellationToken) {
-    tracing::warn!(
-        set = %accounts.set.config().set,
-        "the registration API is not wired into this build; accounts come from the API server or --credential-dir only"
+/// Starts the registration API on its loopback listener (bound here, before it is
+/// announced): the set's name, namespace and ServiceAccount, the app token, a store over the
+/// watch's client, the encrypt-only sealer the flags name, and the set's last-use lookup.
+/// With `--credential-dir` there is no API server to create accounts in: not served.
+pub(super) async fn serve_registration(
+    args: &Args,
+    accounts: &Accounts,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    let Some(client) = accounts.client.clone() else {
+        tracing::info!(
+            "registration API not served: --credential-dir has no API server to create accounts in"
+        );
+        return Ok(None);
+    };
+    let flags = &args.registration;
+    let listener = listen::bind(
+        "registration",
+        flags.registration_listen,
+        args.unsafe_listen_any,
+    )
+    .await?;
+    let sealer = registration::build_sealer(
+        flags,
+        args.local_key_file.as_deref(),
+        &args.trusted_kms_endpoints,
+        REGISTRATION_KMS_TIMEOUT,
+    )
+    .await
+    .context("the registration API's sealing key")?;
+    let config = accounts.set.config();
+    let last_used: registration::LastUsed = {
+        let set = accounts.set.clone();
+        Arc::new(move |name| set.last_used(name))
+    };
+    let api = Arc::new(RegistrationApi::new(
+        Parts {
+            set: config.set.clone(),
+            namespace: config.namespace.clone(),
+            service_account: config.service_account.clone(),
+            app_token: Zeroizing::new(accounts.app_token.expose().as_bytes().to_vec()),
+            store: Arc::new(KubeStore::new(client, &config.namespace)),
+            checker: registration::upstream_checker(flags),
+            sealer,
+            last_used,
+        },
+        flags,
+    ));
+    tracing::info!(
+        listen = %listener.local_addr().context("registration listener address")?,
+        "registration API serving"
     );
+    Ok(Some(tokio::spawn(registration::serve(
+        listener, api, shutdown,
+    ))))
 }
 
 /// The source a front-end holds in account mode before a connection picks an account: it
