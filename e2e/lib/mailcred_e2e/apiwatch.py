@@ -96,8 +96,10 @@ def serve_watch(server, h, query, labels, fields):
         h.wfile.write(b"0\r\n\r\n")
         h.wfile.flush()
     except OSError:
-        pass  # the client went away
+        h.close_connection = True  # the client went away
     finally:
+        # A watch that ended normally leaves the connection open (keep-alive), as the API
+        # server does: hyper reuses it at once for the next watch, and a closed one makes
+        # that request fail with SendRequest.
         with server.lock:
             server.open_watches -= 1
-        h.close_connection = True
