@@ -1,7 +1,8 @@
 """Where a plaintext password shows up after a run: files of the work directory and client output."""
 
-# Files that hold the passwords on purpose: the peers' user database and env file, key files.
-_EXPECTED = ("passwd", "users", "env")
+# Files that hold the passwords on purpose: the peers' user database, env file and bulk users
+# (e2e/peers/bulk_users.py), key files.
+_EXPECTED = ("passwd", "users", "env", "bulk-users.tsv")
 
 
 def find_leaks(workdir, secrets, outputs):
