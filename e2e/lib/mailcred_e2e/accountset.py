@@ -64,7 +64,7 @@ def vap_admit(set_name, service_account):
 
 def account_sidecar(workdir, api, ca_pem, *, set_name, service_account, token, seal_kms_key=None,
                     local_key=None, env, log_name="sidecar.log", cache_ttl=None, cache_size=None,
-                    extra=(), namespace="e2e"):
+                    extra=(), namespace="e2e", binary=None):
     """A sidecar in account-set mode against `api` (a StoreApiServer) through a kubeconfig.
     The registration port is chosen here; the others are read from the serving line."""
     kc = kubeconfig(workdir / f"{log_name}.kubeconfig", api.port, ca_pem, api.token, namespace)
@@ -81,7 +81,7 @@ def account_sidecar(workdir, api, ca_pem, *, set_name, service_account, token, s
     log = workdir / log_name
     log.unlink(missing_ok=True)  # the launcher appends; a stale serving line would name old ports
     sc = Sidecar(log, args, pod="e2e-accounts-0", env=dict(env, KUBECONFIG=str(kc)), cache_ttl=cache_ttl,
-                 extra=list(extra))
+                 extra=list(extra), **({"binary": binary} if binary else {}))
     sc.registration = reg_port
     sc.token = token
     return sc
