@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::TypedValueParser;
 use mailcred_core::sidecar_contract as contract;
 
 /// mailcred sidecar: serves SMTP (and IMAP) on loopback to the application and authenticates
@@ -143,6 +144,57 @@ pub struct Args {
     #[arg(long, default_value_t = 30)]
     pub imap_idle_minutes: u64,
 
+    /// Account-set mode (docs/accounts.md): serve every MailCredential of the namespace
+    /// labelled `mailcred.io/account-set=SET`; the application picks one per connection
+    /// (SMTP AUTH / IMAP LOGIN with the account's name and the app token).
+    #[arg(
+        long = contract::FLAG_ACCOUNT_SET,
+        env = contract::ENV_ACCOUNT_SET,
+        conflicts_with_all = ["credentials", "credential_file", "smtp_credential", "imap_credential", "smtp_token_file", "imap_token_file"]
+    )]
+    pub account_set: Option<String>,
+
+    /// Account-set mode without an API server: the set's MailCredential manifests are the
+    /// `*.yaml` files of this directory (re-read when they change).
+    #[arg(long, requires = "account_set")]
+    pub credential_dir: Option<PathBuf>,
+
+    /// The app's local token (SMTP AUTH, IMAP LOGIN, registration API), read from this file.
+    #[arg(
+        long = contract::FLAG_APP_TOKEN_FILE,
+        env = contract::ENV_APP_TOKEN_FILE,
+        requires = "account_set",
+        conflicts_with = "write_app_token"
+    )]
+    pub app_token_file: Option<PathBuf>,
+
+    /// Make the app token: 32 random bytes, hex, written to this path with mode 0440 (the
+    /// in-memory volume the app containers mount read-only). A well-formed token already
+    /// there (a sidecar container restart) is kept, so the app's copy stays valid.
+    #[arg(long = contract::FLAG_WRITE_APP_TOKEN, requires = "account_set")]
+    pub write_app_token: Option<PathBuf>,
+
+    /// Most decrypted account plaintexts held at once (least recently used evicted).
+    #[arg(
+        long = contract::FLAG_ACCOUNT_CACHE_SIZE,
+        env = contract::ENV_ACCOUNT_CACHE_SIZE,
+        default_value_t = contract::DEFAULT_ACCOUNT_CACHE_SIZE,
+        value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize)
+    )]
+    pub account_cache_size: usize,
+
+    /// Loopback listener of the registration API (account-set mode).
+    #[arg(
+        long = contract::FLAG_REGISTRATION_LISTEN,
+        env = contract::ENV_REGISTRATION_LISTEN,
+        default_value = contract::DEFAULT_REGISTRATION_LISTEN
+    )]
+    pub registration_listen: SocketAddr,
+
+    /// KMS key the registration API seals new accounts with (encrypt only).
+    #[arg(long = contract::FLAG_SEAL_KMS_KEY, env = contract::ENV_SEAL_KMS_KEY, requires = "account_set")]
+    pub seal_kms_key: Option<String>,
+
     /// How often the credential file is checked for changes (milliseconds).
     #[arg(long, default_value_t = 1000)]
     pub file_poll_ms: u64,
@@ -183,5 +235,57 @@ mod tests {
             contract::DEFAULT_ADMIN_LISTEN
         );
         assert_eq!(args.cache_ttl_seconds, contract::DEFAULT_CACHE_TTL_SECONDS);
+        assert_eq!(args.account_set, None);
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("mailcred-sidecar").chain(argv.iter().copied()))
+    }
+
+    #[test]
+    fn account_set_flags_parse_with_the_contract_names_and_defaults() {
+        let args = parse(&[
+            &flag(contract::FLAG_ACCOUNT_SET),
+            "crm",
+            &flag(contract::FLAG_WRITE_APP_TOKEN),
+            contract::APP_TOKEN_PATH,
+            &flag(contract::FLAG_SEAL_KMS_KEY),
+            "alias/mailcred",
+        ])
+        .expect("the account-set argv parses");
+        assert_eq!(args.account_set.as_deref(), Some("crm"));
+        assert_eq!(
+            args.account_cache_size,
+            contract::DEFAULT_ACCOUNT_CACHE_SIZE
+        );
+        assert_eq!(
+            args.registration_listen.to_string(),
+            contract::DEFAULT_REGISTRATION_LISTEN
+        );
+        assert_eq!(args.seal_kms_key.as_deref(), Some("alias/mailcred"));
+    }
+
+    #[test]
+    fn account_set_conflicts_with_single_credentials_and_bounds_the_cache() {
+        let cases: [&[&str]; 6] = [
+            &["--account-set", "crm", "--credential", "mail"],
+            &["--account-set", "crm", "--credential-file", "/c.yaml"],
+            &["--account-set", "crm", "--smtp-token-file", "/t"],
+            &[
+                "--account-set",
+                "crm",
+                "--app-token-file",
+                "/a",
+                "--write-app-token",
+                "/b",
+            ],
+            &["--account-set", "crm", "--account-cache-size", "0"],
+            &["--credential-dir", "/d", "--credential", "mail"],
+        ];
+        for argv in cases {
+            assert!(parse(argv).is_err(), "{argv:?} parsed");
+        }
+        let ok = parse(&["--account-set", "crm", "--account-cache-size", "2"]).unwrap();
+        assert_eq!(ok.account_cache_size, 2);
     }
 }

@@ -19,10 +19,13 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState};
 use crate::cli::Args;
 use crate::listen;
-use crate::plan::{FeedSpec, Plan};
+use crate::plan::{FeedSpec, Mode, Plan};
 use crate::source::{self, CachedCredentialSource, ResourceFeed, SourceMetrics};
 
-/// How often decrypted passwords past their TTL are dropped (feed changes act at once).
+mod accounts;
+
+/// How often decrypted passwords past their TTL are dropped (feed changes act at once; the
+/// account set also wakes at the earliest TTL or lifetime end of a cached plaintext).
 const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs the sidecar `plan` describes (arguments already validated: [`Plan::from_args`]).
@@ -36,74 +39,64 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
         None => None,
     };
 
-    // The resources next: a missing file or object, or no RBAC, fails before any cloud SDK
-    // is initialised (the AWS one may wait on a metadata endpoint for its region).
-    let smtp_feed = feed(&args, &plan.smtp_feed, shutdown.clone()).await?;
-    let imap_feed = match &plan.imap_feed {
-        Some(spec) => Some(feed(&args, spec, shutdown.clone()).await?),
-        None => None,
-    };
-
     let mut registry = Registry::default();
     admin::register_build_info(&mut registry);
     let source_metrics = SourceMetrics::register(&mut registry);
-    let tokens: Arc<dyn TokenSourceFactory> = Arc::new(OAuthClient::new(
-        HttpLimits::default(),
-        TokenMetrics::register(&mut registry),
-    ));
-    let kms = Arc::new(kms_providers(&args).await?);
-    let new_source = |feed| {
-        Arc::new(
-            CachedCredentialSource::new(
-                feed,
-                kms.clone(),
-                args.cache_ttl(),
-                args.service_account.clone(),
-                source_metrics.clone(),
+    let sources = match plan.mode {
+        Mode::Single {
+            smtp_feed,
+            imap_feed,
+        } => {
+            single_sources(
+                &args,
+                &smtp_feed,
+                imap_feed.as_ref(),
+                &mut registry,
+                source_metrics,
+                shutdown.clone(),
             )
-            .with_tokens(tokens.clone()),
-        )
+            .await?
+        }
+        Mode::Accounts(set_plan) => {
+            accounts::start(
+                &args,
+                set_plan,
+                &mut registry,
+                source_metrics,
+                shutdown.clone(),
+            )
+            .await?
+        }
     };
-    let smtp_source = new_source(smtp_feed);
-    // One credential for both protocols (the usual case) shares one feed and one cache.
-    let imap_source = match imap_feed {
-        Some(feed) => new_source(feed),
-        None => smtp_source.clone(),
-    };
+    let Sources {
+        smtp: smtp_source,
+        imap: imap_source,
+        loaded,
+        expiry,
+        accounts,
+    } = sources;
 
     let relay = SmtpRelay::new(
         plan.relay,
-        smtp_source.clone() as Arc<dyn CredentialSource>,
+        smtp_source.clone(),
         RelayMetrics::register(&mut registry),
     );
-    let imap = Arc::new(ImapProxy::new(
+    let imap = ImapProxy::new(
         plan.imap,
-        imap_source.clone() as Arc<dyn CredentialSource>,
+        imap_source.clone(),
         ImapMetrics::register(&mut registry),
-    ));
-
-    let loaded = {
-        let (s, i) = (smtp_source.clone(), imap_source.clone());
-        Box::new(move || s.loaded() && i.loaded())
+    );
+    let (relay, imap) = match &accounts {
+        Some(a) => accounts::front_ends(relay, imap, a)?,
+        None => (relay, imap),
     };
+    let imap = Arc::new(imap);
+
     let admin_state = Arc::new(AdminState {
         registry,
         listening: false.into(),
         loaded,
     });
-
-    // Each distinct source drops its plaintext on every feed change and every EXPIRE_EVERY.
-    let mut sources = vec![smtp_source.clone()];
-    if !Arc::ptr_eq(&smtp_source, &imap_source) {
-        sources.push(imap_source.clone());
-    }
-    let expiry: Vec<_> = sources
-        .into_iter()
-        .map(|source| {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { source.expire_until(EXPIRE_EVERY, shutdown).await })
-        })
-        .collect();
 
     tracing::info!(
         smtp = %smtp_listener.local_addr().context("SMTP listener address")?,
@@ -131,6 +124,10 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
         shutdown.clone(),
     ));
 
+    if let Some(a) = &accounts {
+        accounts::serve_registration(a, shutdown.clone());
+    }
+
     // Either front-end ending (shutdown, or a fatal listener error) stops the whole sidecar.
     let (smtp_result, imap_result) = tokio::join!(
         async {
@@ -152,7 +149,7 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
         let _ = task.await;
     }
     // Dropping the last source handles zeroizes any password still cached.
-    drop((smtp_source, imap_source, imap));
+    drop((smtp_source, imap_source, imap, accounts));
     smtp_result
         .context("SMTP relay task")?
         .context("SMTP relay")?;
@@ -161,6 +158,86 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
         .context("IMAP proxy")?;
     tracing::info!("mailcred sidecar stopped");
     Ok(())
+}
+
+/// The credential sources the front-ends start with, what readiness waits for, and the tasks
+/// that drop stale plaintexts.
+struct Sources {
+    smtp: Arc<dyn CredentialSource>,
+    imap: Arc<dyn CredentialSource>,
+    loaded: Box<dyn Fn() -> bool + Send + Sync>,
+    expiry: Vec<tokio::task::JoinHandle<()>>,
+    /// Account-set mode.
+    accounts: Option<accounts::Accounts>,
+}
+
+/// Single-credential mode: one feed and cache per distinct credential.
+async fn single_sources(
+    args: &Args,
+    smtp_feed: &FeedSpec,
+    imap_feed: Option<&FeedSpec>,
+    registry: &mut Registry,
+    source_metrics: SourceMetrics,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Sources> {
+    // The resources first: a missing file or object, or no RBAC, fails before any cloud SDK
+    // is initialised (the AWS one may wait on a metadata endpoint for its region).
+    let smtp_feed = feed(args, smtp_feed, shutdown.clone()).await?;
+    let imap_feed = match imap_feed {
+        Some(spec) => Some(feed(args, spec, shutdown.clone()).await?),
+        None => None,
+    };
+    let tokens = oauth_tokens(registry);
+    let kms = Arc::new(kms_providers(args).await?);
+    let new_source = |feed| {
+        Arc::new(
+            CachedCredentialSource::new(
+                feed,
+                kms.clone(),
+                args.cache_ttl(),
+                args.service_account.clone(),
+                source_metrics.clone(),
+            )
+            .with_tokens(tokens.clone()),
+        )
+    };
+    let smtp_source = new_source(smtp_feed);
+    // One credential for both protocols (the usual case) shares one feed and one cache.
+    let imap_source = match imap_feed {
+        Some(feed) => new_source(feed),
+        None => smtp_source.clone(),
+    };
+    // Each distinct source drops its plaintext on every feed change and every EXPIRE_EVERY.
+    let mut distinct = vec![smtp_source.clone()];
+    if !Arc::ptr_eq(&smtp_source, &imap_source) {
+        distinct.push(imap_source.clone());
+    }
+    let expiry = distinct
+        .into_iter()
+        .map(|source| {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { source.expire_until(EXPIRE_EVERY, shutdown).await })
+        })
+        .collect();
+    let loaded = {
+        let (s, i) = (smtp_source.clone(), imap_source.clone());
+        Box::new(move || s.loaded() && i.loaded())
+    };
+    Ok(Sources {
+        smtp: smtp_source,
+        imap: imap_source,
+        loaded,
+        expiry,
+        accounts: None,
+    })
+}
+
+/// The OAuth token sources' factory (mailcred-oauth), with its metrics.
+fn oauth_tokens(registry: &mut Registry) -> Arc<dyn TokenSourceFactory> {
+    Arc::new(OAuthClient::new(
+        HttpLimits::default(),
+        TokenMetrics::register(registry),
+    ))
 }
 
 async fn kms_providers(args: &Args) -> anyhow::Result<KmsProviders> {

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
+
 /// RFC 5321's minimum line length (4.5.3.1.4), CRLF included.
 pub const RFC_MAX_LINE: usize = 1000;
 /// The most a deployment may raise the command-line limit to.
@@ -31,6 +33,9 @@ pub struct RelayConfig {
     pub message_memory: usize,
     /// Pooled upstream connections kept per credential.
     pub upstream_pool_size: u32,
+    /// Pooled upstream connections kept over all credentials together (account sets: many
+    /// accounts, each with its own connections); past it the longest idle one is closed.
+    pub upstream_idle_total: u32,
     /// Idle pooled upstream connections are closed after this.
     pub upstream_idle: Duration,
     /// Concurrent application connections.
@@ -38,7 +43,8 @@ pub struct RelayConfig {
     /// On shutdown, how long in-flight sessions may take to finish.
     pub shutdown_grace: Duration,
     /// When set, the application's AUTH must present this password; otherwise AUTH is
-    /// accepted and ignored (frameworks that insist on authenticating).
+    /// accepted and ignored (frameworks that insist on authenticating). Required in
+    /// account-set mode ([`RelayConfig::check_account_mode`]).
     pub local_token: Option<String>,
 }
 
@@ -55,6 +61,7 @@ impl Default for RelayConfig {
             write_timeout: Duration::from_secs(60),
             message_memory: 64 * 1024 * 1024,
             upstream_pool_size: 8,
+            upstream_idle_total: 64,
             upstream_idle: Duration::from_secs(60),
             max_connections: 256,
             shutdown_grace: Duration::from_secs(30),
@@ -67,5 +74,15 @@ impl RelayConfig {
     /// The line limit clamped to what RFC 5321 requires and what we allow.
     pub fn effective_max_line(&self) -> usize {
         self.max_line.clamp(RFC_MAX_LINE, MAX_LINE_CEILING)
+    }
+
+    /// Whether these settings can serve an account set: the application must authenticate
+    /// with a non-empty local token, because the account name alone is no secret. The
+    /// sidecar calls this (or `SmtpRelay::with_accounts`) at startup and reports the error.
+    pub fn check_account_mode(&self) -> Result<(), Error> {
+        match &self.local_token {
+            Some(token) if !token.is_empty() => Ok(()),
+            _ => Err(Error::AccountModeWithoutToken),
+        }
     }
 }

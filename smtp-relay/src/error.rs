@@ -14,6 +14,14 @@ pub enum Error {
 
     #[error("spec.smtp TLS settings: {0}")]
     Tls(#[from] TlsError),
+
+    #[error(
+        "account-set mode needs a local token: without one any process of the pod could send as any account; give the sidecar the app token file"
+    )]
+    AccountModeWithoutToken,
+
+    #[error("the relay already serves an account directory; give `with_accounts` one only")]
+    AccountDirectoryTwice,
 }
 
 impl Error {
@@ -21,6 +29,8 @@ impl Error {
         match self {
             Error::Accept(_) => "accept",
             Error::NoSmtpEndpoint => "no_smtp_endpoint",
+            Error::AccountModeWithoutToken => "account_mode_without_token",
+            Error::AccountDirectoryTwice => "account_directory_twice",
             Error::Tls(
                 TlsError::InvalidPem(_)
                 | TlsError::NoCertificate

@@ -27,7 +27,7 @@ mod wire;
 pub use config::{MAX_LINE_CEILING, RFC_MAX_LINE, RelayConfig};
 pub use error::Error;
 pub use metrics::RelayMetrics;
-pub use outcome::{Outcome, Reason};
+pub use outcome::{AccountAuth, Outcome, Reason};
 pub use policy::headers::{HeaderSenders, SenderField, header_senders};
 pub use server::SmtpRelay;
 pub use upstream::{

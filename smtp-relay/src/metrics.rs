@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::outcome::Outcome;
+use crate::outcome::{AccountAuth, Outcome};
 use crate::policy::Rule;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -20,6 +20,11 @@ pub struct RuleLabel {
     pub rule: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountAuthLabel {
+    pub outcome: &'static str,
+}
+
 #[derive(Clone, Debug)]
 pub struct RelayMetrics {
     pub messages: Family<OutcomeLabel, Counter>,
@@ -29,6 +34,8 @@ pub struct RelayMetrics {
     pub upstream_pools_built: Counter,
     /// Logins upstream refused (AUTH answered 5xx/4xx, or no mechanism offered).
     pub upstream_auth_failures: Counter,
+    /// Account-set mode: the applications' AUTH by outcome (no account label: bounded).
+    pub account_auth: Family<AccountAuthLabel, Counter>,
 }
 
 impl RelayMetrics {
@@ -42,11 +49,19 @@ impl RelayMetrics {
             open_connections: Gauge::default(),
             upstream_pools_built: Counter::default(),
             upstream_auth_failures: Counter::default(),
+            account_auth: Family::default(),
         };
         // Every label value present from the start: rate() and increase() see the first event.
         for outcome in Outcome::ALL {
             m.messages
                 .get_or_create(&OutcomeLabel {
+                    outcome: outcome.as_str(),
+                })
+                .inc_by(0);
+        }
+        for outcome in AccountAuth::ALL {
+            m.account_auth
+                .get_or_create(&AccountAuthLabel {
                     outcome: outcome.as_str(),
                 })
                 .inc_by(0);
@@ -88,6 +103,11 @@ impl RelayMetrics {
             "upstream_auth_failures",
             "Upstream refused the credential's login (wrong password, locked account, no AUTH)",
             m.upstream_auth_failures.clone(),
+        );
+        r.register(
+            "account_auth",
+            "Account-set mode: applications' AUTH by outcome (accepted, wrong_token, unknown_account, wrong_authzid)",
+            m.account_auth.clone(),
         );
         m
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailcred_core::accounts::AccountDirectory;
 use mailcred_core::credential::CredentialSource;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -53,6 +54,20 @@ impl<U: Upstream> SmtpRelay<U> {
         Self {
             shared: Arc::new(Shared::new(config, source, metrics, upstream)),
         }
+    }
+
+    /// Account-set mode: the application picks the account per connection with AUTH PLAIN or
+    /// AUTH LOGIN (the account's name as the user, the local token as the password), and each
+    /// session then uses that account's source; the source given to the constructor is not
+    /// used any more. Refused without a non-empty `local_token`
+    /// ([`RelayConfig::check_account_mode`]): the sidecar reports the error at startup.
+    pub fn with_accounts(self, accounts: Arc<dyn AccountDirectory>) -> Result<Self, Error> {
+        self.shared.config.check_account_mode()?;
+        self.shared
+            .accounts
+            .set(accounts)
+            .map_err(|_| Error::AccountDirectoryTwice)?;
+        Ok(self)
     }
 
     /// Message memory not held by any session right now, in bytes.

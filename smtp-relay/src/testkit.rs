@@ -10,6 +10,8 @@ use crate::upstream::{RelayAddress, Transaction, Upstream, Verdict};
 /// What reached "upstream": one message.
 #[derive(Debug, Clone)]
 pub struct Sent {
+    /// The id of the credential the message went out with (account-set tests).
+    pub credential: String,
     pub from: String,
     pub to: Vec<String>,
     pub message: Vec<u8>,
@@ -30,6 +32,7 @@ impl RecordingUpstream {
 /// One recorded transaction in progress.
 pub struct RecordingTransaction {
     sent: Arc<Mutex<Vec<Sent>>>,
+    credential: String,
     from: String,
     to: Vec<String>,
 }
@@ -39,11 +42,12 @@ impl Upstream for RecordingUpstream {
 
     async fn begin(
         &self,
-        _credential: &Arc<UsableCredential>,
+        credential: &Arc<UsableCredential>,
         sender: &RelayAddress,
     ) -> Result<RecordingTransaction, Verdict> {
         Ok(RecordingTransaction {
             sent: self.sent.clone(),
+            credential: credential.id(),
             from: sender.to_string(),
             to: Vec::new(),
         })
@@ -59,6 +63,7 @@ impl Transaction for RecordingTransaction {
     async fn data(self, message: &[u8]) -> Verdict {
         if let Ok(mut sent) = self.sent.lock() {
             sent.push(Sent {
+                credential: self.credential,
                 from: self.from,
                 to: self.to,
                 message: message.to_vec(),

@@ -77,7 +77,7 @@ async fn stamp_of(path: &Path) -> std::io::Result<Stamp> {
     Ok((meta.modified().ok(), meta.len()))
 }
 
-async fn load(
+pub(super) async fn load(
     path: &Path,
     default_namespace: Option<&str>,
 ) -> Result<(Stamp, MailCredential), FileSourceError> {

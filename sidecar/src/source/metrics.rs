@@ -21,14 +21,20 @@ pub enum DropReason {
     Resealed,
     /// The pod's ServiceAccount left spec.access.serviceAccounts.
     AccessRevoked,
+    /// The MailCredential's lifetime (spec.expiresAt) ended (account sets).
+    Expired,
+    /// The account cache was full and this was its least recently used plaintext.
+    Evicted,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 6] = [
         DropReason::Ttl,
         DropReason::Deleted,
         DropReason::Resealed,
         DropReason::AccessRevoked,
+        DropReason::Expired,
+        DropReason::Evicted,
     ];
 
     /// The metrics label.
@@ -38,6 +44,8 @@ impl DropReason {
             DropReason::Deleted => "deleted",
             DropReason::Resealed => "resealed",
             DropReason::AccessRevoked => "access_revoked",
+            DropReason::Expired => "expired",
+            DropReason::Evicted => "evicted",
         }
     }
 
@@ -49,6 +57,10 @@ impl DropReason {
             DropReason::Resealed => "the MailCredential was re-sealed",
             DropReason::AccessRevoked => {
                 "the pod's ServiceAccount is no longer in spec.access.serviceAccounts"
+            }
+            DropReason::Expired => "the MailCredential's lifetime (spec.expiresAt) ended",
+            DropReason::Evicted => {
+                "the account cache was full and it was the least recently used plaintext"
             }
         }
     }
@@ -88,7 +100,7 @@ impl SourceMetrics {
         );
         r.register(
             "credential_cache_drops",
-            "Decrypted passwords dropped, by reason (ttl, deleted, resealed, access_revoked)",
+            "Decrypted passwords dropped, by reason (ttl, deleted, resealed, access_revoked, expired, evicted)",
             m.cache_drops.clone(),
         );
         // Every label value at 0 from the start: the first KMS error shows in rate().

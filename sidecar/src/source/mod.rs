@@ -9,6 +9,7 @@
 //! ones. When the cache drops its `Arc` (TTL, rotation) and the last session ends, the
 //! password is zeroized (MailPassword drops its SecretString).
 
+pub mod accounts;
 pub mod file;
 pub mod kube;
 mod metrics;
@@ -91,7 +92,7 @@ impl CachedCredentialSource {
             feed,
             kms,
             ttl,
-            kms_timeout: Duration::from_secs(20),
+            kms_timeout: KMS_TIMEOUT,
             service_account,
             cache: Mutex::new(None),
             last_seen: std::sync::Mutex::new(None),
@@ -215,28 +216,50 @@ impl CachedCredentialSource {
 
     /// [`credential::open`] bounded by the KMS timeout, counted by result.
     async fn open(&self, resource: &MailCredential) -> Result<UsableCredential, Error> {
-        let opened = tokio::time::timeout(
+        open_bounded(
+            resource,
+            self.kms.as_ref(),
+            self.tokens.as_deref(),
             self.kms_timeout,
-            credential::open_with_tokens(resource, self.kms.as_ref(), self.tokens.as_deref()),
+            &self.metrics,
         )
         .await
-        .unwrap_or_else(|_| {
-            Err(Error::Kms(KmsError::Timeout {
-                key_id: resource
-                    .spec
-                    .sealed_secret
-                    .as_ref()
-                    .map(|s| s.kms.key_id.clone())
-                    .unwrap_or_default(),
-                seconds: self.kms_timeout.as_secs(),
-            }))
-        });
-        self.metrics.decrypted(match &opened {
-            Ok(_) => "ok",
-            Err(e) => e.metric_label(),
-        });
-        opened
     }
+}
+
+/// KMS calls wait at most this long (then [`KmsError::Timeout`]).
+const KMS_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// [`credential::open_with_tokens`] bounded by `kms_timeout`, counted by result (the single
+/// source and the account set open the same way).
+async fn open_bounded(
+    resource: &MailCredential,
+    kms: &dyn KmsProvider,
+    tokens: Option<&dyn TokenSourceFactory>,
+    kms_timeout: Duration,
+    metrics: &SourceMetrics,
+) -> Result<UsableCredential, Error> {
+    let opened = tokio::time::timeout(
+        kms_timeout,
+        credential::open_with_tokens(resource, kms, tokens),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(Error::Kms(KmsError::Timeout {
+            key_id: resource
+                .spec
+                .sealed_secret
+                .as_ref()
+                .map(|s| s.kms.key_id.clone())
+                .unwrap_or_default(),
+            seconds: kms_timeout.as_secs(),
+        }))
+    });
+    metrics.decrypted(match &opened {
+        Ok(_) => "ok",
+        Err(e) => e.metric_label(),
+    });
+    opened
 }
 
 /// `namespace/name` of a resource, as [`UsableCredential::id`].

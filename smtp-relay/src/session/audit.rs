@@ -100,12 +100,7 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
         }
         let id = match credential {
             Some(c) => c.id(),
-            None => self
-                .shared
-                .source
-                .outline()
-                .map(|o| o.id)
-                .unwrap_or_default(),
+            None => self.audit_id(),
         };
         AuditRecord {
             credential: &id,

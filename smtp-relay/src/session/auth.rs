@@ -1,6 +1,7 @@
 //! The application's AUTH (PLAIN, LOGIN): checked against the local token when one is
 //! configured, otherwise accepted and ignored (frameworks that insist on authenticating).
-//! The sidecar authenticates upstream with the credential; nothing here goes upstream.
+//! In account-set mode it also picks the account (`account.rs`). The sidecar authenticates
+//! upstream with the credential; nothing here goes upstream.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -9,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use zeroize::Zeroizing;
 
 use super::Session;
+use super::account::constant_time_eq;
 use super::state::Auth;
 use crate::upstream::Upstream;
 use crate::wire::reply::Reply;
@@ -42,7 +44,8 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
                 self.auth = Auth::LoginUser;
                 self.reply(Reply::new(334, "", "VXNlcm5hbWU6"));
             }
-            (AUTH_LOGIN, Some(_user)) => {
+            (AUTH_LOGIN, Some(user)) => {
+                self.login_user = decode(user.as_bytes());
                 self.auth = Auth::LoginPassword;
                 self.reply(Reply::new(334, "", "UGFzc3dvcmQ6"));
             }
@@ -64,32 +67,37 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
         match self.auth {
             Auth::PlainResponse => self.auth_plain(line),
             Auth::LoginUser => {
+                self.login_user = decode(line);
                 self.auth = Auth::LoginPassword;
                 self.reply(Reply::new(334, "", "UGFzc3dvcmQ6"));
             }
             Auth::LoginPassword => {
-                let decoded = Zeroizing::new(STANDARD.decode(line).unwrap_or_default());
-                self.auth_finish(&decoded);
+                let password = decode(line);
+                let user = std::mem::take(&mut self.login_user);
+                self.auth_finish(b"", &user, &password);
             }
             Auth::None | Auth::Done => {}
         }
     }
 
     fn auth_plain(&mut self, response: &[u8]) {
-        let decoded = Zeroizing::new(STANDARD.decode(trim_crlf(response)).unwrap_or_default());
-        // authzid NUL authcid NUL passwd
-        let password = decoded
-            .split(|&b| b == 0)
-            .nth(2)
-            .unwrap_or_default()
-            .to_vec();
-        self.auth_finish(&Zeroizing::new(password));
+        let decoded = decode(trim_crlf(response));
+        // authzid NUL authcid NUL passwd (RFC 4616)
+        let mut parts = decoded.splitn(3, |&b| b == 0);
+        let authzid = parts.next().unwrap_or_default();
+        let authcid = parts.next().unwrap_or_default();
+        let password = parts.next().unwrap_or_default();
+        self.auth_finish(authzid, authcid, password);
     }
 
-    fn auth_finish(&mut self, password: &[u8]) {
-        let ok = match &self.shared.config.local_token {
-            None => true,
-            Some(token) => constant_time_eq(token.as_bytes(), password),
+    fn auth_finish(&mut self, authzid: &[u8], authcid: &[u8], password: &[u8]) {
+        let ok = if self.account_mode() {
+            self.pick_account(authzid, authcid, password)
+        } else {
+            match &self.shared.config.local_token {
+                None => true,
+                Some(token) => constant_time_eq(token.as_bytes(), password),
+            }
         };
         if ok {
             self.auth = Auth::Done;
@@ -111,9 +119,8 @@ fn trim_crlf(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Base64 of a SASL step (may hold the token: zeroized); invalid base64 decodes to nothing,
+/// which no check accepts.
+fn decode(line: &[u8]) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(STANDARD.decode(trim_crlf(line)).unwrap_or_default())
 }

@@ -10,14 +10,19 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
     pub(super) async fn ehlo(&mut self, host: &str) {
         self.abandon().await;
         self.greeted = true;
-        let size = self.advertised_size().await;
+        // Account-set mode before AUTH: which account's limit applies is not known yet, so
+        // SIZE without a number (RFC 1870: no fixed limit); MAIL and DATA still enforce it.
+        let size = match self.advertised_size().await {
+            Some(size) => format!("SIZE {size}"),
+            None => "SIZE".to_owned(),
+        };
         let name = self.shared.config.hostname.clone();
         self.reply(Reply::multi(
             250,
             vec![
                 format!("{name} greets {host}"),
                 "PIPELINING".into(),
-                format!("SIZE {size}"),
+                size,
                 "8BITMIME".into(),
                 "ENHANCEDSTATUSCODES".into(),
                 "AUTH PLAIN LOGIN".into(),
@@ -36,7 +41,17 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
     /// The SIZE to advertise: the policy's limit, read from the loaded resource without
     /// decrypting (the sidecar's source), so that EHLO never waits for KMS. A source without
     /// an outline is asked for the credential once.
-    async fn advertised_size(&self) -> u64 {
+    async fn advertised_size(&self) -> Option<u64> {
+        if self.account_mode() {
+            return self
+                .source()
+                .and_then(|s| s.outline())
+                .map(|o| o.policy.smtp.max_message_bytes);
+        }
+        Some(self.single_size().await)
+    }
+
+    async fn single_size(&self) -> u64 {
         if let Some(outline) = self.shared.source.outline() {
             return outline.policy.smtp.max_message_bytes;
         }

@@ -34,7 +34,18 @@ fn address_reply(error: &AddressError, sender: bool) -> Reply {
 impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
     /// The decrypted credential, or the reply to give and the reason to audit.
     pub(super) async fn credential(&self) -> Result<Arc<UsableCredential>, (Reply, Reason)> {
-        let fetch = self.shared.source.credential();
+        let Some(source) = self.source() else {
+            // Account-set mode, and the picked account is gone (deleted, access revoked,
+            // lifetime ended): as for any source that fails.
+            tracing::warn!(account = ?self.account, "credential unavailable: the account is no longer served");
+            let reply = Reply::new(
+                454,
+                "4.7.0",
+                "credential unavailable (account_unavailable); try again later",
+            );
+            return Err((reply, Reason::Credential("account_unavailable")));
+        };
+        let fetch = source.credential();
         match tokio::time::timeout(self.shared.config.credential_timeout, fetch).await {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => {
@@ -62,7 +73,7 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
     /// The SMTP policy as it is now: the loaded resource's (edits reach open sessions at the
     /// next MAIL), or the decrypted credential's when the source has no outline.
     fn current_policy(&self, credential: &UsableCredential) -> SmtpPolicy {
-        match self.shared.source.outline() {
+        match self.source().and_then(|s| s.outline()) {
             Some(outline) if outline.id == credential.id() => outline.policy.smtp,
             _ => credential.policy.smtp.clone(),
         }
@@ -93,7 +104,10 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
             }
         };
         let smtp = self.current_policy(&credential);
-        self.shared.set_advertised_size(smtp.max_message_bytes);
+        if !self.account_mode() {
+            // The SIZE EHLO advertises before anyone authenticated: one credential only.
+            self.shared.set_advertised_size(smtp.max_message_bytes);
+        }
         let policy = CompiledPolicy::new(&smtp, &credential.username);
         let sender = if !policy.enabled {
             Err(Denial::new(

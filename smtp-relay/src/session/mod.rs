@@ -2,6 +2,7 @@
 //! 8BITMIME, ENHANCEDSTATUSCODES). This file is the dispatch; each phase or command is an
 //! `impl Session` block of its own file. The application hears 250 only after upstream did.
 
+mod account;
 mod audit;
 mod auth;
 mod data;
@@ -15,6 +16,7 @@ use std::borrow::Cow;
 use smtp_proto::Request;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 use self::io::READ_CHUNK;
 use self::state::{Auth, Next, Read, Transaction};
@@ -36,6 +38,10 @@ pub(crate) struct Session<'a, U: Upstream, S> {
     framer: LineFramer,
     greeted: bool,
     auth: Auth,
+    /// AUTH LOGIN's user name until the password step (the account's name, or anything).
+    login_user: Zeroizing<Vec<u8>>,
+    /// Account-set mode: the account AUTH picked.
+    account: Option<String>,
     tx: Option<Transaction<U::Transaction>>,
     errors: u32,
     shutdown: CancellationToken,
@@ -52,6 +58,8 @@ impl<'a, U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'a, U, S> {
             out: Vec::with_capacity(1024),
             greeted: false,
             auth: Auth::None,
+            login_user: Zeroizing::new(Vec::new()),
+            account: None,
             tx: None,
             errors: 0,
             shutdown,

@@ -7,6 +7,7 @@ mod client;
 mod connect;
 mod errors;
 mod pool;
+mod pools;
 mod sasl;
 
 use std::future::Future;

@@ -1,10 +1,10 @@
-//! The pool of authenticated upstream connections of the current credential, rebuilt when
-//! the credential changes (re-seal, or re-decrypt after the cache TTL) and dropped when the
-//! credential source lets go of the plaintext. Bounded in size and idle time; a connection
-//! idle for more than a moment is probed with NOOP before it is trusted.
+//! The pools of authenticated upstream connections, one per credential (`pools.rs`): rebuilt
+//! when the credential changes (re-seal, or re-decrypt after the cache TTL) and dropped when
+//! the credential source lets go of the plaintext. Bounded in size and idle time; a
+//! connection idle for more than a moment is probed with NOOP before it is trusted.
 
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use mailcred_core::credential::UsableCredential;
 use mailcred_core::upstream_auth::{OAuthLogin, UpstreamAuth};
@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 use super::client::{Conn, stuffed_chunks};
 use super::connect::{Io, Target, TargetAuth, connect};
 use super::errors::{Scrubber, UpstreamError};
+use super::pools::{Idle, Limits, MAX_POOLS, Pools};
 use super::{RelayAddress, Transaction, Upstream, Verdict};
 use crate::config::RelayConfig;
 use crate::error::Error;
@@ -22,22 +23,11 @@ const TRUST_IDLE: Duration = Duration::from_secs(2);
 /// Message data is written in writes of about this size.
 const WRITE_CHUNK: usize = 64 * 1024;
 
-struct Idle {
-    conn: Conn<Io>,
-    since: Instant,
-}
-
-struct Pool {
-    /// Weak: the credential source decides how long plaintext lives; when it drops its
-    /// copy and no session holds one, this pool (and its copy of the password) goes too.
-    credential: Weak<UsableCredential>,
-    target: Arc<Target>,
-    idle: Vec<Idle>,
-}
+type PooledConn = Idle<Conn<Io>>;
 
 struct Inner {
     config: RelayConfig,
-    pool: Mutex<Option<Pool>>,
+    pools: Mutex<Pools<Target, Conn<Io>>>,
     on_build: Box<dyn Fn() + Send + Sync>,
 }
 
@@ -51,8 +41,12 @@ impl SmtpUpstream {
     pub fn new(config: RelayConfig, on_build: impl Fn() + Send + Sync + 'static) -> Self {
         Self {
             inner: Arc::new(Inner {
+                pools: Mutex::new(Pools::new(Limits {
+                    per_credential: config.upstream_pool_size as usize,
+                    total_idle: config.upstream_idle_total as usize,
+                    max_pools: MAX_POOLS,
+                })),
                 config,
-                pool: Mutex::new(None),
                 on_build: Box::new(on_build),
             }),
         }
@@ -60,54 +54,34 @@ impl SmtpUpstream {
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Pool>> {
-        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pools<Target, Conn<Io>>> {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The target for this credential and, if one is idle, a pooled connection.
     fn checkout(
         &self,
         credential: &Arc<UsableCredential>,
-    ) -> Result<(Arc<Target>, Option<Idle>), Error> {
-        let mut guard = self.lock();
-        if let Some(p) = guard.as_mut()
-            && p.credential.as_ptr() == Arc::as_ptr(credential)
-        {
-            let max_idle = self.config.upstream_idle;
-            while let Some(idle) = p.idle.pop() {
-                if idle.since.elapsed() < max_idle {
-                    return Ok((p.target.clone(), Some(idle)));
-                }
-            }
-            return Ok((p.target.clone(), None));
+    ) -> Result<(Arc<Target>, Option<PooledConn>), Error> {
+        let mut pools = self.lock();
+        if let Some(found) = pools.checkout(credential, self.config.upstream_idle) {
+            return Ok(found);
         }
         let target = Arc::new(build_target(&self.config, credential)?);
         (self.on_build)();
         tracing::info!(
             credential = %credential.id(),
             fingerprint = %credential.sealed_fingerprint,
-            "upstream SMTP pool built for the current credential"
+            "upstream SMTP pool built for the credential"
         );
-        *guard = Some(Pool {
-            credential: Arc::downgrade(credential),
-            target: target.clone(),
-            idle: Vec::new(),
-        });
+        pools.insert(credential, target.clone());
         Ok((target, None))
     }
 
-    fn checkin(&self, target: &Arc<Target>, conn: Conn<Io>) {
-        let mut guard = self.lock();
-        if let Some(p) = guard.as_mut()
-            && Arc::ptr_eq(&p.target, target)
-            && p.idle.len() < self.config.upstream_pool_size as usize
-        {
-            p.idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
-        }
-        // Otherwise dropped: the socket closes (a rotated credential's connections end here).
+    fn checkin(&self, id: &str, target: &Arc<Target>, conn: Conn<Io>) {
+        // A connection not taken back is dropped here: the socket closes (a rotated
+        // credential's connections end this way).
+        drop(self.lock().checkin(id, target, conn));
     }
 
     async fn session(
@@ -132,6 +106,8 @@ impl Inner {
 /// One transaction on a pooled connection.
 pub struct SmtpTransaction {
     inner: Arc<Inner>,
+    /// The credential's id: the connection goes back only to that credential's pool.
+    id: String,
     target: Arc<Target>,
     /// `None` once the connection failed: nothing more is sent on it.
     conn: Option<Conn<Io>>,
@@ -154,7 +130,7 @@ impl SmtpTransaction {
 
     fn release(mut self) {
         if let Some(conn) = self.conn.take() {
-            self.inner.checkin(&self.target, conn);
+            self.inner.checkin(&self.id, &self.target, conn);
         }
     }
 
@@ -232,6 +208,7 @@ impl Upstream for SmtpUpstream {
             .map_err(|e| failure(&e))?;
         let mut tx = SmtpTransaction {
             inner: self.inner.clone(),
+            id: credential.id(),
             target,
             conn: Some(conn),
         };
@@ -247,16 +224,12 @@ impl Upstream for SmtpUpstream {
     }
 
     fn sweep(&self) {
-        let mut pool = self.inner.lock();
-        if pool
-            .as_ref()
-            .is_some_and(|p| p.credential.strong_count() == 0)
-        {
-            *pool = None;
-            tracing::debug!("upstream pool dropped: its credential expired from the cache");
-        } else if let Some(p) = pool.as_mut() {
-            let max_idle = self.inner.config.upstream_idle;
-            p.idle.retain(|i| i.since.elapsed() < max_idle);
+        let dropped = self.inner.lock().sweep(self.inner.config.upstream_idle);
+        if dropped > 0 {
+            tracing::debug!(
+                dropped,
+                "upstream pools dropped: their credentials expired from the cache"
+            );
         }
     }
 }

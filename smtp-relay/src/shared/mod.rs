@@ -1,9 +1,13 @@
-//! The state all sessions of one relay share: settings, the credential source, metrics, the
-//! upstream, the rate buckets, the SIZE last seen, and the message memory budget.
+//! The state all sessions of one relay share: settings, the credential source (or, in
+//! account-set mode, the account directory), metrics, the upstream, the rate buckets, the
+//! SIZE last seen, and the message memory budget.
+
+mod rates;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use mailcred_core::accounts::AccountDirectory;
 use mailcred_core::crd::RateLimits;
 use mailcred_core::credential::{CredentialSource, UsableCredential};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -11,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::config::RelayConfig;
 use crate::metrics::RelayMetrics;
 use crate::policy::RateLimiters;
+use rates::{MAX_RATE_ENTRIES, RateMap};
 
 /// The budget counts in units of this many bytes (semaphore permits are u32).
 pub(crate) const BUDGET_UNIT: usize = 1024;
@@ -20,7 +25,10 @@ pub(crate) struct Shared<U> {
     pub(crate) source: Arc<dyn CredentialSource>,
     pub(crate) metrics: RelayMetrics,
     pub(crate) upstream: U,
-    rates: Mutex<Option<(String, RateLimits, Arc<RateLimiters>)>>,
+    /// Account-set mode: the accounts the application may pick with AUTH (then `source` is
+    /// not used).
+    pub(crate) accounts: OnceLock<Arc<dyn AccountDirectory>>,
+    rates: Mutex<RateMap>,
     /// SIZE advertised in EHLO: the last policy seen (0 until a credential was loaded).
     size: AtomicU64,
     /// Message bytes all sessions may hold, in [`BUDGET_UNIT`]s.
@@ -43,7 +51,8 @@ impl<U> Shared<U> {
             source,
             metrics,
             upstream,
-            rates: Mutex::new(None),
+            accounts: OnceLock::new(),
+            rates: Mutex::new(RateMap::new(MAX_RATE_ENTRIES)),
             size: AtomicU64::new(0),
             message_memory: Arc::new(Semaphore::new(units)),
         }
@@ -63,19 +72,11 @@ impl<U> Shared<U> {
         credential: &UsableCredential,
         limits: &RateLimits,
     ) -> Arc<RateLimiters> {
-        let id = credential.id();
         let mut guard = match self.rates.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        match guard.as_ref() {
-            Some((i, l, r)) if *i == id && l == limits => r.clone(),
-            _ => {
-                let r = Arc::new(RateLimiters::new(limits));
-                *guard = Some((id, limits.clone(), r.clone()));
-                r
-            }
-        }
+        guard.limiters(&credential.id(), limits)
     }
 }
 
