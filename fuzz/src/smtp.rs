@@ -90,7 +90,10 @@ pub fn smtp_session_delivered(data: &[u8]) -> usize {
     runtime().block_on(relay.serve_stream(stream));
     let sent = recorder.sent();
     let count = sent.len();
-    for mailcred_smtp::testkit::Sent { from, to, message } in sent {
+    for mailcred_smtp::testkit::Sent {
+        from, to, message, ..
+    } in sent
+    {
         let (local, domain) = domain_of(&from);
         assert!(
             domain == "allowed.test" || (local == "app" && domain == "example.test"),

@@ -4,11 +4,14 @@ use std::time::Duration;
 
 use mailcred_core::MailPassword;
 
+use crate::error::Error;
+
 pub struct ImapProxyConfig {
     /// Pod name for audit lines (the runtime passes its own).
     pub pod: String,
     /// When set, the application's LOGIN / AUTHENTICATE PLAIN password must equal this token;
-    /// otherwise any login is accepted (loopback-only listener, one pod).
+    /// otherwise any login is accepted (loopback-only listener, one pod). Required in
+    /// account-set mode ([`ImapProxyConfig::check_account_mode`]).
     pub local_token: Option<MailPassword>,
     /// Longest command or response line handled in memory (RFC 7162 recommends >= 8192).
     pub max_line_bytes: usize,
@@ -58,6 +61,20 @@ impl Default for ImapProxyConfig {
             upstream_literal_plus: true,
             allow_non_loopback: false,
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ImapProxyConfig {
+    /// Whether these settings can serve an account set: the application must log in with
+    /// the local token, because the account name alone is no secret. The sidecar calls this
+    /// (or `ImapProxy::with_accounts`) at startup and reports the error.
+    pub fn check_account_mode(&self) -> Result<(), Error> {
+        match &self.local_token {
+            Some(token) if !token.expose().is_empty() => Ok(()),
+            _ => Err(Error::Config(
+                "account-set mode needs a local token: without one any process of the pod could read any account's mail; give the sidecar the app token file".into(),
+            )),
         }
     }
 }

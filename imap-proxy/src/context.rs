@@ -1,8 +1,9 @@
-//! What every session of one proxy shares: configuration, the credential source, metrics, the
-//! connection limit and the shutdown signal.
+//! What every session of one proxy shares: configuration, the credential source (or the
+//! account directory), metrics, the connection limit and the shutdown signal.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use mailcred_core::accounts::AccountDirectory;
 use mailcred_core::credential::CredentialSource;
 use tokio::sync::{Semaphore, watch};
 
@@ -13,6 +14,9 @@ use crate::outcome::{Outcome, Reason};
 pub(crate) struct SessionContext {
     pub config: ImapProxyConfig,
     pub source: Arc<dyn CredentialSource>,
+    /// Account-set mode: the accounts the application may pick with LOGIN (then `source`
+    /// is not used).
+    pub accounts: OnceLock<Arc<dyn AccountDirectory>>,
     pub metrics: ImapMetrics,
     pub connections: Arc<Semaphore>,
     pub shutdown_tx: watch::Sender<bool>,
@@ -29,6 +33,7 @@ impl SessionContext {
         Self {
             config,
             source,
+            accounts: OnceLock::new(),
             metrics,
             connections,
             shutdown_tx,

@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::outcome::{Outcome, Reason};
+use crate::outcome::{AccountLogin, Outcome, Reason};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -41,6 +41,8 @@ pub struct ImapMetrics {
     pub session_seconds: Histogram,
     /// Logins upstream refused (NO/BAD to LOGIN or AUTHENTICATE, or LOGINDISABLED).
     pub upstream_auth_failures: Counter,
+    /// Account-set mode: the applications' logins by outcome (no account label: bounded).
+    pub account_logins: Family<OutcomeLabels, Counter>,
 }
 
 impl ImapMetrics {
@@ -88,6 +90,11 @@ impl ImapMetrics {
             "Upstream refused the credential's login (wrong password, locked account, no mechanism)",
             metrics.upstream_auth_failures.clone(),
         );
+        sub.register(
+            "account_logins",
+            "Account-set mode: applications' LOGIN / AUTHENTICATE by outcome (accepted, wrong_token, unknown_account, wrong_authzid)",
+            metrics.account_logins.clone(),
+        );
         metrics.zero_initialise();
         metrics
     }
@@ -105,6 +112,13 @@ impl ImapMetrics {
             self.denials
                 .get_or_create(&DenialLabels {
                     reason: reason.as_str(),
+                })
+                .inc_by(0);
+        }
+        for outcome in AccountLogin::ALL {
+            self.account_logins
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.as_str(),
                 })
                 .inc_by(0);
         }
@@ -126,6 +140,7 @@ impl ImapMetrics {
             upstream_login_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             session_seconds: Histogram::new(exponential_buckets(0.01, 4.0, 12)),
             upstream_auth_failures: Counter::default(),
+            account_logins: Family::default(),
         }
     }
 }

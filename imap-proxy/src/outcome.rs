@@ -19,13 +19,16 @@ pub enum Outcome {
     UpstreamTimeout,
     /// The credential's policy changed so that the open session could not go on.
     PolicyChanged,
+    /// Account-set mode: the session's account went away (deleted, access revoked, lifetime
+    /// ended).
+    AccountUnavailable,
     /// The session failed with this error (its [`crate::Error::metric_label`]).
     Failed(&'static str),
 }
 
 impl Outcome {
     /// Every outcome without an error label, for zero-initialised counters.
-    pub const FIXED: [Outcome; 12] = [
+    pub const FIXED: [Outcome; 13] = [
         Outcome::Logout,
         Outcome::Shutdown,
         Outcome::LoginTimeout,
@@ -38,6 +41,7 @@ impl Outcome {
         Outcome::UpstreamLost,
         Outcome::UpstreamTimeout,
         Outcome::PolicyChanged,
+        Outcome::AccountUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +58,7 @@ impl Outcome {
             Outcome::UpstreamLost => "upstream_lost",
             Outcome::UpstreamTimeout => "upstream_timeout",
             Outcome::PolicyChanged => "policy_changed",
+            Outcome::AccountUnavailable => "account_unavailable",
             Outcome::Failed(label) => label,
         }
     }
@@ -132,6 +137,37 @@ impl Reason {
             Reason::LiteralTooLarge => "literal_too_large",
             Reason::UpstreamRefused => "upstream_refused",
             Reason::PolicyChanged => "policy_changed",
+        }
+    }
+}
+
+/// How an application's login in account-set mode ended (the `outcome` label of
+/// `mailcred_imap_account_logins_total`; the application hears the same NO for every refusal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountLogin {
+    Accepted,
+    WrongToken,
+    /// The directory has no such account for this pod (unknown, not shared with the pod's
+    /// ServiceAccount, or its lifetime ended).
+    UnknownAccount,
+    /// AUTHENTICATE PLAIN with an authorization id other than the account's name.
+    WrongAuthzid,
+}
+
+impl AccountLogin {
+    pub const ALL: [AccountLogin; 4] = [
+        AccountLogin::Accepted,
+        AccountLogin::WrongToken,
+        AccountLogin::UnknownAccount,
+        AccountLogin::WrongAuthzid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountLogin::Accepted => "accepted",
+            AccountLogin::WrongToken => "wrong_token",
+            AccountLogin::UnknownAccount => "unknown_account",
+            AccountLogin::WrongAuthzid => "wrong_authzid",
         }
     }
 }

@@ -3,7 +3,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use mailcred_core::credential::CredentialSource;
+use mailcred_core::accounts::AccountDirectory;
+use mailcred_core::credential::{CredentialSource, UsableCredential};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -30,6 +31,30 @@ impl ImapProxy {
         Self {
             context: Arc::new(SessionContext::new(config, source, metrics)),
         }
+    }
+
+    /// A proxy of an account set ([`ImapProxy::with_accounts`]) without a source of its own.
+    pub fn for_accounts(
+        config: ImapProxyConfig,
+        accounts: Arc<dyn AccountDirectory>,
+        metrics: ImapMetrics,
+    ) -> Result<Self, Error> {
+        Self::new(config, Arc::new(NoSource), metrics).with_accounts(accounts)
+    }
+
+    /// Account-set mode: the application picks the account per connection with `LOGIN
+    /// <account> <token>` or `AUTHENTICATE PLAIN` (authentication id = the account's name,
+    /// password = the local token), and each session then uses that account's source; the
+    /// source given to the constructor is not used any more. Refused without a local token
+    /// ([`ImapProxyConfig::check_account_mode`]): the sidecar reports the error at startup.
+    /// Call it before the proxy is cloned or serving.
+    pub fn with_accounts(self, accounts: Arc<dyn AccountDirectory>) -> Result<Self, Error> {
+        self.context.config.check_account_mode()?;
+        self.context
+            .accounts
+            .set(accounts)
+            .map_err(|_| Error::Config("the proxy already serves an account directory".into()))?;
+        Ok(self)
     }
 
     /// Accepts connections until `shutdown` completes, then asks open sessions to end
@@ -98,5 +123,16 @@ impl ImapProxy {
         let _ = stream.set_nodelay(true);
         let shutdown = self.context.shutdown_tx.subscribe();
         session::run(&self.context, stream, shutdown).await;
+    }
+}
+
+/// The constructor's source in account-set mode, where sessions use their account's: it
+/// never hands out anything.
+struct NoSource;
+
+#[async_trait::async_trait]
+impl CredentialSource for NoSource {
+    async fn credential(&self) -> Result<Arc<UsableCredential>, mailcred_core::Error> {
+        Err(mailcred_core::Error::NotLoaded)
     }
 }

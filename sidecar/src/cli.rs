@@ -156,14 +156,13 @@ pub struct Args {
 
     /// Account-set mode without an API server: the set's MailCredential manifests are the
     /// `*.yaml` files of this directory (re-read when they change).
-    #[arg(long, requires = "account_set")]
+    #[arg(long)]
     pub credential_dir: Option<PathBuf>,
 
     /// The app's local token (SMTP AUTH, IMAP LOGIN, registration API), read from this file.
     #[arg(
         long = contract::FLAG_APP_TOKEN_FILE,
         env = contract::ENV_APP_TOKEN_FILE,
-        requires = "account_set",
         conflicts_with = "write_app_token"
     )]
     pub app_token_file: Option<PathBuf>,
@@ -171,7 +170,7 @@ pub struct Args {
     /// Make the app token: 32 random bytes, hex, written to this path with mode 0440 (the
     /// in-memory volume the app containers mount read-only). A well-formed token already
     /// there (a sidecar container restart) is kept, so the app's copy stays valid.
-    #[arg(long = contract::FLAG_WRITE_APP_TOKEN, requires = "account_set")]
+    #[arg(long = contract::FLAG_WRITE_APP_TOKEN)]
     pub write_app_token: Option<PathBuf>,
 
     /// Most decrypted account plaintexts held at once (least recently used evicted).
@@ -192,7 +191,7 @@ pub struct Args {
     pub registration_listen: SocketAddr,
 
     /// KMS key the registration API seals new accounts with (encrypt only).
-    #[arg(long = contract::FLAG_SEAL_KMS_KEY, env = contract::ENV_SEAL_KMS_KEY, requires = "account_set")]
+    #[arg(long = contract::FLAG_SEAL_KMS_KEY, env = contract::ENV_SEAL_KMS_KEY)]
     pub seal_kms_key: Option<String>,
 
     /// How often the credential file is checked for changes (milliseconds).
@@ -267,7 +266,7 @@ mod tests {
 
     #[test]
     fn account_set_conflicts_with_single_credentials_and_bounds_the_cache() {
-        let cases: [&[&str]; 6] = [
+        let cases: [&[&str]; 5] = [
             &["--account-set", "crm", "--credential", "mail"],
             &["--account-set", "crm", "--credential-file", "/c.yaml"],
             &["--account-set", "crm", "--smtp-token-file", "/t"],
@@ -280,7 +279,6 @@ mod tests {
                 "/b",
             ],
             &["--account-set", "crm", "--account-cache-size", "0"],
-            &["--credential-dir", "/d", "--credential", "mail"],
         ];
         for argv in cases {
             assert!(parse(argv).is_err(), "{argv:?} parsed");

@@ -85,6 +85,10 @@ pub enum ArgError {
     NoAppToken,
     #[error(transparent)]
     AppToken(#[from] AppTokenError),
+    #[error(
+        "--credential-dir holds an account set's manifests: it needs --account-set SET (one credential file: --credential-file)"
+    )]
+    DirWithoutSet,
     #[error(transparent)]
     Namespace(#[from] source::kube::KubeSourceError),
     #[error("cannot read the {which} token file {path}: {source}")]
@@ -125,6 +129,9 @@ impl Plan {
                 relay,
                 imap,
             });
+        }
+        if args.credential_dir.is_some() {
+            return Err(ArgError::DirWithoutSet);
         }
         if let Some(path) = &args.credential_file {
             return Ok(Self {
@@ -359,6 +366,9 @@ mod tests {
             .contains("ServiceAccount")
         );
         assert!(!token.exists(), "nothing written before every check passed");
+        assert!(
+            err(plan(&["--credential-dir", "/d", "--namespace", "ns"])).contains("--account-set")
+        );
         let p = with(&["--account-set", "crm", "--write-app-token", token_arg]).unwrap();
         let Mode::Accounts(set) = p.mode else {
             panic!("account-set mode")

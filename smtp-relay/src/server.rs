@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailcred_core::accounts::AccountDirectory;
-use mailcred_core::credential::CredentialSource;
+use mailcred_core::credential::{CredentialSource, UsableCredential};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -40,6 +40,25 @@ impl SmtpRelay<SmtpUpstream> {
             built.inc();
         });
         Self::with_upstream(config, source, metrics, upstream)
+    }
+
+    /// A relay of an account set ([`SmtpRelay::with_accounts`]) without a source of its own.
+    pub fn for_accounts(
+        config: RelayConfig,
+        accounts: Arc<dyn AccountDirectory>,
+        metrics: RelayMetrics,
+    ) -> Result<Self, Error> {
+        Self::new(config, Arc::new(NoSource), metrics).with_accounts(accounts)
+    }
+}
+/// The constructor's source in account-set mode, where sessions use their account's: it
+/// never hands out anything.
+struct NoSource;
+
+#[async_trait::async_trait]
+impl CredentialSource for NoSource {
+    async fn credential(&self) -> Result<Arc<UsableCredential>, mailcred_core::Error> {
+        Err(mailcred_core::Error::NotLoaded)
     }
 }
 

@@ -6,94 +6,14 @@ mod support;
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use mailcred_core::accounts::AccountDirectory;
 use mailcred_core::crd::{RateLimits, SmtpPolicy};
 use mailcred_core::credential::CredentialSource;
-use mailcred_core::testkit::{FailingSource, StaticDirectory, StaticSource, TestCredential};
+use mailcred_core::testkit::{FailingSource, StaticDirectory};
 use mailcred_smtp::testkit::RecordingUpstream;
 use mailcred_smtp::{Error, RelayConfig, RelayMetrics, SmtpRelay};
 use proptest::prelude::*;
+use support::accounts::*;
 use support::app::Client;
-use tokio_util::sync::CancellationToken;
-
-const TOKEN: &str = "app-local-token-0123456789";
-const FAILED: &str = "535 5.7.8 authentication failed\r\n";
-
-fn account(name: &str, smtp: SmtpPolicy) -> Arc<dyn CredentialSource> {
-    let credential = TestCredential::new("ns", name)
-        .username(&format!("{name}@example.test"))
-        .smtp_policy(smtp)
-        .usable(&format!("upstream-password-of-{name}"));
-    Arc::new(StaticSource::new(credential))
-}
-
-fn directory() -> Arc<StaticDirectory> {
-    let dir = Arc::new(StaticDirectory::new());
-    dir.insert("alice", account("alice", SmtpPolicy::default()));
-    dir.insert("bob", account("bob", SmtpPolicy::default()));
-    dir
-}
-
-struct Relay {
-    addr: std::net::SocketAddr,
-    recorder: RecordingUpstream,
-    metrics: RelayMetrics,
-    _stop: tokio_util::sync::DropGuard,
-}
-
-async fn start(dir: Arc<StaticDirectory>) -> Relay {
-    let recorder = RecordingUpstream::default();
-    let metrics = RelayMetrics::unregistered();
-    let config = RelayConfig {
-        local_token: Some(TOKEN.into()),
-        ..RelayConfig::default()
-    };
-    // The constructor's source is not used in account-set mode.
-    let unused: Arc<dyn CredentialSource> = Arc::new(FailingSource::kms_down());
-    let relay = SmtpRelay::with_upstream(config, unused, metrics.clone(), recorder.clone())
-        .with_accounts(dir as Arc<dyn AccountDirectory>)
-        .expect("a local token is set");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(relay.serve(listener, stop.clone()));
-    Relay {
-        addr,
-        recorder,
-        metrics,
-        _stop: stop.drop_guard(),
-    }
-}
-
-fn plain(authzid: &str, authcid: &str, password: &str) -> String {
-    STANDARD.encode(format!("{authzid}\0{authcid}\0{password}"))
-}
-
-/// AUTH PLAIN with an initial response; the reply.
-async fn auth_plain(c: &mut Client, authcid: &str, password: &str) -> String {
-    c.cmd(&format!("AUTH PLAIN {}", plain("", authcid, password)))
-        .await
-}
-
-/// AUTH LOGIN in three steps; the last reply.
-async fn auth_login(c: &mut Client, user: &str, password: &str) -> String {
-    assert_eq!(c.cmd("AUTH LOGIN").await, "334 VXNlcm5hbWU6\r\n");
-    assert_eq!(c.cmd(&STANDARD.encode(user)).await, "334 UGFzc3dvcmQ6\r\n");
-    c.cmd(&STANDARD.encode(password)).await
-}
-
-async fn send(c: &mut Client, from: &str) -> String {
-    let r = c.cmd(&format!("MAIL FROM:<{from}>")).await;
-    if !r.starts_with("250") {
-        return r;
-    }
-    assert!(c.cmd("RCPT TO:<x@example.org>").await.starts_with("250"));
-    assert!(c.cmd("DATA").await.starts_with("354"));
-    c.cmd(&format!("From: {from}\r\nSubject: t\r\n\r\nbody\r\n."))
-        .await
-}
 
 #[test]
 fn account_mode_needs_a_non_empty_local_token() {

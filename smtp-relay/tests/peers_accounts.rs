@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mailcred_core::accounts::AccountDirectory;
 use mailcred_core::crd::TlsMode;
 use mailcred_core::credential::CredentialSource;
-use mailcred_core::testkit::{FailingSource, StaticDirectory, StaticSource, TestCredential};
+use mailcred_core::testkit::{StaticDirectory, StaticSource, TestCredential};
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
 use tokio_util::sync::CancellationToken;
 
@@ -141,10 +141,12 @@ async fn two_accounts_send_as_themselves_through_one_relay() {
         local_token: Some(TOKEN.into()),
         ..RelayConfig::default()
     };
-    let unused: Arc<dyn CredentialSource> = Arc::new(FailingSource::kms_down());
-    let relay = SmtpRelay::new(config, unused, metrics.clone())
-        .with_accounts(dir.clone() as Arc<dyn AccountDirectory>)
-        .unwrap();
+    let relay = SmtpRelay::for_accounts(
+        config,
+        dir.clone() as Arc<dyn AccountDirectory>,
+        metrics.clone(),
+    )
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let stop = CancellationToken::new();

@@ -1,10 +1,8 @@
 //! Before login: the commands the proxy answers itself, the application's login (checked
-//! against the local token, never sent upstream), and the upstream login with the credential.
+//! against the local token, never sent upstream; `app_login.rs`), and the upstream login
+//! with the credential.
 
 use std::time::Instant;
-
-use base64::Engine as _;
-use zeroize::Zeroizing;
 
 use super::state::{ActivePolicy, Relay, Session};
 use super::stop_requested;
@@ -12,9 +10,7 @@ use crate::command_table::{Command, PRE_AUTH_CAPABILITIES};
 use crate::error::{Error, Side};
 use crate::outcome::{Outcome, Reason};
 use crate::upstream::{self, LoginLimits};
-use crate::wire::command::{AppCommand, Read, Refusal, read_command};
-use crate::wire::conn::Line;
-use crate::wire::lexer::Item;
+use crate::wire::command::{Read, Refusal, read_command};
 use crate::wire::skip::resync;
 use crate::wire::write::reply;
 
@@ -112,10 +108,10 @@ impl Session<'_> {
                     .await?
                 }
                 Some(Command::Login | Command::Authenticate) => {
-                    let Some(password) = self.login_password(&cmd).await? else {
+                    let Some(login) = self.app_login(&cmd).await? else {
                         continue;
                     };
-                    if !self.local_token_matches(&password) {
+                    if !self.login_accepted(&login) {
                         failures += 1;
                         self.deny("LOGIN", Reason::LocalAuth, None);
                         reply(
@@ -140,107 +136,19 @@ impl Session<'_> {
         }
     }
 
-    /// The password the application logged in with (LOGIN or AUTHENTICATE PLAIN), or `None`
-    /// after answering a malformed attempt. It is compared with the local token and dropped:
-    /// it never goes upstream.
-    async fn login_password(
-        &mut self,
-        cmd: &AppCommand,
-    ) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
-        if cmd.name == b"LOGIN" {
-            return match (
-                cmd.items.first().and_then(Item::astring),
-                cmd.items.get(1).and_then(Item::astring),
-            ) {
-                (Some(_), Some(pass)) if cmd.items.len() == 2 => {
-                    Ok(Some(Zeroizing::new(pass.to_vec())))
-                }
-                _ => {
-                    reply(
-                        &mut self.app,
-                        &cmd.tag,
-                        "BAD",
-                        "LOGIN needs a user name and a password",
-                    )
-                    .await?;
-                    Ok(None)
-                }
-            };
-        }
-        let mechanism = cmd
-            .items
-            .first()
-            .and_then(Item::astring)
-            .unwrap_or_default();
-        if !mechanism.eq_ignore_ascii_case(b"PLAIN") {
-            reply(
-                &mut self.app,
-                &cmd.tag,
-                "NO",
-                "[CANNOT] Only AUTHENTICATE PLAIN is supported",
-            )
-            .await?;
-            return Ok(None);
-        }
-        let encoded = match cmd.items.get(1).and_then(Item::astring) {
-            Some(b"=") => Vec::new(),
-            Some(initial) => initial.to_vec(),
-            None => {
-                self.app.write(b"+ \r\n").await?;
-                self.app.flush().await?;
-                let timeout = self.ctx.config.login_timeout;
-                match self
-                    .app
-                    .read_line(self.ctx.config.max_line_bytes, timeout, "reading SASL")
-                    .await?
-                {
-                    Line::Complete(line) if line == b"*" => {
-                        reply(&mut self.app, &cmd.tag, "BAD", "Authentication cancelled").await?;
-                        return Ok(None);
-                    }
-                    Line::Complete(line) => line,
-                    Line::TooLong { .. } => {
-                        reply(&mut self.app, &cmd.tag, "BAD", "SASL response too long").await?;
-                        return Ok(None);
-                    }
-                }
-            }
-        };
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(&encoded)
-            .ok()
-            .map(Zeroizing::new);
-        let password = decoded.as_ref().and_then(|d| {
-            let mut parts = d.splitn(3, |&c| c == 0);
-            let (_authz, _authn, pass) = (parts.next()?, parts.next()?, parts.next()?);
-            Some(Zeroizing::new(pass.to_vec()))
-        });
-        if password.is_none() {
-            reply(
-                &mut self.app,
-                &cmd.tag,
-                "BAD",
-                "Invalid SASL PLAIN response",
-            )
-            .await?;
-        }
-        Ok(password)
-    }
-
-    fn local_token_matches(&self, password: &[u8]) -> bool {
-        match &self.ctx.config.local_token {
-            None => true,
-            Some(token) => constant_time_eq(token.expose().as_bytes(), password),
-        }
-    }
-
     /// Fetches the credential and logs in upstream. Answers the application's LOGIN either
     /// way; `None` when it failed (the application may try again).
     async fn login_upstream(&mut self, tag: &[u8]) -> Result<Option<Relay>, Error> {
         let cfg = &self.ctx.config;
-        let cred = match tokio::time::timeout(cfg.upstream_timeout, self.ctx.source.credential())
-            .await
-        {
+        let Some(source) = self.source() else {
+            // Account-set mode: the account went away between the check and now.
+            self.deny("LOGIN", Reason::CredentialUnavailable, None);
+            let text =
+                "[UNAVAILABLE] Credential unavailable (account_unavailable); try again later";
+            reply(&mut self.app, tag, "NO", text).await?;
+            return Ok(None);
+        };
+        let cred = match tokio::time::timeout(cfg.upstream_timeout, source.credential()).await {
             Ok(Ok(cred)) => cred,
             Ok(Err(e)) => {
                 let label = e.metric_label();
@@ -358,24 +266,5 @@ impl Session<'_> {
             last_upstream: Instant::now(),
             upstream_said_bye: false,
         }))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_comparison() {
-        assert!(constant_time_eq(b"token", b"token"));
-        assert!(!constant_time_eq(b"token", b"tokeN"));
-        assert!(!constant_time_eq(b"token", b"toke"));
     }
 }

@@ -12,6 +12,8 @@
 //! LIST/STATUS filtering), `forward` (commands and literals to upstream), `responses`
 //! (upstream responses to the application).
 
+mod account;
+mod app_login;
 mod commands;
 mod forward;
 mod local;
@@ -57,6 +59,7 @@ pub(crate) async fn run(ctx: &SessionContext, stream: TcpStream, shutdown: watch
         audit: SessionAudit::new(),
         shutdown,
         upstream_bytes: (0, 0),
+        account: None,
     };
     ctx.metrics.active_sessions.inc();
     let outcome = match session.run().await {

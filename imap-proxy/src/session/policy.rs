@@ -1,5 +1,6 @@
 //! Policy edits reaching open sessions. Before every command and on every tick the session
-//! asks the credential source for the policy loaded now ([`CredentialSource::outline`], no
+//! asks its credential source (in account-set mode: its account's, looked up again, so a
+//! deleted or revoked account ends the session) for the policy loaded now ([`CredentialSource::outline`], no
 //! decryption) and applies it. When the open session cannot go on under the new policy, it
 //! ends with a BYE that says why: IMAP disabled, the selected mailbox no longer allowed, or
 //! read-only now while a mailbox is open read-write (the application may hold state that
@@ -44,8 +45,18 @@ impl PolicyEnd {
 impl Session<'_> {
     /// Takes up the policy loaded now, or ends the session when it cannot go on under it.
     pub(super) async fn apply_policy_changes(&mut self, r: &mut Relay) -> Result<Step, Error> {
+        let Some(source) = self.source() else {
+            // Account-set mode: the directory no longer serves this session's account
+            // (deleted, access revoked, lifetime ended). Its session ends now, not at logout.
+            tracing::info!(credential = %r.cred.id(), "IMAP session ended: its account is no longer available");
+            self.deny("", Reason::CredentialUnavailable, None);
+            self.app
+                .write(b"* BYE [UNAVAILABLE] This account is no longer available\r\n")
+                .await?;
+            return Ok(Step::Close(Outcome::AccountUnavailable));
+        };
         // `None`: the source cannot tell without decrypting; the login's policy stays.
-        let Some(outline) = self.ctx.source.outline() else {
+        let Some(outline) = source.outline() else {
             return Ok(Step::Continue);
         };
         let end = if outline.id != r.cred.id() {

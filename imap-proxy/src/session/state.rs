@@ -25,6 +25,8 @@ pub(super) struct Session<'a> {
     pub shutdown: watch::Receiver<bool>,
     /// (read, written) on the upstream connection, kept for the session's end.
     pub upstream_bytes: (u64, u64),
+    /// Account-set mode: the account the application's login picked.
+    pub account: Option<String>,
 }
 
 /// The IMAP policy a session enforces now: the one it logged in with, replaced when the

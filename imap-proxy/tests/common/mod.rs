@@ -180,7 +180,22 @@ pub async fn start_proxy(
 ) -> RunningProxy {
     let mut registry = Registry::default();
     let metrics = ImapMetrics::register(&mut registry);
-    let proxy = ImapProxy::new(config, source, metrics);
+    serve(ImapProxy::new(config, source, metrics), registry).await
+}
+
+/// Starts a proxy in account-set mode on 127.0.0.1:0 (the config must carry a local token).
+pub async fn start_accounts_proxy(
+    config: ImapProxyConfig,
+    accounts: Arc<dyn mailcred_core::accounts::AccountDirectory>,
+) -> RunningProxy {
+    let mut registry = Registry::default();
+    let metrics = ImapMetrics::register(&mut registry);
+    let proxy = ImapProxy::for_accounts(config, accounts, metrics)
+        .expect("account-set mode with a local token");
+    serve(proxy, registry).await
+}
+
+async fn serve(proxy: ImapProxy, registry: Registry) -> RunningProxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -32,11 +32,15 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
     }
 
     /// The id audit lines name when no credential was decrypted: the loaded resource's, or
-    /// the picked account's name when it is gone.
+    /// the picked account's as it was at AUTH when it is gone.
     pub(super) fn audit_id(&self) -> String {
         match self.source().and_then(|s| s.outline()) {
             Some(outline) => outline.id,
-            None => self.account.clone().unwrap_or_default(),
+            None => self
+                .account_id
+                .clone()
+                .or_else(|| self.account.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -55,9 +59,9 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
             .unwrap_or_default();
         let token_ok = !token.is_empty() && constant_time_eq(token.as_bytes(), password);
         let name = std::str::from_utf8(authcid).ok();
-        let found = directory.account(name.unwrap_or_default()).is_some();
+        let found = directory.account(name.unwrap_or_default());
         let authz_ok = authzid.is_empty() || authzid == authcid;
-        let outcome = match (token_ok, found, authz_ok, name) {
+        let outcome = match (token_ok, found.is_some(), authz_ok, name) {
             (false, _, _, _) => AccountAuth::WrongToken,
             (true, _, false, _) => AccountAuth::WrongAuthzid,
             (true, false, true, _) | (true, true, true, None) => AccountAuth::UnknownAccount,
@@ -74,6 +78,8 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
             (AccountAuth::Accepted, Some(name)) => {
                 tracing::info!(account = name, "SMTP session picked its account");
                 self.account = Some(name.to_owned());
+                // For audit lines written once the account is gone.
+                self.account_id = found.and_then(|s| s.outline()).map(|o| o.id);
                 true
             }
             // The name is not logged: an application that mixed up the fields may have

@@ -42,6 +42,8 @@ pub(crate) struct Session<'a, U: Upstream, S> {
     login_user: Zeroizing<Vec<u8>>,
     /// Account-set mode: the account AUTH picked.
     account: Option<String>,
+    /// Its credential id (`namespace/name`) as the directory had it at AUTH.
+    account_id: Option<String>,
     tx: Option<Transaction<U::Transaction>>,
     errors: u32,
     shutdown: CancellationToken,
@@ -60,6 +62,7 @@ impl<'a, U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'a, U, S> {
             auth: Auth::None,
             login_user: Zeroizing::new(Vec::new()),
             account: None,
+            account_id: None,
             tx: None,
             errors: 0,
             shutdown,

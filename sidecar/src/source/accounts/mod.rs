@@ -332,4 +332,6 @@ mod tests;
 #[cfg(test)]
 mod tests_cache;
 #[cfg(test)]
+mod tests_feeds;
+#[cfg(test)]
 mod tests_prop;
