@@ -64,15 +64,17 @@ def vap_admit(set_name, service_account):
 
 def account_sidecar(workdir, api, ca_pem, *, set_name, service_account, token, seal_kms_key=None,
                     local_key=None, env, log_name="sidecar.log", cache_ttl=None, cache_size=None,
-                    extra=(), namespace="e2e", binary=None):
+                    extra=(), namespace="e2e", binary=None, registration=True):
     """A sidecar in account-set mode against `api` (a StoreApiServer) through a kubeconfig.
     The registration port is chosen here; the others are read from the serving line."""
     kc = kubeconfig(workdir / f"{log_name}.kubeconfig", api.port, ca_pem, api.token, namespace)
     token_file = write_secret_file(workdir / f"{log_name}.app-token", token + "\n")
     reg_port = free_port()
     args = ["--account-set", set_name, "--namespace", namespace, "--service-account", service_account,
-            "--app-token-file", str(token_file), "--registration-listen", f"127.0.0.1:{reg_port}"]
-    if seal_kms_key:
+            "--app-token-file", str(token_file)]
+    if registration:
+        args += ["--registration-listen", f"127.0.0.1:{reg_port}"]
+    if seal_kms_key and registration:
         args += ["--seal-kms-key", seal_kms_key]
     if local_key:
         args += ["--local-key-file", str(local_key)]
