@@ -100,7 +100,11 @@ def main():
         c.check("merge patch -> 200, new resourceVersion", code == 200 and json.loads(text)["metadata"]["labels"]["x"] == "1")
         code, text = curl("PATCH", f"{COLL}/acct-00001", {"metadata": {"labels": {SET_LABEL: "gone"}}},
                           ctype="application/merge-patch+json")
-        code, text = curl("DELETE", f"{COLL}/new-one")
+        code, text = curl("DELETE", f"{COLL}/new-one", {"preconditions": {"uid": "not-its-uid"}})
+        c.check("delete with another uid as precondition -> 409 Conflict", code == 409, text[:200])
+        code, text = curl("GET", f"{COLL}/new-one")
+        c.check("a request after one with a body on the same server still parses", code == 200, text[:200])
+        code, text = curl("DELETE", f"{COLL}/new-one", {"preconditions": {"uid": created["metadata"]["uid"]}})
         c.check("delete -> 200 with the object", code == 200 and json.loads(text)["metadata"]["name"] == "new-one", text[:200])
         code, text = curl("DELETE", f"{COLL}/new-one")
         c.check("delete again -> 404 NotFound", code == 404 and json.loads(text)["reason"] == "NotFound", text)

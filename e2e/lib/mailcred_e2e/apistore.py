@@ -139,10 +139,9 @@ class StoreApiServer:
         h.wfile.write(data)
 
     def _body(self, h):
-        n = int(h.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
-            raise ValueError("request entity too large")
-        return json.loads(h.rfile.read(n) or b"null")
+        """The request body as JSON (read once by _handle: an unread body would be parsed as
+        the next request on the keep-alive connection)."""
+        return json.loads(h.raw_body or b"null")
 
     def _handle(self, h, method):
         url = urlparse(h.path)
@@ -155,6 +154,11 @@ class StoreApiServer:
         watching = query.get("watch") in ("true", "1")
         verb = {"GET": "watch" if watching else ("get" if name else "list"), "POST": "create",
                 "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+        n = int(h.headers.get("Content-Length") or 0)
+        if n > MAX_BODY:
+            h.close_connection = True
+            return self._reply(h, 413, status(413, "RequestEntityTooLarge", "request entity too large"))
+        h.raw_body = h.rfile.read(n) if n else b""
         authorized = h.headers.get("Authorization", "") == f"Bearer {self.token}"
         with self.lock:
             if len(self.requests) < MAX_RECORDED:
@@ -275,6 +279,12 @@ class StoreApiServer:
         return 200, obj
 
     def _delete(self, h, name, sub, query):
+        opts = self._body(h) or {}
+        want_uid = (opts.get("preconditions") or {}).get("uid")
+        current = self.store.get(name)
+        if current is not None and want_uid and current["metadata"]["uid"] != want_uid:
+            return 409, status(409, "Conflict", f"Precondition failed: UID in precondition: {want_uid}, "
+                                                f"UID in object meta: {current['metadata']['uid']}", name)
         obj = self.store.delete(name)
         if obj is None:
             return 404, status(404, "NotFound", f'mailcredentials.mailcred.io "{name}" not found', name)
