@@ -189,6 +189,47 @@ def concurrent(n_imap, n_smtp):
     return 0
 
 
+def bulk():
+    """The bulk users: DIR/bulk-users.tsv is 0600 and has PEERS_BULK_USERS rows; the first,
+    a middle and the last user log in over IMAP TLS ({SSHA256} entries) and a swapped
+    password is refused."""
+    p = peers()
+    count, path = int(p["PEERS_BULK_USERS"]), Path(p["PEERS_BULK_USERS_FILE"])
+    mode = path.stat().st_mode & 0o777
+    if mode != 0o600:
+        print(f"{path} has mode {mode:o}, expected 600")
+        return 1
+    rows = [line.split("\t") for line in path.read_text().splitlines()]
+    if len(rows) != count or rows[0][0] != "user0001@example.test":
+        print(f"{len(rows)} rows, first {rows[0][0] if rows else None}; expected {count} from user0001")
+        return 1
+    for user, password in (rows[0], rows[len(rows) // 2], rows[-1]):
+        conn = imap_connect("tls")
+        try:
+            conn.login(user, password)
+            typ, _ = conn.select("INBOX")
+            if typ != "OK":
+                print(f"{user}: SELECT INBOX {typ}")
+                return 1
+        finally:
+            conn.logout()
+    conn = imap_connect("tls")
+    try:
+        conn.login(rows[0][0], rows[1][1])
+        print(f"{rows[0][0]} logged in with another user's password")
+        return 1
+    except imaplib.IMAP4.error:
+        pass
+    finally:
+        try:
+            conn.logout()
+        except Exception:
+            pass
+    print(f"{count} bulk users, TSV 0600; {rows[0][0]}, {rows[len(rows) // 2][0]}, {rows[-1][0]} "
+          "logged in over IMAP TLS; a wrong password refused")
+    return 0
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "imap-wait":
@@ -201,6 +242,8 @@ def main(argv):
         return concurrent(int(args[0]), int(args[1]))
     if cmd == "kms":
         return kms()
+    if cmd == "bulk":
+        return bulk()
     sys.exit(f"unknown command {cmd}")
 
 

@@ -57,7 +57,7 @@ missing=()
 for key in PEERS_DIR PEERS_HOST PEERS_CA_PEM PEERS_SMTP_STARTTLS_PORT PEERS_SMTP_TLS_PORT \
   PEERS_IMAP_STARTTLS_PORT PEERS_IMAP_TLS_PORT PEERS_KMS_ENDPOINT PEERS_USER PEERS_PASSWORD \
   PEERS_USER2 PEERS_PASSWORD2 PEERS_POSTFIX_LOG PEERS_DOVECOT_LOG PEERS_MAILDIR_ROOT \
-  PEERS_SINK_USER PEERS_MOTO_LOG AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID \
+  PEERS_SINK_USER PEERS_MOTO_LOG PEERS_BULK_USERS PEERS_BULK_USERS_FILE AWS_ENDPOINT_URL AWS_REGION AWS_ACCESS_KEY_ID \
   AWS_SECRET_ACCESS_KEY PEERS_OAUTH_ISSUER PEERS_OAUTH_TOKEN_ENDPOINT PEERS_OAUTH_DEVICE_ENDPOINT \
   PEERS_OAUTH_AUTHORIZATION_ENDPOINT PEERS_OAUTH_INTROSPECTION_ENDPOINT \
   PEERS_OAUTH_REVOCATION_ENDPOINT PEERS_OAUTH_SCOPE PEERS_OAUTH_CLIENT_ID PEERS_OAUTH_CLIENT_SECRET \
@@ -185,6 +185,13 @@ imap_login() { # NAME MODE USER PASSWORD ok|fail
 }
 imap_login "IMAP LOGIN with a wrong password refused (TLS)" tls "$PEERS_USER" "wrong-$PEERS_PASSWORD" fail
 imap_login "IMAP LOGIN with a wrong password refused (STARTTLS)" starttls "$PEERS_USER" "x" fail
+
+# ---- bulk users (account-set scale tests) -----------------------------------------------------
+if [[ "${PEERS_BULK_USERS:-0}" -gt 0 ]]; then
+  client_check "bulk users log in over IMAP" bulk
+else
+  pass "bulk users skipped (PEERS_BULK_USERS=0)"
+fi
 
 # ---- KMS (moto) ----------------------------------------------------------------------------
 if out="$("$venv/bin/python" "$here/selftest.py" kms 2>&1)"; then

@@ -15,6 +15,8 @@
 #   PEERS_IMAP_STARTTLS_PORT=10143 PEERS_IMAP_TLS_PORT=10993 PEERS_KMS_PORT=14566
 #   PEERS_OAUTH_PORT=14443 PEERS_GOOGLE_TOKEN_PORT=14444. Access-token lifetimes:
 #   PEERS_OAUTH_ACCESS_TOKEN_TTL=300, PEERS_OAUTH_SHORT_TTL=2 (the short-TTL client's), seconds.
+#   PEERS_BULK_USERS=1000: bulk users user0001@example.test.. (0 skips), passwords in
+#   DIR/bulk-users.tsv (0600).
 # A default port that is already taken (say by a second peers instance) is replaced by a
 # free one and reported; an explicitly given port that is taken is an error.
 # PEERS_START_TIMEOUT (seconds, default 30) bounds the wait for the ports.
@@ -135,6 +137,16 @@ chown 5000:5000 "$mail_root"
 chmod 755 "$mail_root"
 printf '%s\n' "$user1:$pass1" "$user2:$pass2" "$sink_user:$sink_pass" "$rotate_user:$rotate_pass" \
   | write_mail_users "$users_file" "$pf/vmailbox" "$mail_root"
+# Bulk users user0001@example.test.. for the account-set scale tests ({SSHA256}, see
+# bulk_users.py for why); PEERS_BULK_USERS=0 skips them.
+bulk_count="${PEERS_BULK_USERS:-1000}"
+[[ "$bulk_count" =~ ^[0-9]+$ ]] || die "PEERS_BULK_USERS must be a number (got '$bulk_count')"
+bulk_file="$dir/bulk-users.tsv"
+rm -f "$bulk_file"
+if (( bulk_count > 0 )); then
+  "$venv/bin/python" "$here/bulk_users.py" "$bulk_count" "$users_file" "$pf/vmailbox" "$mail_root" "$bulk_file" \
+    || die "bulk users failed"
+fi
 
 # ---- dovecot (e2e/mailserver/dovecot.conf.in) ---------------------------------------------
 dovecot_conf="$dir/dovecot/dovecot.conf"
@@ -215,6 +227,8 @@ PEERS_SINK_PASSWORD=$sink_pass
 PEERS_ROTATE_USER=$rotate_user
 PEERS_ROTATE_PASSWORD=$rotate_pass
 PEERS_UNKNOWN_RCPT=nobody@example.test
+PEERS_BULK_USERS=$bulk_count
+PEERS_BULK_USERS_FILE=$bulk_file
 PEERS_POSTFIX_LOG=$postfix_log
 PEERS_DOVECOT_LOG=$dovecot_log
 PEERS_MOTO_LOG=$moto_log

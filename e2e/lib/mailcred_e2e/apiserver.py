@@ -1,18 +1,45 @@
 """The few Kubernetes API calls the sidecar makes, served over HTTPS on loopback: for running the
-injected sidecar (its `--credential NAME` API source, in-cluster config) where there is no
-cluster. Serves exactly one MailCredential to exactly one bearer token, as the operator's
-per-credential Role allows (get, list/watch by name); everything else is 401/403/404, so a
-sidecar asking for more than its RBAC grants fails here as it would in a cluster.
+injected sidecar where there is no cluster. Two modes:
 
-Requests are recorded (method, path, whether the token matched) for the test to check."""
+- ApiServer: the `--credential NAME` API source. Serves exactly one MailCredential to exactly
+  one bearer token, as the operator's per-credential Role allows (get, list/watch by name);
+  everything else is 401/403/404, so a sidecar asking for more than its RBAC grants fails here
+  as it would in a cluster.
+- StoreApiServer (mailcred_e2e.apistore): the account-set mode. Many MailCredentials of one
+  namespace in a mailcred_e2e.kubestore.Store: create, get, list and watch by label and field
+  selector, patch, delete, with the request and response shapes kube-rs uses.
+
+Requests are recorded (method, path, whether the token matched) for the test to check.
+`kubeconfig()` writes the file a sidecar outside a pod points KUBECONFIG at."""
+import base64
 import json
+import os
 import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 GROUP_PATH = "/apis/mailcred.io/v1alpha1"
+
+
+def kubeconfig(path, port, ca_pem, token, namespace):
+    """A kubeconfig for https://127.0.0.1:PORT with the test CA and a bearer token (mode 0600):
+    what kube::Client::try_default() reads from KUBECONFIG outside a pod."""
+    ca = Path(ca_pem).read_text()
+    text = json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "e2e",
+        "clusters": [{"name": "e2e", "cluster": {
+            "server": f"https://127.0.0.1:{port}",
+            "certificate-authority-data": base64.b64encode(ca.encode()).decode()}}],
+        "users": [{"name": "e2e", "user": {"token": token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "e2e", "namespace": namespace}}],
+    }, indent=1)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return path
 
 
 class ApiServer:

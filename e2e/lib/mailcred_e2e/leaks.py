@@ -1,8 +1,9 @@
 """Where a plaintext password shows up after a run: files of the work directory and client output."""
 
-# Files that hold the passwords on purpose: the peers' user database and env file, key files,
-# and the OAuth peers' config (oidc-provider's clients with their secrets, peers/oauth/).
-_EXPECTED = ("passwd", "users", "env")
+# Files that hold the passwords on purpose: the peers' user database, env file and bulk users
+# (e2e/peers/bulk_users.py), key files, and the OAuth peers' config (oidc-provider's clients
+# with their secrets, peers/oauth/).
+_EXPECTED = ("passwd", "users", "env", "bulk-users.tsv")
 _EXPECTED_PATHS = ("oauth/config.json",)
 
 

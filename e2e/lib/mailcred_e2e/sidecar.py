@@ -32,6 +32,7 @@ class Sidecar:
         self.log_path = log_path
         self.smtp = self.imap = self.admin = None  # ports, known once serving
         self.metrics_port = None  # the scrapeable metrics listener's port, with metrics_port=True
+        self.registration = None  # the registration API's port (account-set mode)
         args = [str(binary), *source,
                 "--smtp-listen", "127.0.0.1:0", "--imap-listen", "127.0.0.1:0",
                 "--admin-listen", "127.0.0.1:0", "--pod", pod]
@@ -75,6 +76,8 @@ class Sidecar:
                 self.smtp, self.imap, self.admin = port("smtp"), port("imap"), port("admin")
                 if fields.get("metrics", "off") != "off":
                     self.metrics_port = port("metrics")
+                if fields.get("registration", "off") not in ("off", None, ""):
+                    self.registration = port("registration")  # account-set mode's API
                 return True
         return False
 
