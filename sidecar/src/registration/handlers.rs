@@ -231,7 +231,7 @@ pub async fn list(State(api): State<Arc<RegistrationApi>>, headers: HeaderMap) -
         let items: Vec<_> = listed
             .items
             .iter()
-            .filter(|r| view::in_set(r, &api.set))
+            .filter(|r| view::visible(r, &api.set, &api.service_account))
             .map(|r| {
                 let name = r.metadata.name.as_deref().unwrap_or_default();
                 view::account(r, &now, (api.last_used)(name))
@@ -246,7 +246,8 @@ pub async fn list(State(api): State<Arc<RegistrationApi>>, headers: HeaderMap) -
     }
 }
 
-/// The account `name` of this set, or 404 (absent, or another set's: indistinguishable).
+/// The account `name` of this set for this pod, or 404 (absent, another set's, or for another
+/// ServiceAccount: indistinguishable).
 async fn lookup(api: &RegistrationApi, name: &str) -> Result<MailCredential, ApiError> {
     let not_found = || {
         ApiError::new(
@@ -263,7 +264,7 @@ async fn lookup(api: &RegistrationApi, name: &str) -> Result<MailCredential, Api
         .map_err(|_| timed_out())?
         .map_err(store_error)?;
     found
-        .filter(|r| view::in_set(r, &api.set))
+        .filter(|r| view::visible(r, &api.set, &api.service_account))
         .ok_or_else(not_found)
 }
 

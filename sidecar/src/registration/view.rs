@@ -18,6 +18,19 @@ pub fn in_set(resource: &MailCredential, set: &str) -> bool {
         .is_some_and(|v| v == set)
 }
 
+/// Whether this pod may see `resource` through the API: in its set AND naming its
+/// ServiceAccount, the same accounts SMTP AUTH and IMAP LOGIN accept (an account of the set
+/// for another ServiceAccount is as absent here as it is there).
+pub fn visible(resource: &MailCredential, set: &str, service_account: &str) -> bool {
+    in_set(resource, set)
+        && resource
+            .spec
+            .access
+            .service_accounts
+            .iter()
+            .any(|sa| sa == service_account)
+}
+
 /// `ready` (the sidecar can use it), `expired` (its lifetime ended) or `invalid` (no sealed
 /// secret, or the operator found it unusable).
 pub fn status(resource: &MailCredential, now: &Time) -> &'static str {
@@ -81,5 +94,23 @@ mod tests {
         r.spec.expires_at = None;
         r.spec.sealed_secret = None;
         assert_eq!(status(&r, &now), "invalid");
+    }
+
+    #[test]
+    fn only_accounts_naming_the_pods_service_account_are_visible() {
+        let mine = TestCredential::new("ns", "a")
+            .account_set("crm")
+            .service_accounts(&["web"])
+            .build();
+        let foreign = TestCredential::new("ns", "b")
+            .account_set("crm")
+            .service_accounts(&["other"])
+            .build();
+        assert!(visible(&mine, "crm", "web"));
+        assert!(
+            !visible(&foreign, "crm", "web"),
+            "another ServiceAccount's account"
+        );
+        assert!(!visible(&mine, "other-set", "web"), "another set");
     }
 }
