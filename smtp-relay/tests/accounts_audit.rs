@@ -61,6 +61,19 @@ async fn audit_lines_name_the_account() {
     let mut c = Client::connect(relay.addr).await;
     assert_eq!(auth_plain(&mut c, "alice", "wrong").await, FAILED);
     drop(relay);
+    // A session writes its audit line after its last reply: wait for the session tasks.
+    let audit_lines = || {
+        String::from_utf8_lossy(&buf.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains("\"target\":\"audit\""))
+            .count()
+    };
+    for _ in 0..200 {
+        if audit_lines() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
     let audits: Vec<serde_json::Value> = text
         .lines()
