@@ -969,7 +969,7 @@ async fn rotation_is_picked_up_from_the_credential_file() {
     assert_no_password(&s, &sidecar, &old);
     assert_no_password(&s, &sidecar, &new);
     // Back to the env file's password: later tests (imap-proxy's, the e2e suites) log in with it.
-    set_password(&s, &user, &s.e("PEERS_ROTATE_PASSWORD").to_string());
+    set_password(&s, &user, s.e("PEERS_ROTATE_PASSWORD"));
 }
 
 #[tokio::test]
