@@ -2,8 +2,6 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use mailcred_core::accounts::AccountDirectory;
 use mailcred_smtp::testkit::RecordingUpstream;
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
@@ -15,28 +13,7 @@ use tokio_util::sync::CancellationToken;
 /// appear in any log line.
 #[tokio::test]
 async fn audit_lines_name_the_account() {
-    use std::io::Write;
-    use std::sync::Mutex;
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = support::logs::CapturedLogs::start();
     let dir = directory();
     let relay = start(dir.clone()).await;
     for name in ["alice", "bob"] {
@@ -61,25 +38,8 @@ async fn audit_lines_name_the_account() {
     let mut c = Client::connect(relay.addr).await;
     assert_eq!(auth_plain(&mut c, "alice", "wrong").await, FAILED);
     drop(relay);
-    // A session writes its audit line after its last reply: wait for the session tasks.
-    let audit_lines = || {
-        String::from_utf8_lossy(&buf.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains("\"target\":\"audit\""))
-            .count()
-    };
-    for _ in 0..200 {
-        if audit_lines() >= 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    let audits: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["target"] == "audit")
-        .collect();
+    let text = logs.text_with_audit_lines(3).await;
+    let audits = logs.audit_lines();
     let seen: Vec<_> = audits
         .iter()
         .map(|a| {

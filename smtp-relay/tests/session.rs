@@ -2,7 +2,9 @@
 //! by a recorder (the real-upstream tests are in peers.rs). Each bad-input item of the issue
 //! has a test here.
 
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -741,27 +743,7 @@ async fn ehlo_does_not_wait_for_the_credential() {
 /// Audit lines: one per message, JSON, with the facts and without the password or content.
 #[tokio::test]
 async fn audit_line_per_message_without_secret_or_content() {
-    use std::io::Write;
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = support::logs::CapturedLogs::start();
     let relay = start(SmtpPolicy::default()).await;
     let mut c = Client::connect(&relay).await;
     c.ehlo_mail_rcpt("app@example.test", &["a@example.test", "b@example.test"])
@@ -780,12 +762,8 @@ async fn audit_line_per_message_without_secret_or_content() {
     assert!(r.starts_with("550"));
     assert!(c.cmd("QUIT").await.starts_with("221"));
     drop(relay);
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    let audits: Vec<serde_json::Value> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["target"] == "audit")
-        .collect();
+    let text = logs.text_with_audit_lines(2).await;
+    let audits = logs.audit_lines();
     assert_eq!(audits.len(), 2, "{text}");
     assert_eq!(audits[0]["credential"], "ns/mail");
     assert_eq!(audits[0]["sender"], "app@example.test");

@@ -3,4 +3,5 @@
 
 pub mod accounts;
 pub mod app;
+pub mod logs;
 pub mod scripted;
