@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# IMAP benchmark (issue 4): the same dovecot, the same client, in one run:
+# IMAP benchmark. Two modes, one dovecot (e2e/peers), one raw-socket client:
+#
+# Default (issue 15 item 4): the proxy (app plaintext on loopback -> proxy -> TLS -> dovecot)
+# against an app doing IMAPS to dovecot directly. Full-body FETCH of 1,000 x 50 KiB and FLAGS
+# round trips, each at 1 and at 8 clients, BENCH_ROUNDS (default 3) interleaved rounds,
+# medians; the proxy's CPU (utime + stime from /proc) per MB moved from the same runs. Prints
+# the table with the goals and writes the JSON to BENCH_OUT (default
+# bench/imap/body-latest.json).
+#
+# BENCH_PATHS=all (issue 4): five paths, one client:
 #   (a) through the mailcred IMAP proxy (app plaintext on loopback -> proxy -> TLS -> dovecot)
 #   (b) direct to dovecot over TLS (what an application does without mailcred)
 #   (b') direct to dovecot in plaintext on loopback
 #   (c) nginx's mail proxy (plaintext to dovecot's plaintext port: nginx cannot do TLS upstream)
 #   (c') the proxy with a plaintext upstream (insecure: true), like for like with (c)
 # Workloads: FETCH 1:1000 BODY.PEEK[] of 50 KiB messages; 10,000 FLAGS-only FETCHes one at a
-# time. Then RSS of the proxy with 100 concurrent sessions. Prints ratios; numbers go to
-# (BENCH_ROUNDS interleaved rounds, default 5, best round per path)
-# bench/README-imap.md.
+# time. Then RSS of the proxy with 100 concurrent sessions. Prints ratios
+# (BENCH_ROUNDS interleaved rounds, default 5, best round per path).
+# Numbers go to bench/README-imap.md.
 #
-# Usage: bench/imap/run.sh PEERS_ENV_FILE     (peers from e2e/peers/start.sh; nginx +
-#        libnginx-mod-mail or nginx-light installed; builds the proxy in release)
+# Usage: bench/imap/run.sh PEERS_ENV_FILE     (peers from e2e/peers/start.sh; for
+#        BENCH_PATHS=all nginx + libnginx-mod-mail or nginx-light installed; builds the
+#        proxy in release)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -55,6 +65,27 @@ proxy_port=$(free_port)
 MAILCRED_PEERS_ENV="$env_file" "$repo/target/release/examples/serve_peers" "$proxy_port" implicit PEERS_SINK_USER 2>"$work/proxy.log" &
 pids+=($!); echo $! > "$work/proxy.pid"; proxy_pid=$!
 wait_port "$proxy_port"
+if [[ "${BENCH_PATHS:-body}" != all ]]; then
+  rounds="${BENCH_ROUNDS:-3}"
+  out="${BENCH_OUT:-$here/body-latest.json}"
+  echo "measuring ($rounds interleaved rounds, medians)..." >&2
+  targets=$(python3 -c 'import json,sys; a=sys.argv[1:]; print(json.dumps([
+    {"name": "proxy (TLS upstream)", "port": int(a[0]), "user": "x", "pass": "x", "pid": int(a[5])},
+    {"name": "direct TLS", "port": int(a[1]), "user": a[2], "pass": a[3], "ca": a[4]}]))' \
+    "$proxy_port" "$PEERS_IMAP_TLS_PORT" "$user" "$pass" "$PEERS_CA_PEM" "$proxy_pid")
+  # BENCH_BASELINE_BIN=path/to/an/older/serve_peers: measured in the same rounds, so a change
+  # to the proxy is judged against its previous build under the same load.
+  if [[ -n "${BENCH_BASELINE_BIN:-}" ]]; then
+    base_port=$(free_port)
+    MAILCRED_PEERS_ENV="$env_file" "$BENCH_BASELINE_BIN" "$base_port" implicit PEERS_SINK_USER 2>"$work/proxy-base.log" &
+    pids+=($!); base_pid=$!
+    wait_port "$base_port"
+    targets=$(python3 -c 'import json,sys; t=json.loads(sys.argv[1]); t.append({"name": "proxy baseline", "port": int(sys.argv[2]), "user": "x", "pass": "x", "pid": int(sys.argv[3])}); print(json.dumps(t))' "$targets" "$base_port" "$base_pid")
+  fi
+  python3 "$here/body.py" "$rounds" "$count" "$mailbox" "$targets" "${BENCH_FLAGS:-5000}" > "$work/body.json"
+  python3 "$here/table.py" "$work/body.json" "$(cut -d" " -f1-3 /proc/loadavg)" "$(git -C "$repo" rev-parse --short HEAD)" "$out"
+  exit 0
+fi
 # The same proxy with a plaintext upstream (insecure: true), like for like with nginx.
 plain_port=$(free_port)
 MAILCRED_PEERS_ENV="$env_file" "$repo/target/release/examples/serve_peers" "$plain_port" none PEERS_SINK_USER 2>"$work/proxy-plain.log" &
