@@ -4,11 +4,18 @@
 use std::time::Duration;
 
 use mailcred_core::crd::UpstreamEndpoint;
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::UpstreamIo;
 use crate::error::Error;
+
+/// Socket reads under TLS are this large. rustls asks its transport for at most 4 KiB at a
+/// time, so without this buffer a FETCH body costs one `recvfrom` per 4 KiB (strace: 34,605
+/// calls for 100 MB of bodies); with it, one per what the socket holds, up to this size.
+/// Bounded per session, and only touched once that much data arrives at once.
+const TLS_READ_BUF: usize = 64 * 1024;
 
 pub(super) async fn tls_handshake(
     tcp: TcpStream,
@@ -26,7 +33,8 @@ pub(super) async fn tls_handshake(
         mailcred_core::tls::server_name(&endpoint.host).map_err(|e| fail(e.to_string()))?;
     let stream = tokio::time::timeout(
         timeout,
-        TlsConnector::from(config).connect(server_name, tcp),
+        TlsConnector::from(config)
+            .connect(server_name, BufReader::with_capacity(TLS_READ_BUF, tcp)),
     )
     .await
     .map_err(|_| fail(format!("no TLS handshake within {timeout:?}")))?
