@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the mailcred-sidecar and mailcred-operator images FROM scratch with podman (no Docker
-# engine, no base image pulled): each image is one release binary, the shared libraries ldd
-# lists for it (glibc's libc/libm/ld.so and libgcc_s: what distroless/cc carries), Debian's
+# engine, no base image pulled): each image is one release binary (the sidecar's static), the
+# shared libraries ldd lists for it (the operator: glibc's libc/libm/ld.so and libgcc_s), Debian's
 # CA bundle, passwd/group entries for the non-root user 65532, and OCI labels
 # (images/Containerfile). Prints each image's size; `IMAGE size_bytes compressed_bytes` lines
 # go to $SIZES_OUT when set (bench/footprint reads them).
@@ -36,14 +36,18 @@ work="$(mktemp -d /tmp/mcimages.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 
 # Each binary on its own (cargo -p): one invocation for both would unify their features.
+# The sidecar is linked statically (glibc's static-pie, scripts/release-sidecar.sh): no shared
+# libraries to ship or to map in every pod (bench/README.md, Footprint).
 binary() { # PACKAGE [override path] -> path of the release binary
   if [[ -n "${2:-}" ]]; then printf '%s\n' "$2"; return; fi
+  if [[ "$1" == mailcred-sidecar ]]; then "$repo/scripts/release-sidecar.sh"; return; fi
   (cd "$repo" && nice cargo build -q --locked --release -p "$1" --bin "$1" >&2)
   printf '%s\n' "$repo/target/release/$1"
 }
 
 # The root filesystem of one image: BIN, its libraries at the paths the dynamic loader looks
-# them up by, CA bundle, users, and the copyright files glibc's and libgcc's licenses ask for.
+# them up by (none for the static sidecar), CA bundle, users, and the copyright files glibc's
+# and libgcc's licenses ask for (both are linked into the static binary too).
 rootfs() { # BIN NAME DIR
   local bin="$1" name="$2" dir="$3"
   install_with_libs "$bin" "$dir" "/usr/local/bin/$name"

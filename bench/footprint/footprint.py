@@ -80,6 +80,33 @@ class Sidecar:
     def rss_mib(self):
         return self.status("VmRSS") / 1024
 
+    def pss_mib(self):
+        """Proportional set size: shared file pages counted once per process sharing them."""
+        for line in Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def rss_by_mapping(self):
+        """Resident KiB per kind of mapping (/proc/PID/smaps): where the RSS is, page by page
+        category: the binary's text/data, each shared library, heap, anonymous (thread stacks,
+        mmap'd heap), the rest."""
+        kinds, kind = {}, None
+        for line in Path(f"/proc/{self.proc.pid}/smaps").read_text().splitlines():
+            head = line.split()
+            if "-" in head[0] and ":" not in head[0]:
+                path = head[5] if len(head) > 5 else ""
+                name = Path(path).name
+                if path == os.path.realpath(self.proc.args[0]):
+                    kind = "binary"
+                elif path.startswith("/") and ".so" in name:
+                    kind = name.split(".so")[0]
+                else:
+                    kind = {"": "anon", "[heap]": "heap", "[stack]": "stack"}.get(path, "other")
+            elif head[0] == "Rss:":
+                kinds[kind] = kinds.get(kind, 0) + int(head[1])
+        return kinds
+
     def cpu_s(self):
         f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(f[11]) + int(f[12])) / CLK
@@ -194,6 +221,9 @@ def measure(binary, env, args, peers, log):
         out["rss_idle_anon_mib"] = sc.status("RssAnon") / 1024
         out["rss_idle_file_mib"] = sc.status("RssFile") / 1024
         out["threads_idle"] = sc.status("Threads")
+        out["pss_idle_mib"] = sc.pss_mib()
+        for kind, kib in sc.rss_by_mapping().items():
+            out[f"rss_idle_{kind}_kib"] = kib
 
         cpu0, t0 = sc.cpu_s(), time.monotonic()
         errors += smtp_messages(sc.smtp, user, sink, args.messages, 8, 10 * 1024)
@@ -222,6 +252,7 @@ def measure(binary, env, args, peers, log):
 ROWS = [("start_to_ready_ms", "start to ready, ms", 1), ("rss_start_mib", "RSS at ready, MiB", 1),
         ("rss_idle_mib", "RSS idle after warm-up, MiB", 1),
         ("rss_idle_anon_mib", "  of which private (RssAnon)", 1), ("rss_idle_file_mib", "  of which file pages (RssFile)", 1),
+        ("pss_idle_mib", "PSS idle (shared pages split), MiB", 1),
         ("rss_100_conns_mib", "RSS, 100 connections mid-DATA, MiB", 1),
         ("rss_after_mib", "RSS after the runs, MiB", 1), ("threads_idle", "threads (idle)", 0),
         ("image_mb", "image size, MB", 1), ("image_compressed_mb", "image, gzip, MB", 1),
@@ -273,7 +304,8 @@ def main():
         for label, binary, env in variants:
             print(f"rep {rep + 1}/{args.reps}: {label}", file=sys.stderr, flush=True)
             results[label].append(measure(binary, env, args, peers, log))
-    table = {label: {k: statistics.median(r[k] for r in runs) for k in runs[0]} for label, runs in results.items()}
+    table = {label: {k: statistics.median(r.get(k, 0) for r in runs) for k in set().union(*runs)}
+             for label, runs in results.items()}
     for spec in args.image:
         label, _, sizes = spec.partition("=")
         size, compressed = (int(x) for x in sizes.split(","))
@@ -287,6 +319,11 @@ def main():
         goal = GOALS.get(key, ("", None))[0]
         cells = [f"{table[label][key]:.{digits}f}" if key in table[label] else "" for label in labels]
         print(f"| {name} | {goal} | " + " | ".join(cells) + " |")
+    # The idle RSS by mapping (KiB), every kind any variant has.
+    kinds = sorted({k for label in labels for k in table[label] if k.endswith("_kib")})
+    for key in kinds:
+        cells = [f"{table[label].get(key, 0):.0f}" for label in labels]
+        print(f"| idle RSS, {key[len('rss_idle_'):-len('_kib')]}, KiB | | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(json.dumps({"variants": {lb: {"binary": b, "env": {k: v for k, v in e.items() if k not in aws}}
                                                       for lb, b, e in variants}, "medians": table, "runs": results}, indent=1))

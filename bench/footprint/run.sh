@@ -5,9 +5,9 @@
 # CPU per unit. Peers: MAILCRED_PEERS_ENV, or started here.
 #
 # Usage (root): bench/footprint/run.sh LABEL=BINARY[,ENV=VALUE...] ...
-#   e.g. bench/footprint/run.sh before=/tmp/sidecar-e5c84cb after=target/release/mailcred-sidecar \
-#          after-1-arena=target/release/mailcred-sidecar,MALLOC_ARENA_MAX=1
-#   (default: current=target/release/mailcred-sidecar, built if missing)
+#   e.g. bench/footprint/run.sh before=/tmp/sidecar-e5c84cb after="$(scripts/release-sidecar.sh)" \
+#          after-1-arena=/tmp/sidecar-e5c84cb,MALLOC_ARENA_MAX=1
+#   (default: current=the static release sidecar, scripts/release-sidecar.sh)
 # Env: REPS (2), MESSAGES (300), JSON_OUT, NO_IMAGES=1 (skip the image sizes).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,9 +30,8 @@ fi
 
 variants=("$@")
 if [[ ${#variants[@]} -eq 0 ]]; then
-  [[ -x "$repo/target/release/mailcred-sidecar" ]] ||
-    (cd "$repo" && nice cargo build -q --release -p mailcred-sidecar)
-  variants=("current=$repo/target/release/mailcred-sidecar")
+  # The sidecar as the image ships it (static, scripts/release-sidecar.sh).
+  variants=("current=$("$repo/scripts/release-sidecar.sh")")
 fi
 [[ -x "$repo/target/debug/kubectl-mailcred" ]] || (cd "$repo" && cargo build -q -p kubectl-mailcred)
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds the release sidecar as the images ship it and prints its path: statically linked
+# against glibc (static-pie, `-C target-feature=+crt-static`), so the image carries no shared
+# libraries and the pod maps no libc/libm/libgcc/ld.so (bench/README.md, Footprint: image
+# 16.7 → 14.4 MB, idle RSS −1.6 MiB). `--target` is explicit so that crt-static applies to the
+# binary only, not to build scripts and proc macros (which must stay dynamic); the binary is
+# then target/<host triple>/release/mailcred-sidecar. glibc's "files" and "dns" NSS modules are
+# built into libc since 2.34, so getaddrinfo needs no libnss_*.so at run time.
+# Usage: scripts/release-sidecar.sh [extra cargo args]      (used by scripts/images.sh)
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+host="$(rustc -vV | sed -n 's/^host: //p')"
+[[ "$host" == *-linux-gnu ]] || { echo "release-sidecar.sh: static glibc needs a *-linux-gnu host, not $host" >&2; exit 2; }
+(cd "$repo" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+  nice cargo build -q --locked --release --target "$host" -p mailcred-sidecar --bin mailcred-sidecar "$@" >&2)
+printf '%s\n' "$repo/target/$host/release/mailcred-sidecar"
