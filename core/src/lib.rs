@@ -2,6 +2,8 @@
 //! and the KMS providers. The operator, the sidecar and the kubectl plugin all build on it;
 //! none of them depends on another.
 
+#[cfg(feature = "serve")]
+pub mod accept;
 pub mod accounts;
 mod aead;
 pub mod binding;
@@ -12,6 +14,7 @@ mod error;
 pub mod grant;
 pub mod kms;
 pub mod link_token;
+pub mod local_login;
 pub mod login_check;
 pub mod metrics_text;
 pub mod names;

@@ -202,7 +202,9 @@ async fn fixture() -> std::io::Result<Fixture> {
     let addr = listener.local_addr()?;
     // Ends with the runtime of its call.
     tokio::spawn(async move {
-        let _ = proxy.serve(listener, std::future::pending()).await;
+        let _ = proxy
+            .serve(listener, mailcred_imap::CancellationToken::new())
+            .await;
     });
     Ok(Fixture {
         proxy: addr,

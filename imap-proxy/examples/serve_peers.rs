@@ -133,10 +133,11 @@ async fn main() {
         .await
         .unwrap();
     eprintln!("serve_peers: listening on 127.0.0.1:{port}");
-    proxy
-        .serve(listener, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .unwrap();
+    let stop = mailcred_imap::CancellationToken::new();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        cancel.cancel();
+    });
+    proxy.serve(listener, stop).await.unwrap();
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use mailcred_core::accounts::AccountDirectory;
 use mailcred_core::credential::CredentialSource;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::config::ImapProxyConfig;
 use crate::metrics::{CommandLabels, DenialLabels, ImapMetrics, OutcomeLabels};
@@ -18,7 +18,6 @@ pub(crate) struct SessionContext {
     /// is not used).
     pub accounts: OnceLock<Arc<dyn AccountDirectory>>,
     pub metrics: ImapMetrics,
-    pub connections: Arc<Semaphore>,
     pub shutdown_tx: watch::Sender<bool>,
 }
 
@@ -28,14 +27,12 @@ impl SessionContext {
         source: Arc<dyn CredentialSource>,
         metrics: ImapMetrics,
     ) -> Self {
-        let connections = Arc::new(Semaphore::new(config.max_connections.max(1)));
         let (shutdown_tx, _) = watch::channel(false);
         Self {
             config,
             source,
             accounts: OnceLock::new(),
             metrics,
-            connections,
             shutdown_tx,
         }
     }

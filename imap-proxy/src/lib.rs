@@ -9,7 +9,7 @@
 //! let metrics = mailcred_imap::ImapMetrics::register(&mut registry);
 //! let proxy = mailcred_imap::ImapProxy::new(Default::default(), source, metrics);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:1143").await.unwrap();
-//! proxy.serve(listener, std::future::pending()).await
+//! proxy.serve(listener, mailcred_imap::CancellationToken::new()).await
 //! # }
 //! ```
 
@@ -32,4 +32,5 @@ pub use config::ImapProxyConfig;
 pub use error::{Error, LoginRefusal, Side};
 pub use metrics::ImapMetrics;
 pub use proxy::ImapProxy;
+pub use tokio_util::sync::CancellationToken;
 pub use upstream::verify_login;

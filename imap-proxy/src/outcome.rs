@@ -143,31 +143,4 @@ impl Reason {
 
 /// How an application's login in account-set mode ended (the `outcome` label of
 /// `mailcred_imap_account_logins_total`; the application hears the same NO for every refusal).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountLogin {
-    Accepted,
-    WrongToken,
-    /// The directory has no such account for this pod (unknown, not shared with the pod's
-    /// ServiceAccount, or its lifetime ended).
-    UnknownAccount,
-    /// AUTHENTICATE PLAIN with an authorization id other than the account's name.
-    WrongAuthzid,
-}
-
-impl AccountLogin {
-    pub const ALL: [AccountLogin; 4] = [
-        AccountLogin::Accepted,
-        AccountLogin::WrongToken,
-        AccountLogin::UnknownAccount,
-        AccountLogin::WrongAuthzid,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountLogin::Accepted => "accepted",
-            AccountLogin::WrongToken => "wrong_token",
-            AccountLogin::UnknownAccount => "unknown_account",
-            AccountLogin::WrongAuthzid => "wrong_authzid",
-        }
-    }
-}
+pub use mailcred_core::local_login::AccountLogin;

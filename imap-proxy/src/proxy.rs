@@ -1,13 +1,12 @@
 //! Accepting application connections and running one session per connection.
 
-use std::future::Future;
 use std::sync::Arc;
 
+use mailcred_core::accept::{AcceptRules, serve_connections};
 use mailcred_core::accounts::AccountDirectory;
-use mailcred_core::credential::{CredentialSource, UsableCredential};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use mailcred_core::credential::CredentialSource;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::ImapProxyConfig;
 use crate::context::SessionContext;
@@ -39,7 +38,12 @@ impl ImapProxy {
         accounts: Arc<dyn AccountDirectory>,
         metrics: ImapMetrics,
     ) -> Result<Self, Error> {
-        Self::new(config, Arc::new(NoSource), metrics).with_accounts(accounts)
+        Self::new(
+            config,
+            Arc::new(mailcred_core::local_login::NoSource),
+            metrics,
+        )
+        .with_accounts(accounts)
     }
 
     /// Account-set mode: the application picks the account per connection with `LOGIN
@@ -57,82 +61,42 @@ impl ImapProxy {
         Ok(self)
     }
 
-    /// Accepts connections until `shutdown` completes, then asks open sessions to end
-    /// (`* BYE`) and waits for them up to the configured grace period. The listener must be
-    /// on a loopback address unless `allow_non_loopback` is set (DESIGN invariant 2).
+    /// Accepts connections until `shutdown` is cancelled, then asks open sessions to end
+    /// (`* BYE`) and waits for them up to the configured grace period
+    /// (`mailcred_core::accept`: loopback only unless `allow_non_loopback` is set, DESIGN
+    /// invariant 2; bounded connections; back-off on accept errors).
     pub async fn serve(
-        &self,
+        self,
         listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send,
+        shutdown: CancellationToken,
     ) -> Result<(), Error> {
-        let local = listener
-            .local_addr()
-            .map_err(|e| Error::Config(format!("listener has no address: {e}")))?;
-        if !local.ip().is_loopback() && !self.context.config.allow_non_loopback {
-            return Err(Error::Config(format!(
-                "refusing to serve IMAP on non-loopback address {local}: applications must reach the proxy only from inside the pod"
-            )));
-        }
-        tracing::info!(address = %local, "IMAP proxy listening");
-        let mut sessions = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
-                        let proxy = self.clone();
-                        sessions.spawn(async move { proxy.serve_connection(stream).await });
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accepting an IMAP connection failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                },
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+        let config = &self.context.config;
+        let rules = AcceptRules {
+            name: "IMAP proxy",
+            max_connections: config.max_connections,
+            refusal: b"* BYE [UNAVAILABLE] Too many connections\r\n",
+            refusal_timeout: config.app_io_timeout,
+            shutdown_grace: config.shutdown_grace,
+            allow_non_loopback: config.allow_non_loopback,
+        };
+        // Sessions hear of the shutdown through the context's watch (polled with their reads).
+        let bye = {
+            let (context, shutdown) = (self.context.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                let _ = context.shutdown_tx.send(true);
+            })
+        };
+        let refused = |_| self.context.count_session(Outcome::TooManyConnections);
+        let served = serve_connections(listener, &rules, shutdown, refused, |stream, _, _| {
+            let context = self.context.clone();
+            async move {
+                let shutdown = context.shutdown_tx.subscribe();
+                session::run(&context, stream, shutdown).await;
             }
-        }
-        let _ = self.context.shutdown_tx.send(true);
-        let grace = self.context.config.shutdown_grace;
-        let drained = tokio::time::timeout(grace, async {
-            while sessions.join_next().await.is_some() {}
         })
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                remaining = sessions.len(),
-                "IMAP sessions still open after the shutdown grace period; closing them"
-            );
-            sessions.shutdown().await;
-        }
-        Ok(())
-    }
-
-    /// Serves one application connection to its end.
-    pub async fn serve_connection(&self, mut stream: TcpStream) {
-        let Ok(_permit) = self.context.connections.clone().try_acquire_owned() else {
-            let _ = tokio::time::timeout(
-                self.context.config.app_io_timeout,
-                stream.write_all(b"* BYE [UNAVAILABLE] Too many connections\r\n"),
-            )
-            .await;
-            self.context.count_session(Outcome::TooManyConnections);
-            return;
-        };
-        let _ = stream.set_nodelay(true);
-        let shutdown = self.context.shutdown_tx.subscribe();
-        session::run(&self.context, stream, shutdown).await;
-    }
-}
-
-/// The constructor's source in account-set mode, where sessions use their account's: it
-/// never hands out anything.
-struct NoSource;
-
-#[async_trait::async_trait]
-impl CredentialSource for NoSource {
-    async fn credential(&self) -> Result<Arc<UsableCredential>, mailcred_core::Error> {
-        Err(mailcred_core::Error::NotLoaded)
+        bye.abort();
+        served.map_err(|e| Error::Config(e.to_string()))
     }
 }

@@ -189,7 +189,7 @@ async fn non_loopback_listener_is_refused() {
     );
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let err = proxy
-        .serve(listener, std::future::pending())
+        .serve(listener, mailcred_imap::CancellationToken::new())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("non-loopback"), "{err}");

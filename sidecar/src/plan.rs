@@ -218,6 +218,7 @@ fn relay_config(args: &Args) -> Result<RelayConfig, ArgError> {
         max_connections: args.max_connections,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
         local_token,
+        allow_non_loopback: args.unsafe_listen_any,
         ..RelayConfig::default()
     })
 }

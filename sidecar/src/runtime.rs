@@ -109,10 +109,7 @@ pub async fn run(args: Args, plan: Plan, shutdown: CancellationToken) -> anyhow:
         "mailcred sidecar serving"
     );
     let smtp = tokio::spawn(relay.serve(smtp_listener, shutdown.clone()));
-    let imap_task = tokio::spawn({
-        let (imap, shutdown) = (imap.clone(), shutdown.clone());
-        async move { imap.serve(imap_listener, shutdown.cancelled_owned()).await }
-    });
+    let imap_task = tokio::spawn((*imap).clone().serve(imap_listener, shutdown.clone()));
     admin_state.listening.store(true, Ordering::Relaxed);
     let scrape = metrics_listener.map(|listener| {
         let router = admin::metrics_router(admin_state.clone());

@@ -46,6 +46,8 @@ pub struct RelayConfig {
     /// accepted and ignored (frameworks that insist on authenticating). Required in
     /// account-set mode ([`RelayConfig::check_account_mode`]).
     pub local_token: Option<String>,
+    /// Serve on a non-loopback address (`--unsafe-listen-any`; DESIGN invariant 2).
+    pub allow_non_loopback: bool,
 }
 
 impl Default for RelayConfig {
@@ -66,6 +68,7 @@ impl Default for RelayConfig {
             max_connections: 256,
             shutdown_grace: Duration::from_secs(30),
             local_token: None,
+            allow_non_loopback: false,
         }
     }
 }

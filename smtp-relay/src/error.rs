@@ -9,6 +9,9 @@ pub enum Error {
     #[error("accepting an SMTP connection failed: {0}")]
     Accept(#[source] io::Error),
 
+    #[error(transparent)]
+    Listen(#[from] mailcred_core::accept::AcceptError),
+
     #[error("the credential has no spec.smtp endpoint; SMTP relaying needs one")]
     NoSmtpEndpoint,
 
@@ -27,7 +30,7 @@ pub enum Error {
 impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::Accept(_) => "accept",
+            Error::Accept(_) | Error::Listen(_) => "accept",
             Error::NoSmtpEndpoint => "no_smtp_endpoint",
             Error::AccountModeWithoutToken => "account_mode_without_token",
             Error::AccountDirectoryTwice => "account_directory_twice",

@@ -90,31 +90,4 @@ impl Reason {
 
 /// How an application's AUTH in account-set mode ended (metrics only: the application hears
 /// the same 535 for every refusal).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AccountAuth {
-    Accepted,
-    WrongToken,
-    /// The directory has no such account for this pod (unknown, not shared with the pod's
-    /// ServiceAccount, or its lifetime ended).
-    UnknownAccount,
-    /// An authorization id other than the account's name.
-    WrongAuthzid,
-}
-
-impl AccountAuth {
-    pub const ALL: [AccountAuth; 4] = [
-        AccountAuth::Accepted,
-        AccountAuth::WrongToken,
-        AccountAuth::UnknownAccount,
-        AccountAuth::WrongAuthzid,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountAuth::Accepted => "accepted",
-            AccountAuth::WrongToken => "wrong_token",
-            AccountAuth::UnknownAccount => "unknown_account",
-            AccountAuth::WrongAuthzid => "wrong_authzid",
-        }
-    }
-}
+pub use mailcred_core::local_login::AccountLogin as AccountAuth;

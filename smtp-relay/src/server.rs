@@ -4,12 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mailcred_core::accept::{AcceptRules, serve_connections};
 use mailcred_core::accounts::AccountDirectory;
-use mailcred_core::credential::{CredentialSource, UsableCredential};
-use tokio::io::AsyncWriteExt;
+use mailcred_core::credential::CredentialSource;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RelayConfig;
@@ -18,7 +16,6 @@ use crate::metrics::RelayMetrics;
 use crate::session::Session;
 use crate::shared::{BUDGET_UNIT, Shared};
 use crate::upstream::{SmtpUpstream, Upstream};
-use crate::wire::reply::Reply;
 
 /// How often expired upstream pools are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
@@ -48,17 +45,12 @@ impl SmtpRelay<SmtpUpstream> {
         accounts: Arc<dyn AccountDirectory>,
         metrics: RelayMetrics,
     ) -> Result<Self, Error> {
-        Self::new(config, Arc::new(NoSource), metrics).with_accounts(accounts)
-    }
-}
-/// The constructor's source in account-set mode, where sessions use their account's: it
-/// never hands out anything.
-struct NoSource;
-
-#[async_trait::async_trait]
-impl CredentialSource for NoSource {
-    async fn credential(&self) -> Result<Arc<UsableCredential>, mailcred_core::Error> {
-        Err(mailcred_core::Error::NotLoaded)
+        Self::new(
+            config,
+            Arc::new(mailcred_core::local_login::NoSource),
+            metrics,
+        )
+        .with_accounts(accounts)
     }
 }
 
@@ -101,70 +93,55 @@ impl<U: Upstream> SmtpRelay<U> {
         move || budget.available_permits() * BUDGET_UNIT
     }
 
-    /// Serves until `shutdown` is cancelled, then drains within the grace period.
+    /// Serves until `shutdown` is cancelled, then lets in-flight messages finish within the
+    /// grace period (`mailcred_core::accept`: loopback only unless `allow_non_loopback` is
+    /// set, DESIGN invariant 2; bounded connections; back-off on accept errors).
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
         let shared = self.shared;
-        let permits = Arc::new(Semaphore::new(shared.config.max_connections.max(1)));
-        let mut sessions = JoinSet::new();
-        let mut sweep = tokio::time::interval(SWEEP_EVERY);
-        loop {
-            while sessions.try_join_next().is_some() {}
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = sweep.tick() => shared.upstream.sweep(),
-                accepted = listener.accept() => {
-                    let (mut stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // EMFILE and friends: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "connection refused: too many open connections");
-                        let write_timeout = shared.config.write_timeout;
-                        sessions.spawn(async move {
-                            let reply = Reply::new(421, "4.7.0", "too many connections, try again later");
-                            let _ = tokio::time::timeout(write_timeout, stream.write_all(&reply.to_wire())).await;
-                        });
-                        continue;
-                    };
-                    let shared = shared.clone();
-                    let token = shutdown.clone();
-                    sessions.spawn(async move {
-                        shared.metrics.open_connections.inc();
-                        Session::new(&shared, stream, token).run().await;
-                        shared.metrics.open_connections.dec();
-                        drop(permit);
-                    });
+        let config = &shared.config;
+        let rules = AcceptRules {
+            name: "SMTP relay",
+            max_connections: config.max_connections,
+            refusal: REFUSAL,
+            refusal_timeout: config.write_timeout,
+            shutdown_grace: config.shutdown_grace,
+            allow_non_loopback: config.allow_non_loopback,
+        };
+        let sweeper = {
+            let (shared, shutdown) = (shared.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut sweep = tokio::time::interval(SWEEP_EVERY);
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = sweep.tick() => shared.upstream.sweep(),
+                    }
                 }
-            }
-        }
-        drop(listener);
-        let open = sessions.len();
-        tracing::info!(
-            open,
-            "SMTP relay stopped accepting; waiting for in-flight messages"
-        );
-        let drained = tokio::time::timeout(shared.config.shutdown_grace, async {
-            while sessions.join_next().await.is_some() {}
-        })
+            })
+        };
+        let served = serve_connections(
+            listener,
+            &rules,
+            shutdown,
+            |_| {},
+            |stream, _, token| {
+                let shared = shared.clone();
+                async move {
+                    shared.metrics.open_connections.inc();
+                    Session::new(&shared, stream, token).run().await;
+                    shared.metrics.open_connections.dec();
+                }
+            },
+        )
         .await;
-        if drained.is_err() {
-            tracing::warn!(
-                remaining = sessions.len(),
-                "shutdown grace period over; closing remaining SMTP sessions"
-            );
-            sessions.abort_all();
-            while sessions.join_next().await.is_some() {}
-        }
-        Ok(())
+        sweeper.abort();
+        Ok(served?)
     }
 }
+
+/// The reply to a connection over the limit.
+const REFUSAL: &[u8] = b"421 4.7.0 too many connections, try again later\r\n";

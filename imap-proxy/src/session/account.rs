@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use mailcred_core::credential::CredentialSource;
 
-use super::app_login::{AppLogin, constant_time_eq};
+use mailcred_core::local_login::pick_account;
+
+use super::app_login::AppLogin;
 use super::state::Session;
 use crate::metrics::OutcomeLabels;
-use crate::outcome::AccountLogin;
 
 impl Session<'_> {
     pub(super) fn account_mode(&self) -> bool {
@@ -30,9 +31,8 @@ impl Session<'_> {
         }
     }
 
-    /// Checks a login of account-set mode and, when it passes, picks the account. Every
-    /// refusal takes the same path: the directory is asked and the token compared whatever
-    /// the other checks said.
+    /// Checks a login of account-set mode and, when it passes, picks the account
+    /// (`mailcred_core::local_login::pick_account`: every refusal takes the same path).
     pub(super) fn pick_account(&mut self, login: &AppLogin) -> bool {
         let Some(directory) = self.ctx.accounts.get() else {
             return false;
@@ -44,16 +44,7 @@ impl Session<'_> {
             .as_ref()
             .map(|t| t.expose().as_bytes())
             .unwrap_or_default();
-        let token_ok = !token.is_empty() && constant_time_eq(token, &login.password);
-        let name = std::str::from_utf8(&login.user).ok();
-        let found = directory.account(name.unwrap_or_default()).is_some();
-        let authz_ok = login.authzid.is_empty() || *login.authzid == *login.user;
-        let outcome = match (token_ok, found, authz_ok, name) {
-            (false, _, _, _) => AccountLogin::WrongToken,
-            (true, _, false, _) => AccountLogin::WrongAuthzid,
-            (true, false, true, _) | (true, true, true, None) => AccountLogin::UnknownAccount,
-            (true, true, true, Some(_)) => AccountLogin::Accepted,
-        };
+        let (outcome, picked) = pick_account(directory.as_ref(), token, login);
         self.ctx
             .metrics
             .account_logins
@@ -61,15 +52,15 @@ impl Session<'_> {
                 outcome: outcome.as_str(),
             })
             .inc();
-        match (outcome, name) {
-            (AccountLogin::Accepted, Some(name)) => {
-                tracing::info!(account = name, "IMAP session picked its account");
-                self.account = Some(name.to_owned());
+        match picked {
+            Some(picked) => {
+                tracing::info!(account = picked.name, "IMAP session picked its account");
+                self.account = Some(picked.name);
                 true
             }
             // The name is not logged: an application that mixed up the fields may have
             // put a password there.
-            _ => {
+            None => {
                 tracing::info!(outcome = outcome.as_str(), "IMAP account login refused");
                 false
             }

@@ -2,8 +2,7 @@
 //! PLAIN` (with or without SASL-IR). The user is the account's name in account-set mode and
 //! ignored otherwise; the password is the local token. Neither goes upstream.
 
-use base64::Engine as _;
-use zeroize::Zeroizing;
+use mailcred_core::local_login::token_matches;
 
 use super::state::Session;
 use crate::error::Error;
@@ -13,12 +12,7 @@ use crate::wire::lexer::Item;
 use crate::wire::write::reply;
 
 /// What the application logged in with (zeroized: the password is the local token).
-pub(super) struct AppLogin {
-    /// AUTHENTICATE PLAIN's authorization id (empty for LOGIN).
-    pub authzid: Zeroizing<Vec<u8>>,
-    pub user: Zeroizing<Vec<u8>>,
-    pub password: Zeroizing<Vec<u8>>,
-}
+pub(super) use mailcred_core::local_login::LocalLogin as AppLogin;
 
 impl Session<'_> {
     /// What the application logged in with (LOGIN or AUTHENTICATE PLAIN), or `None` after
@@ -30,11 +24,9 @@ impl Session<'_> {
                 cmd.items.first().and_then(Item::astring),
                 cmd.items.get(1).and_then(Item::astring),
             ) {
-                (Some(user), Some(pass)) if cmd.items.len() == 2 => Ok(Some(AppLogin {
-                    authzid: Zeroizing::new(Vec::new()),
-                    user: Zeroizing::new(user.to_vec()),
-                    password: Zeroizing::new(pass.to_vec()),
-                })),
+                (Some(user), Some(pass)) if cmd.items.len() == 2 => {
+                    Ok(Some(AppLogin::new(b"", user, pass)))
+                }
                 _ => {
                     reply(
                         &mut self.app,
@@ -86,19 +78,7 @@ impl Session<'_> {
                 }
             }
         };
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(&encoded)
-            .ok()
-            .map(Zeroizing::new);
-        let login = decoded.as_ref().and_then(|d| {
-            let mut parts = d.splitn(3, |&c| c == 0);
-            let (authz, authn, pass) = (parts.next()?, parts.next()?, parts.next()?);
-            Some(AppLogin {
-                authzid: Zeroizing::new(authz.to_vec()),
-                user: Zeroizing::new(authn.to_vec()),
-                password: Zeroizing::new(pass.to_vec()),
-            })
-        });
+        let login = AppLogin::from_sasl_plain(&encoded);
         if login.is_none() {
             reply(
                 &mut self.app,
@@ -119,26 +99,7 @@ impl Session<'_> {
         }
         match &self.ctx.config.local_token {
             None => true,
-            Some(token) => constant_time_eq(token.expose().as_bytes(), &login.password),
+            Some(token) => token_matches(token.expose().as_bytes(), &login.password),
         }
-    }
-}
-
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_comparison() {
-        assert!(constant_time_eq(b"token", b"token"));
-        assert!(!constant_time_eq(b"token", b"tokeN"));
-        assert!(!constant_time_eq(b"token", b"toke"));
     }
 }

@@ -200,12 +200,13 @@ async fn serve(proxy: ImapProxy, registry: Registry) -> RunningProxy {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        proxy
-            .serve(listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
+        let stop = mailcred_imap::CancellationToken::new();
+        let cancel = stop.clone();
+        tokio::spawn(async move {
+            let _ = rx.await;
+            cancel.cancel();
+        });
+        proxy.serve(listener, stop).await.unwrap();
     });
     RunningProxy {
         addr,

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use mailcred_core::credential::CredentialSource;
+use mailcred_core::local_login::{LocalLogin, pick_account};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Session;
 use crate::metrics::AccountAuthLabel;
-use crate::outcome::AccountAuth;
 use crate::upstream::Upstream;
 
 impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
@@ -44,10 +44,9 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
         }
     }
 
-    /// Checks an AUTH of account-set mode and, when it passes, picks the account. Every
-    /// refusal takes the same path: the directory is asked and the token compared whatever
-    /// the other checks said.
-    pub(super) fn pick_account(&mut self, authzid: &[u8], authcid: &[u8], password: &[u8]) -> bool {
+    /// Checks an AUTH of account-set mode and, when it passes, picks the account
+    /// (`mailcred_core::local_login::pick_account`: every refusal takes the same path).
+    pub(super) fn pick_account(&mut self, login: &LocalLogin) -> bool {
         let Some(directory) = self.shared.accounts.get() else {
             return false;
         };
@@ -57,16 +56,7 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
             .local_token
             .as_deref()
             .unwrap_or_default();
-        let token_ok = !token.is_empty() && constant_time_eq(token.as_bytes(), password);
-        let name = std::str::from_utf8(authcid).ok();
-        let found = directory.account(name.unwrap_or_default());
-        let authz_ok = authzid.is_empty() || authzid == authcid;
-        let outcome = match (token_ok, found.is_some(), authz_ok, name) {
-            (false, _, _, _) => AccountAuth::WrongToken,
-            (true, _, false, _) => AccountAuth::WrongAuthzid,
-            (true, false, true, _) | (true, true, true, None) => AccountAuth::UnknownAccount,
-            (true, true, true, Some(_)) => AccountAuth::Accepted,
-        };
+        let (outcome, picked) = pick_account(directory.as_ref(), token.as_bytes(), login);
         self.shared
             .metrics
             .account_auth
@@ -74,27 +64,20 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
                 outcome: outcome.as_str(),
             })
             .inc();
-        match (outcome, name) {
-            (AccountAuth::Accepted, Some(name)) => {
-                tracing::info!(account = name, "SMTP session picked its account");
-                self.account = Some(name.to_owned());
+        match picked {
+            Some(picked) => {
+                tracing::info!(account = picked.name, "SMTP session picked its account");
                 // For audit lines written once the account is gone.
-                self.account_id = found.and_then(|s| s.outline()).map(|o| o.id);
+                self.account_id = picked.source.outline().map(|o| o.id);
+                self.account = Some(picked.name);
                 true
             }
             // The name is not logged: an application that mixed up the fields may have
             // put a password there.
-            _ => {
+            None => {
                 tracing::info!(outcome = outcome.as_str(), "SMTP account AUTH refused");
                 false
             }
         }
     }
-}
-
-pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

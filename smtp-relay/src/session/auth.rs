@@ -10,10 +10,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use zeroize::Zeroizing;
 
 use super::Session;
-use super::account::constant_time_eq;
 use super::state::Auth;
 use crate::upstream::Upstream;
 use crate::wire::reply::Reply;
+use mailcred_core::local_login::{LocalLogin, token_matches};
 
 impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
     pub(super) fn auth_start(&mut self, mechanism: u64, initial: &str) {
@@ -74,29 +74,27 @@ impl<U: Upstream, S: AsyncRead + AsyncWrite + Unpin> Session<'_, U, S> {
             Auth::LoginPassword => {
                 let password = decode(line);
                 let user = std::mem::take(&mut self.login_user);
-                self.auth_finish(b"", &user, &password);
+                self.auth_finish(&LocalLogin::new(b"", &user, &password));
             }
             Auth::None | Auth::Done => {}
         }
     }
 
     fn auth_plain(&mut self, response: &[u8]) {
-        let decoded = decode(trim_crlf(response));
-        // authzid NUL authcid NUL passwd (RFC 4616)
-        let mut parts = decoded.splitn(3, |&b| b == 0);
-        let authzid = parts.next().unwrap_or_default();
-        let authcid = parts.next().unwrap_or_default();
-        let password = parts.next().unwrap_or_default();
-        self.auth_finish(authzid, authcid, password);
+        // A malformed response is an empty login, which only a relay without a local token
+        // accepts (as it accepts any).
+        let login = LocalLogin::from_sasl_plain(trim_crlf(response))
+            .unwrap_or_else(|| LocalLogin::new(b"", b"", b""));
+        self.auth_finish(&login);
     }
 
-    fn auth_finish(&mut self, authzid: &[u8], authcid: &[u8], password: &[u8]) {
+    fn auth_finish(&mut self, login: &LocalLogin) {
         let ok = if self.account_mode() {
-            self.pick_account(authzid, authcid, password)
+            self.pick_account(login)
         } else {
             match &self.shared.config.local_token {
                 None => true,
-                Some(token) => constant_time_eq(token.as_bytes(), password),
+                Some(token) => token_matches(token.as_bytes(), &login.password),
             }
         };
         if ok {
