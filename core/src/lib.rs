@@ -16,6 +16,8 @@ pub mod kms;
 pub mod link_token;
 pub mod local_login;
 pub mod login_check;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod metrics_text;
 pub mod names;
 pub mod oauth_rules;

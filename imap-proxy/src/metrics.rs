@@ -1,5 +1,6 @@
 //! Prometheus metrics of the IMAP proxy, registered into the runtime's registry.
 
+use mailcred_core::metrics::zero_initialise;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -101,32 +102,20 @@ impl ImapMetrics {
 
     /// Every fixed label value present at 0 from the start, so rate() sees the first event.
     fn zero_initialise(&self) {
-        for outcome in Outcome::FIXED {
-            self.sessions
-                .get_or_create(&OutcomeLabels {
-                    outcome: outcome.as_str(),
-                })
-                .inc_by(0);
-        }
-        for reason in Reason::FIXED {
-            self.denials
-                .get_or_create(&DenialLabels {
-                    reason: reason.as_str(),
-                })
-                .inc_by(0);
-        }
-        for outcome in AccountLogin::ALL {
-            self.account_logins
-                .get_or_create(&OutcomeLabels {
-                    outcome: outcome.as_str(),
-                })
-                .inc_by(0);
-        }
-        for direction in ["to_app", "to_upstream"] {
-            self.bytes
-                .get_or_create(&DirectionLabels { direction })
-                .inc_by(0);
-        }
+        let outcome = |o: &'static str| OutcomeLabels { outcome: o };
+        zero_initialise(&self.sessions, Outcome::FIXED.map(|o| outcome(o.as_str())));
+        zero_initialise(
+            &self.denials,
+            Reason::FIXED.map(|r| DenialLabels { reason: r.as_str() }),
+        );
+        zero_initialise(
+            &self.account_logins,
+            AccountLogin::ALL.map(|o| outcome(o.as_str())),
+        );
+        zero_initialise(
+            &self.bytes,
+            ["to_app", "to_upstream"].map(|direction| DirectionLabels { direction }),
+        );
     }
 
     /// For tests and callers that do not export metrics.

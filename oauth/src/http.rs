@@ -112,6 +112,16 @@ pub struct Reply {
     pub body: Zeroizing<Vec<u8>>,
 }
 
+impl Reply {
+    /// A reply from its parts: for the parsers' tests, here and in kubectl-mailcred's flows.
+    pub fn new(status: u16, body: &[u8]) -> Self {
+        Reply {
+            status,
+            body: Zeroizing::new(body.to_vec()),
+        }
+    }
+}
+
 /// POSTs `form` (already urlencoded) with an optional `Authorization` value.
 pub async fn post_form(
     endpoint: &Endpoint,

@@ -51,13 +51,7 @@ fn labels(name: &str) -> BTreeMap<String, String> {
 /// The Role granting read access to the one MailCredential `name`.
 pub fn role(namespace: &str, name: &str, owner: OwnerReference) -> Role {
     Role {
-        metadata: ObjectMeta {
-            name: Some(role_name(name)),
-            namespace: Some(namespace.to_string()),
-            labels: Some(labels(name)),
-            owner_references: Some(vec![owner]),
-            ..ObjectMeta::default()
-        },
+        metadata: meta(namespace, name, owner),
         rules: Some(vec![PolicyRule {
             api_groups: Some(vec![GROUP.to_string()]),
             resources: Some(vec!["mailcredentials".to_string()]),
@@ -79,30 +73,46 @@ pub fn role_binding(
     owner: OwnerReference,
 ) -> RoleBinding {
     RoleBinding {
-        metadata: ObjectMeta {
-            name: Some(role_name(name)),
-            namespace: Some(namespace.to_string()),
-            labels: Some(labels(name)),
-            owner_references: Some(vec![owner]),
-            ..ObjectMeta::default()
-        },
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: role_name(name),
-        },
-        subjects: Some(
-            service_accounts
-                .iter()
-                .map(|sa| Subject {
-                    kind: "ServiceAccount".into(),
-                    name: sa.clone(),
-                    namespace: Some(namespace.to_string()),
-                    api_group: None,
-                })
-                .collect(),
-        ),
+        metadata: meta(namespace, name, owner),
+        role_ref: role_ref(role_name(name)),
+        subjects: Some(subjects(namespace, service_accounts)),
     }
+}
+
+/// The Role and RoleBinding of credential `name`: same name, labels and owner.
+fn meta(namespace: &str, name: &str, owner: OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(role_name(name)),
+        namespace: Some(namespace.to_string()),
+        labels: Some(labels(name)),
+        owner_references: Some(vec![owner]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// A reference to the Role `name` of the binding's own namespace.
+pub fn role_ref(name: String) -> RoleRef {
+    RoleRef {
+        api_group: "rbac.authorization.k8s.io".into(),
+        kind: "Role".into(),
+        name,
+    }
+}
+
+/// The ServiceAccounts `service_accounts` of `namespace` as RoleBinding subjects.
+pub fn subjects<'a>(
+    namespace: &str,
+    service_accounts: impl IntoIterator<Item = &'a String>,
+) -> Vec<Subject> {
+    service_accounts
+        .into_iter()
+        .map(|sa| Subject {
+            kind: "ServiceAccount".into(),
+            name: sa.clone(),
+            namespace: Some(namespace.to_string()),
+            api_group: None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
@@ -28,7 +28,7 @@ use mailcred_core::accounts::{ACCOUNT_SET_LABEL, check_set_name};
 use mailcred_core::crd::{GROUP, MailCredential};
 use mailcred_core::names::is_dns_subdomain;
 
-use crate::access::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::access::{MANAGED_BY, MANAGED_BY_LABEL, role_ref, subjects};
 use crate::{Error, FIELD_MANAGER, Result};
 
 /// A RoleBinding names at most this many ServiceAccounts (bounded object size: ~100 bytes
@@ -83,23 +83,11 @@ pub fn set_role(namespace: &str, set: &str) -> Role {
 pub fn set_binding(namespace: &str, set: &str, service_accounts: &BTreeSet<String>) -> RoleBinding {
     RoleBinding {
         metadata: meta(namespace, set),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: set_role_name(set),
-        },
-        subjects: Some(
-            service_accounts
-                .iter()
-                .take(MAX_SET_SUBJECTS)
-                .map(|sa| Subject {
-                    kind: "ServiceAccount".into(),
-                    name: sa.clone(),
-                    namespace: Some(namespace.to_string()),
-                    api_group: None,
-                })
-                .collect(),
-        ),
+        role_ref: role_ref(set_role_name(set)),
+        subjects: Some(subjects(
+            namespace,
+            service_accounts.iter().take(MAX_SET_SUBJECTS),
+        )),
     }
 }
 

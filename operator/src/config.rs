@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, ValueEnum};
+use mailcred_core::sidecar_contract as contract;
 
 #[derive(Parser, Clone, Debug)]
 #[command(
@@ -157,15 +158,15 @@ pub struct SidecarArgs {
     pub sidecar_mode: SidecarMode,
 
     /// Loopback address the sidecar serves SMTP on; the app gets MAILCRED_SMTP_URL for it.
-    #[arg(long, default_value = "127.0.0.1:2525")]
+    #[arg(long, default_value = contract::DEFAULT_SMTP_LISTEN)]
     pub sidecar_smtp_addr: SocketAddr,
 
     /// Loopback address the sidecar serves IMAP on; the app gets MAILCRED_IMAP_URL for it.
-    #[arg(long, default_value = "127.0.0.1:1143")]
+    #[arg(long, default_value = contract::DEFAULT_IMAP_LISTEN)]
     pub sidecar_imap_addr: SocketAddr,
 
     /// Loopback address of the sidecar's admin listener (/readyz, /metrics).
-    #[arg(long, default_value = "127.0.0.1:15090")]
+    #[arg(long, default_value = contract::DEFAULT_ADMIN_LISTEN)]
     pub sidecar_admin_addr: SocketAddr,
 
     /// Port of the sidecar's scrapeable metrics listener on the pod IP (`0.0.0.0:PORT`,
@@ -208,7 +209,7 @@ pub struct SidecarArgs {
 }
 
 /// Env names the operator sets on the sidecar itself; `--sidecar-env` may not override them.
-pub const SIDECAR_RESERVED_ENV: &[&str] = mailcred_core::sidecar_contract::RESERVED_ENV;
+pub const SIDECAR_RESERVED_ENV: &[&str] = contract::RESERVED_ENV;
 
 /// The sidecar's UID and GID, or none (`unset`): the platform assigns them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

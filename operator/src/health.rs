@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use mailcred_core::metrics_text::Format;
+use mailcred_core::metrics::scrape;
 use prometheus_client::registry::Registry;
 
 /// What /readyz waits for; each part flips once and stays.
@@ -53,15 +53,11 @@ async fn readyz(State(s): State<HealthState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<HealthState>, headers: HeaderMap) -> impl IntoResponse {
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, format.content_type())],
-            format.render(body),
-        )
-            .into_response(),
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    match scrape(&s.registry, accept) {
+        Ok((content_type, body)) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }

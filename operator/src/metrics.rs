@@ -4,6 +4,7 @@
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
+use mailcred_core::metrics::zero_initialise;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -137,16 +138,11 @@ impl Metrics {
             build_info,
         );
         // Every label value present from the start, so rate() sees the first event.
-        for outcome in crate::webhook::admission::Outcome::ALL {
-            self.admissions
-                .get_or_create(&OutcomeLabels {
-                    outcome: outcome.label(),
-                })
-                .inc_by(0);
-        }
-        self.reconciles
-            .get_or_create(&ResultLabels { result: "ok" })
-            .inc_by(0);
+        zero_initialise(
+            &self.admissions,
+            crate::webhook::admission::Outcome::ALL.map(|o| OutcomeLabels { outcome: o.label() }),
+        );
+        zero_initialise(&self.reconciles, [ResultLabels { result: "ok" }]);
         self
     }
 

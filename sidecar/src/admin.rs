@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use mailcred_core::metrics_text::Format;
+use mailcred_core::metrics::scrape;
 use mailcred_core::sidecar_contract as contract;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -76,14 +76,9 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> impl IntoResponse {
-    let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let mut text = String::new();
-    match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, format.content_type())],
-            format.render(text),
-        ),
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    match scrape(&state.registry, accept) {
+        Ok((content_type, text)) => (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], text),
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             [(header::CONTENT_TYPE, "text/plain")],

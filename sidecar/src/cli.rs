@@ -198,6 +198,10 @@ impl Args {
 }
 
 #[cfg(test)]
+#[path = "cli_webhook_tests.rs"]
+mod webhook_tests;
+
+#[cfg(test)]
 mod tests {
     use clap::Parser;
     use mailcred_core::sidecar_contract::{self as contract, flag};

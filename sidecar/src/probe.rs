@@ -22,11 +22,7 @@ pub fn run(args: &[String]) -> std::process::ExitCode {
 }
 
 fn probe(args: &[String]) -> Result<(), String> {
-    let url = match args {
-        [flag, url] if *flag == contract::flag(contract::PROBE_URL_FLAG) => url.as_str(),
-        _ => return Err("usage: mailcred-sidecar probe --url http://127.0.0.1:PORT/PATH".into()),
-    };
-    let (addr, path) = parse_url(url)?;
+    let (url, addr, path) = target(args)?;
     let mut stream =
         TcpStream::connect_timeout(&addr, TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
     stream
@@ -58,6 +54,16 @@ fn probe(args: &[String]) -> Result<(), String> {
         Some(code) => Err(format!("{url} answered {code}")),
         None => Err(format!("{url} sent no HTTP status")),
     }
+}
+
+/// The probe's arguments (`--url URL`, what the webhook writes) as the URL, address and path.
+pub(crate) fn target(args: &[String]) -> Result<(&str, SocketAddr, &str), String> {
+    let url = match args {
+        [flag, url] if *flag == contract::flag(contract::PROBE_URL_FLAG) => url.as_str(),
+        _ => return Err("usage: mailcred-sidecar probe --url http://127.0.0.1:PORT/PATH".into()),
+    };
+    let (addr, path) = parse_url(url)?;
+    Ok((url, addr, path))
 }
 
 /// Only `http://IP:PORT/PATH` on loopback: the probe never reaches off the pod.

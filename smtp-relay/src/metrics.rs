@@ -1,5 +1,6 @@
 //! Prometheus metrics of the SMTP relay, registered into the sidecar's registry.
 
+use mailcred_core::metrics::zero_initialise;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -52,27 +53,22 @@ impl RelayMetrics {
             account_auth: Family::default(),
         };
         // Every label value present from the start: rate() and increase() see the first event.
-        for outcome in Outcome::ALL {
-            m.messages
-                .get_or_create(&OutcomeLabel {
-                    outcome: outcome.as_str(),
-                })
-                .inc_by(0);
-        }
-        for outcome in AccountAuth::ALL {
-            m.account_auth
-                .get_or_create(&AccountAuthLabel {
-                    outcome: outcome.as_str(),
-                })
-                .inc_by(0);
-        }
-        for rule in Rule::ALL {
-            m.policy_denials
-                .get_or_create(&RuleLabel {
-                    rule: rule.as_str(),
-                })
-                .inc_by(0);
-        }
+        zero_initialise(
+            &m.messages,
+            Outcome::ALL.map(|o| OutcomeLabel {
+                outcome: o.as_str(),
+            }),
+        );
+        zero_initialise(
+            &m.account_auth,
+            AccountAuth::ALL.map(|o| AccountAuthLabel {
+                outcome: o.as_str(),
+            }),
+        );
+        zero_initialise(
+            &m.policy_denials,
+            Rule::ALL.map(|r| RuleLabel { rule: r.as_str() }),
+        );
         let r = registry.sub_registry_with_prefix("mailcred_smtp");
         r.register(
             "messages",

@@ -10,8 +10,8 @@ mod verify;
 
 use std::time::Duration;
 
-use mailcred_core::UpstreamAuth;
 use mailcred_core::crd::{TlsMode, UpstreamEndpoint};
+use mailcred_core::{MailPassword, UpstreamAuth};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -64,41 +64,48 @@ pub async fn connect_and_login(
 ) -> Result<Upstream, Error> {
     match auth {
         UpstreamAuth::Password(password) => {
-            let (mut conn, caps) = open(endpoint, limits).await?;
+            let (conn, done) =
+                password_login(endpoint, username, password, limits, Phase::AfterSecret).await?;
             let name = format!("{}:{}", endpoint.host, endpoint.port);
-            let has = |c: &str| caps.iter().any(|x| x == c);
-            let done = if has("AUTH=PLAIN") {
-                authenticate_plain(
-                    &mut conn,
-                    username,
-                    password,
-                    has("SASL-IR"),
-                    limits,
-                    Phase::AfterSecret,
-                )
-                .await?
-            } else if has("LOGINDISABLED") {
-                return Err(Error::UpstreamAuth {
-                    endpoint: name,
-                    username: username.to_owned(),
-                    refusal: LoginRefusal::NoMechanism,
-                });
-            } else {
-                login(
-                    &mut conn,
-                    username,
-                    password,
-                    has("LITERAL+"),
-                    limits,
-                    Phase::AfterSecret,
-                )
-                .await?
-            };
             let scrubber = Scrubber::for_password(username, password.expose().as_bytes());
             logged_in(conn, done, &name, username, scrubber, limits).await
         }
         UpstreamAuth::OAuth(oauth) => authenticate::oauth(endpoint, username, oauth, limits).await,
     }
+}
+
+/// Opens the connection and logs in with the password as the server's capabilities allow:
+/// AUTHENTICATE PLAIN (SASL-IR when offered), else LOGIN unless LOGINDISABLED. The answer is
+/// returned as read; one rule for the proxy and the login check (verify.rs).
+async fn password_login(
+    endpoint: &UpstreamEndpoint,
+    username: &str,
+    password: &MailPassword,
+    limits: LoginLimits,
+    phase: Phase,
+) -> Result<(Conn<UpstreamIo>, login::Done), Error> {
+    let (mut conn, caps) = open(endpoint, limits).await?;
+    let has = |c: &str| caps.iter().any(|x| x == c);
+    let done = if has("AUTH=PLAIN") {
+        authenticate_plain(&mut conn, username, password, has("SASL-IR"), limits, phase).await?
+    } else if has("LOGINDISABLED") {
+        return Err(Error::UpstreamAuth {
+            endpoint: format!("{}:{}", endpoint.host, endpoint.port),
+            username: username.to_owned(),
+            refusal: LoginRefusal::NoMechanism,
+        });
+    } else {
+        login(
+            &mut conn,
+            username,
+            password,
+            has("LITERAL+"),
+            limits,
+            phase,
+        )
+        .await?
+    };
+    Ok((conn, done))
 }
 
 /// The end of the login: a refusal (by its class only), or the logged-in connection with

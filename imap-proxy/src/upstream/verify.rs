@@ -12,8 +12,8 @@ use mailcred_core::UpstreamAuth;
 use mailcred_core::crd::UpstreamEndpoint;
 use mailcred_core::login_check::LoginCheckError;
 
-use super::login::{Done, Phase, authenticate_plain, login};
-use super::{LoginLimits, connect_and_login, open};
+use super::login::{Done, Phase};
+use super::{LoginLimits, connect_and_login, password_login};
 use crate::error::{Error, LoginRefusal};
 use crate::scrub::Scrubber;
 use crate::wire::response::printable;
@@ -43,34 +43,9 @@ pub async fn verify_login(
             return Ok(());
         }
     };
-    let (mut conn, caps) = open(endpoint, limits).await.map_err(classify)?;
-    let has = |c: &str| caps.iter().any(|x| x == c);
-    let done = if has("AUTH=PLAIN") {
-        authenticate_plain(
-            &mut conn,
-            username,
-            password,
-            has("SASL-IR"),
-            limits,
-            Phase::Check,
-        )
+    let (mut conn, done) = password_login(endpoint, username, password, limits, Phase::Check)
         .await
-    } else if has("LOGINDISABLED") {
-        return Err(LoginCheckError::Unsupported {
-            detail: LoginRefusal::NoMechanism.to_string(),
-        });
-    } else {
-        login(
-            &mut conn,
-            username,
-            password,
-            has("LITERAL+"),
-            limits,
-            Phase::Check,
-        )
-        .await
-    }
-    .map_err(classify)?;
+        .map_err(classify)?;
     if done.status != "OK" {
         let scrubber = Scrubber::for_password(username, password.expose().as_bytes());
         return Err(LoginCheckError::Rejected {

@@ -134,7 +134,8 @@ where
     let mut total = line.len();
     let mut text = line;
     let mut lex_from = rest_from;
-    loop {
+    // `Some(marker)`: an APPEND whose message literal the caller streams.
+    let append = loop {
         let marker = match lexer.feed_line(&text[lex_from..]) {
             Ok(m) => m.map(|m| LiteralMarker {
                 offset: m.offset + lex_from,
@@ -150,7 +151,7 @@ where
                 text,
                 literal: None,
             });
-            break;
+            break None;
         };
         text.truncate(marker.offset);
         let is_append_message = name == b"APPEND" && lexer.top_len() >= 1 && lexer.depth() == 0;
@@ -169,18 +170,7 @@ where
                 text,
                 literal: None,
             });
-            let items = lexer.top().to_vec();
-            return Ok(Read::AppendMessage(
-                AppCommand {
-                    tag,
-                    name,
-                    uid_sub,
-                    name_span,
-                    segments,
-                    items,
-                },
-                marker,
-            ));
+            break Some(marker);
         }
         let fits = usize::try_from(marker.len)
             .ok()
@@ -219,22 +209,30 @@ where
                 return resync(conn, marker_of(&tail), limits, Reason::LineTooLong).await;
             }
         }
-    }
-    let items = match lexer.finish() {
-        Ok(items) => items,
-        Err(e) => {
-            reply(conn, &tag, "BAD", e.message()).await?;
-            return Ok(Read::Rejected(Reason::Syntax));
-        }
     };
-    Ok(Read::Command(AppCommand {
+    let items = match append {
+        // The items so far; the message literal is not part of them.
+        Some(_) => lexer.top().to_vec(),
+        None => match lexer.finish() {
+            Ok(items) => items,
+            Err(e) => {
+                reply(conn, &tag, "BAD", e.message()).await?;
+                return Ok(Read::Rejected(Reason::Syntax));
+            }
+        },
+    };
+    let command = AppCommand {
         tag,
         name,
         uid_sub,
         name_span,
         segments,
         items,
-    }))
+    };
+    Ok(match append {
+        Some(marker) => Read::AppendMessage(command, marker),
+        None => Read::Command(command),
+    })
 }
 
 /// The atom starting at `from`, upper-cased, and its span.

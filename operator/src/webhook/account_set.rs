@@ -15,7 +15,7 @@ use mailcred_core::accounts::{ACCOUNT_SET_ANNOTATION, check_set_name};
 use mailcred_core::sidecar_contract as contract;
 
 use super::annotation::{self, INJECT_ANNOTATION};
-use super::inject::{SIDECAR_NAME, add_op};
+use super::inject::{SIDECAR_NAME, add_op, plain_env};
 use crate::Result;
 
 /// The app-token volume holds one short token: 1 MiB bounds what a misbehaving writer can
@@ -111,11 +111,10 @@ pub fn app_token_volume() -> Volume {
 /// listener and the writable token mount.
 pub fn into_account_set_mode(sidecar: &mut Container, set: &str) {
     sidecar.args = Some(sidecar_argv(set));
-    sidecar.env.get_or_insert_with(Vec::new).push(EnvVar {
-        name: contract::ENV_REGISTRATION_LISTEN.into(),
-        value: Some(contract::DEFAULT_REGISTRATION_LISTEN.into()),
-        ..EnvVar::default()
-    });
+    sidecar.env.get_or_insert_with(Vec::new).push(plain_env(
+        contract::ENV_REGISTRATION_LISTEN,
+        contract::DEFAULT_REGISTRATION_LISTEN.into(),
+    ));
     sidecar
         .volume_mounts
         .get_or_insert_with(Vec::new)
@@ -124,17 +123,12 @@ pub fn into_account_set_mode(sidecar: &mut Container, set: &str) {
 
 /// The env every app container gets in account-set mode, besides the SMTP and IMAP URLs.
 pub fn app_env() -> Vec<EnvVar> {
-    let plain = |name: &str, value: String| EnvVar {
-        name: name.into(),
-        value: Some(value),
-        ..EnvVar::default()
-    };
     vec![
-        plain(
+        plain_env(
             contract::ENV_APP_TOKEN_FILE,
             contract::APP_TOKEN_PATH.into(),
         ),
-        plain(
+        plain_env(
             contract::ENV_APP_REGISTRATION_URL,
             format!("http://{}", contract::DEFAULT_REGISTRATION_LISTEN),
         ),

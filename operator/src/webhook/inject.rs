@@ -20,22 +20,22 @@ use super::identity;
 use crate::config::{SidecarArgs, SidecarMode};
 use crate::{Error, Result};
 
-/// Name of the injected container; its presence marks a pod as injected.
-pub const SIDECAR_NAME: &str = "mailcred-sidecar";
+/// Name of the injected container (the binary's name); its presence marks a pod as injected.
+pub const SIDECAR_NAME: &str = contract::SIDECAR_BINARY;
 /// Env the application containers get.
-pub const SMTP_URL_ENV: &str = "MAILCRED_SMTP_URL";
-pub const IMAP_URL_ENV: &str = "MAILCRED_IMAP_URL";
+pub const SMTP_URL_ENV: &str = contract::ENV_APP_SMTP_URL;
+pub const IMAP_URL_ENV: &str = contract::ENV_APP_IMAP_URL;
 
 /// The sidecar container serving `credentials`.
 pub fn sidecar_container(args: &SidecarArgs, credentials: &[String]) -> Container {
     let mut argv = Vec::with_capacity(credentials.len() * 2 + 2);
     for name in credentials {
-        argv.push("--credential".to_string());
+        argv.push(contract::flag(contract::FLAG_CREDENTIAL));
         argv.push(name.clone());
     }
     // $(POD_NAMESPACE) is expanded by the kubelet from the downward-API env below.
-    argv.push("--namespace".to_string());
-    argv.push("$(POD_NAMESPACE)".to_string());
+    argv.push(contract::flag(contract::FLAG_NAMESPACE));
+    argv.push(contract::env_reference(contract::ENV_POD_NAMESPACE));
 
     let field = |path: &str| EnvVarSource {
         field_ref: Some(ObjectFieldSelector {
@@ -46,32 +46,41 @@ pub fn sidecar_container(args: &SidecarArgs, credentials: &[String]) -> Containe
     };
     let mut env = vec![
         EnvVar {
-            name: "POD_NAME".into(),
+            name: contract::ENV_POD_NAME.into(),
             value_from: Some(field("metadata.name")),
             ..EnvVar::default()
         },
         EnvVar {
-            name: "POD_NAMESPACE".into(),
+            name: contract::ENV_POD_NAMESPACE.into(),
             value_from: Some(field("metadata.namespace")),
             ..EnvVar::default()
         },
         // The sidecar's own check (third after this webhook and RBAC): it refuses a
         // credential that does not list the pod's ServiceAccount.
         EnvVar {
-            name: "MAILCRED_SERVICE_ACCOUNT".into(),
+            name: contract::ENV_SERVICE_ACCOUNT.into(),
             value_from: Some(field("spec.serviceAccountName")),
             ..EnvVar::default()
         },
-        plain_env("MAILCRED_SMTP_LISTEN", args.sidecar_smtp_addr.to_string()),
-        plain_env("MAILCRED_IMAP_LISTEN", args.sidecar_imap_addr.to_string()),
-        plain_env("MAILCRED_ADMIN_LISTEN", args.sidecar_admin_addr.to_string()),
+        plain_env(
+            contract::ENV_SMTP_LISTEN,
+            args.sidecar_smtp_addr.to_string(),
+        ),
+        plain_env(
+            contract::ENV_IMAP_LISTEN,
+            args.sidecar_imap_addr.to_string(),
+        ),
+        plain_env(
+            contract::ENV_ADMIN_LISTEN,
+            args.sidecar_admin_addr.to_string(),
+        ),
     ];
     if let Some(ttl) = args.sidecar_cache_ttl_seconds {
-        env.push(plain_env("MAILCRED_CACHE_TTL_SECONDS", ttl.to_string()));
+        env.push(plain_env(contract::ENV_CACHE_TTL_SECONDS, ttl.to_string()));
     }
     if !args.sidecar_trusted_kms_endpoints.is_empty() {
         env.push(plain_env(
-            "MAILCRED_TRUSTED_KMS_ENDPOINTS",
+            contract::ENV_TRUSTED_KMS_ENDPOINTS,
             args.sidecar_trusted_kms_endpoints.join(","),
         ));
     }
@@ -90,10 +99,10 @@ pub fn sidecar_container(args: &SidecarArgs, credentials: &[String]) -> Containe
     let probe = |period: i32, failures: i32| Probe {
         exec: Some(ExecAction {
             command: Some(vec![
-                "mailcred-sidecar".into(),
-                "probe".into(),
-                "--url".into(),
-                format!("http://{}/readyz", args.sidecar_admin_addr),
+                contract::SIDECAR_BINARY.into(),
+                contract::PROBE_SUBCOMMAND.into(),
+                contract::flag(contract::PROBE_URL_FLAG),
+                format!("http://{}{}", args.sidecar_admin_addr, contract::READY_PATH),
             ]),
         }),
         period_seconds: Some(period),
@@ -162,7 +171,7 @@ pub fn sidecar_container(args: &SidecarArgs, credentials: &[String]) -> Containe
     }
 }
 
-fn plain_env(name: &str, value: String) -> EnvVar {
+pub(super) fn plain_env(name: &str, value: String) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value),

@@ -58,6 +58,17 @@ fn timed_out() -> ApiError {
     )
 }
 
+/// A store call bounded by the request timeout (504 when it runs over).
+async fn bounded<T>(
+    api: &RegistrationApi,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(api.request_timeout, call)
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(store_error)
+}
+
 fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::AlreadyExists => ApiError::new(
@@ -223,10 +234,7 @@ pub async fn list(State(api): State<Arc<RegistrationApi>>, headers: HeaderMap) -
     let result = async {
         let _permit = admit(&api, &headers)?;
         let selector = accounts::label_selector(&api.set);
-        let listed = tokio::time::timeout(api.request_timeout, api.store.list(&selector, MAX_LIST))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(store_error)?;
+        let listed = bounded(&api, api.store.list(&selector, MAX_LIST)).await?;
         let now = now();
         let items: Vec<_> = listed
             .items
@@ -259,11 +267,8 @@ async fn lookup(api: &RegistrationApi, name: &str) -> Result<MailCredential, Api
     if !mailcred_core::names::is_dns_subdomain(name) {
         return Err(not_found());
     }
-    let found = tokio::time::timeout(api.request_timeout, api.store.get(name))
-        .await
-        .map_err(|_| timed_out())?
-        .map_err(store_error)?;
-    found
+    bounded(api, api.store.get(name))
+        .await?
         .filter(|r| view::visible(r, &api.set, &api.service_account))
         .ok_or_else(not_found)
 }
@@ -290,30 +295,27 @@ pub async fn remove(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let result = async {
-        let _permit = admit(&api, &headers)?;
-        let resource = lookup(&api, &name).await?;
-        let uid = resource.metadata.uid.as_deref();
-        let deleted = tokio::time::timeout(api.request_timeout, api.store.delete(&name, uid))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(store_error)?;
-        if deleted {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                Code::NotFound,
-                "the account is gone already",
-                "list the accounts with GET /v1/accounts",
-            ))
-        }
-    }
-    .await;
-    match result {
+    match delete(&api, &name, &headers).await {
         Ok(()) => {
             tracing::info!(target: LOG_TARGET, account = %name, set = %api.set, outcome = "deleted", "account deleted");
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// The account `name` deleted, if this pod may see it and it is still there.
+async fn delete(api: &RegistrationApi, name: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    let _permit = admit(api, headers)?;
+    let resource = lookup(api, name).await?;
+    let uid = resource.metadata.uid.as_deref();
+    if bounded(api, api.store.delete(name, uid)).await? {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::NotFound,
+            "the account is gone already",
+            "list the accounts with GET /v1/accounts",
+        ))
     }
 }

@@ -1,5 +1,6 @@
 //! Metrics of the credential cache and KMS.
 
+use mailcred_core::metrics::zero_initialise;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -104,20 +105,16 @@ impl SourceMetrics {
             m.cache_drops.clone(),
         );
         // Every label value at 0 from the start: the first KMS error shows in rate().
-        for result in
-            std::iter::once("ok").chain(mailcred_core::ERROR_METRIC_LABELS.iter().copied())
-        {
-            m.kms_decrypts
-                .get_or_create(&ResultLabel { result })
-                .inc_by(0);
-        }
-        for reason in DropReason::ALL {
-            m.cache_drops
-                .get_or_create(&DropLabel {
-                    reason: reason.label(),
-                })
-                .inc_by(0);
-        }
+        let results =
+            std::iter::once("ok").chain(mailcred_core::ERROR_METRIC_LABELS.iter().copied());
+        zero_initialise(
+            &m.kms_decrypts,
+            results.map(|result| ResultLabel { result }),
+        );
+        zero_initialise(
+            &m.cache_drops,
+            DropReason::ALL.map(|r| DropLabel { reason: r.label() }),
+        );
         m
     }
 
