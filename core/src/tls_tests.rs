@@ -1,43 +1,14 @@
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::pki_types::PrivateKeyDer;
 use rustls::{ClientConnection, ServerConfig, ServerConnection};
 
 use super::*;
 use crate::crd::{TlsMode, UpstreamEndpoint};
-
-struct TestPki {
-    ca_pem: String,
-    server: Arc<ServerConfig>,
-}
+use crate::testkit::TestTls;
 
 /// A CA and a server certificate for `localhost` signed by it.
-fn pki() -> TestPki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
-        )
-        .unwrap();
-    TestPki {
-        ca_pem: ca.pem(),
-        server: Arc::new(server),
-    }
+fn pki() -> TestTls {
+    TestTls::for_names(&["localhost"])
 }
 
 /// Runs a handshake in memory; the client's error if it refuses the server.

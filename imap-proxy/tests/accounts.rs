@@ -14,7 +14,9 @@ use common::*;
 use mailcred_core::MailPassword;
 use mailcred_core::crd::TlsMode;
 use mailcred_core::credential::CredentialSource;
-use mailcred_core::testkit::{FailingSource, StaticDirectory, StaticSource, TestCredential};
+use mailcred_core::testkit::{
+    FailingSource, StaticDirectory, StaticSource, TestCredential, process_logs,
+};
 use mailcred_imap::{ImapMetrics, ImapProxy, ImapProxyConfig};
 use proptest::prelude::*;
 
@@ -225,39 +227,12 @@ async fn an_account_whose_source_fails_gets_the_credential_unavailable_reply() {
     proxy.stop().await;
 }
 
-/// Everything logged by this test binary (a global subscriber: tracing caches per callsite
-/// whether anyone listens, so a thread-local one misses events other tests hit first).
-fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
-    static LOGS: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
-        std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs: &'static std::sync::Mutex<Vec<u8>> = Box::leak(Box::default());
-        struct Writer(&'static std::sync::Mutex<Vec<u8>>);
-        impl std::io::Write for Writer {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || Writer(logs))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
-        logs
-    })
-}
-
 /// Session audit lines name the account's credential and upstream user, also for a session
 /// its account's removal ended; the token and the upstream passwords are in no log line.
 #[tokio::test]
 async fn audit_lines_name_the_account() {
-    let logs = captured_logs();
+    // Everything this test binary logs: the log is shared.
+    let logs = process_logs();
     let upstream = scripted::start("IMAP4rev1 LITERAL+", script()).await;
     let dir = Arc::new(StaticDirectory::new());
     // Names no other test of this binary uses: the log is shared.
@@ -274,7 +249,7 @@ async fn audit_lines_name_the_account() {
     assert!(b.closed().await);
     assert_eq!(login_replies(&proxy, "carol", "wrong").await, [FAILED; 3]);
     let sessions = || -> Vec<(String, String, String)> {
-        let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+        let text = logs.text();
         text.lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["target"] == "audit" && v["event"] == "imap_session")
@@ -303,7 +278,7 @@ async fn audit_lines_name_the_account() {
     ]
     .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
     assert_eq!(sessions(), want);
-    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     for secret in [
         TOKEN,
         "upstream-password-of-carol",

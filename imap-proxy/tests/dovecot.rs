@@ -7,11 +7,11 @@ mod common;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
 use mailcred_core::crd::{TlsMode, UpstreamEndpoint};
+use mailcred_core::testkit::process_logs;
 use mailcred_imap::ImapProxyConfig;
 use serde_json::{Value, json};
 
@@ -70,34 +70,8 @@ impl Peers {
 
 /// Everything the proxy logs in this test binary, at every level (rustls' `log` records
 /// included): no password may appear in it.
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || CaptureWriter(writer.clone()))
-            .try_init()
-            .ok();
-        buf
-    })
-}
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-impl Write for CaptureWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn logs_text() -> String {
-    String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned()
+    process_logs().text()
 }
 
 fn marker() -> String {
@@ -196,7 +170,7 @@ fn assert_no_password(password: &str, what: &str, text: &[u8]) {
 #[tokio::test]
 #[ignore = "needs real peers (e2e/peers/start.sh); run by scripts/test.sh"]
 async fn read_only_session_with_python_imaplib_over_starttls() {
-    captured_logs();
+    process_logs();
     let peers = Peers::load();
     let user = peers.get("PEERS_USER").to_owned();
     let password = peers.get("PEERS_PASSWORD").to_owned();

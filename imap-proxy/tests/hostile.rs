@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use common::scripted::{self, Received, Script};
 use common::*;
 use mailcred_core::crd::TlsMode;
+use mailcred_core::testkit::process_logs;
 use mailcred_imap::ImapProxyConfig;
 
 const USER: &str = "victim@example.test";
@@ -23,32 +23,6 @@ fn forms() -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
     let quoted = PASSWORD.replace('\\', "\\\\").replace('"', "\\\"");
     vec![PASSWORD.to_owned(), quoted, b64]
-}
-
-fn captured_logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || CaptureWriter(writer.clone()))
-            .try_init()
-            .ok();
-        buf
-    })
-}
-
-struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
-impl Write for CaptureWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 fn assert_clean(what: &str, bytes: &[u8]) {
@@ -67,7 +41,7 @@ fn echo(r: &Received) -> String {
 }
 
 async fn proxy_for(caps: &str, script: Script) -> RunningProxy {
-    captured_logs();
+    process_logs();
     let upstream = scripted::start(caps, script).await;
     let source = SealedSource::new(
         Some(endpoint(
@@ -112,7 +86,7 @@ async fn login_refusals_that_echo_the_login_reach_neither_app_nor_log() {
             proxy.stop().await;
         }
     }
-    assert_clean("the log", &captured_logs().lock().unwrap());
+    assert_clean("the log", process_logs().text().as_bytes());
 }
 
 /// After a good login, upstream echoes the secret everywhere it can put text.
@@ -165,5 +139,5 @@ async fn echoes_after_login_are_scrubbed_everywhere() {
         assert_clean("the application's bytes", &c.transcript);
         proxy.stop().await;
     }
-    assert_clean("the log", &captured_logs().lock().unwrap());
+    assert_clean("the log", process_logs().text().as_bytes());
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 /// appear in any log line.
 #[tokio::test]
 async fn audit_lines_name_the_account() {
-    let logs = support::logs::CapturedLogs::start();
+    let logs = mailcred_core::testkit::CapturedLogs::start();
     let dir = directory();
     let relay = start(dir.clone()).await;
     for name in ["alice", "bob"] {

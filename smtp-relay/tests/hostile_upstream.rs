@@ -4,13 +4,14 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
+use mailcred_core::testkit::{CapturedLogs, LogFormat};
 use mailcred_core::{Error, MailPassword, UpstreamAuth};
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
 use support::app::Client;
@@ -29,43 +30,17 @@ impl CredentialSource for Source {
     }
 }
 
-/// Everything the relay logs, at every level.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 struct Relay {
     addr: std::net::SocketAddr,
     upstream: Scripted,
-    logs: Logs,
+    logs: CapturedLogs,
     _stop: tokio_util::sync::DropGuard,
-    _log_guard: tracing::subscriber::DefaultGuard,
 }
 
 async fn start(script: Script) -> Relay {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let log_guard = tracing::subscriber::set_default(subscriber);
+    // Everything the relay logs, at every level, as text.
+    let logs = CapturedLogs::with_format(LogFormat::Text);
     let implicit = script.implicit_tls;
     let upstream = Scripted::start(script).await;
     let credential = Arc::new(UsableCredential {
@@ -110,7 +85,6 @@ async fn start(script: Script) -> Relay {
         upstream,
         logs,
         _stop: stop.drop_guard(),
-        _log_guard: log_guard,
     }
 }
 

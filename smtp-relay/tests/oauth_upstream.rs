@@ -5,14 +5,14 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
-use mailcred_core::testkit::StubTokens;
+use mailcred_core::testkit::{CapturedLogs, LogFormat, StubTokens};
 use mailcred_core::upstream_auth::{OAuthLogin, SaslMechanism};
 use mailcred_core::{Error, TokenError, UpstreamAuth};
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
@@ -32,26 +32,12 @@ impl CredentialSource for Source {
     }
 }
 
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 struct Relay {
     addr: std::net::SocketAddr,
     upstream: Scripted,
     tokens: Arc<StubTokens>,
-    logs: Logs,
+    logs: CapturedLogs,
     _stop: tokio_util::sync::DropGuard,
-    _log_guard: tracing::subscriber::DefaultGuard,
 }
 
 impl Relay {
@@ -67,7 +53,7 @@ impl Relay {
     }
 
     fn logs(&self) -> String {
-        String::from_utf8_lossy(&self.logs.0.lock().unwrap()).into_owned()
+        self.logs.text()
     }
 
     fn assert_no_token(&self, text: &str) {
@@ -85,13 +71,8 @@ impl Relay {
 
 async fn start(script: Script, mechanism: SaslMechanism, tokens: StubTokens) -> Relay {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let log_guard = tracing::subscriber::set_default(subscriber);
+    // Everything the relay logs, at every level, as text.
+    let logs = CapturedLogs::with_format(LogFormat::Text);
     let upstream = Scripted::start(script).await;
     let tokens = Arc::new(tokens);
     let credential = Arc::new(UsableCredential {
@@ -136,7 +117,6 @@ async fn start(script: Script, mechanism: SaslMechanism, tokens: StubTokens) -> 
         tokens,
         logs,
         _stop: stop.drop_guard(),
-        _log_guard: log_guard,
     }
 }
 

@@ -743,7 +743,7 @@ async fn ehlo_does_not_wait_for_the_credential() {
 /// Audit lines: one per message, JSON, with the facts and without the password or content.
 #[tokio::test]
 async fn audit_line_per_message_without_secret_or_content() {
-    let logs = support::logs::CapturedLogs::start();
+    let logs = mailcred_core::testkit::CapturedLogs::start();
     let relay = start(SmtpPolicy::default()).await;
     let mut c = Client::connect(&relay).await;
     c.ehlo_mail_rcpt("app@example.test", &["a@example.test", "b@example.test"])

@@ -4,12 +4,8 @@
 
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use mailcred_core::testkit::ScriptedServer;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 /// One command as the scripted server received it.
 pub struct Received {
@@ -28,52 +24,21 @@ pub struct ScriptedUpstream {
     pub ca_pem: String,
 }
 
-fn server_config() -> (String, Arc<rustls::ServerConfig>) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let ca_pem = ca.pem();
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let chain = vec![CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    (ca_pem, Arc::new(config))
-}
-
 /// Starts the server: it greets, answers CAPABILITY with `capabilities` itself, and hands
 /// every other command to `script`. Serves any number of connections.
 pub async fn start(capabilities: &str, script: Script) -> ScriptedUpstream {
-    let (ca_pem, config) = server_config();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let acceptor = TlsAcceptor::from(config);
     let caps = capabilities.to_owned();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            let script = script.clone();
-            let caps = caps.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let _ = serve(tls, &caps, script).await;
-            });
+    let server = ScriptedServer::implicit_tls(move |tls| {
+        let (caps, script) = (caps.clone(), script.clone());
+        async move {
+            let _ = serve(tls, &caps, script).await;
         }
-    });
-    ScriptedUpstream { port, ca_pem }
+    })
+    .await;
+    ScriptedUpstream {
+        port: server.port,
+        ca_pem: server.ca_pem,
+    }
 }
 
 async fn serve<S>(stream: S, caps: &str, script: Script) -> std::io::Result<()>

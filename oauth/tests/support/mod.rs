@@ -1,5 +1,6 @@
-//! A loopback HTTPS token endpoint for fault tests: real TCP, real TLS (a test CA made with
-//! rcgen), one scripted behaviour, every request counted and its form kept.
+//! A loopback HTTPS token endpoint for fault tests: real TCP, real TLS (a test CA and the
+//! loopback listener from core's testkit), one scripted behaviour, every request counted and
+//! its form kept.
 
 #![allow(dead_code)]
 
@@ -8,14 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mailcred_core::crd::{ClientAuthMethod, OAuthGrantKind, OAuthProvider, OAuthSpec};
+use mailcred_core::testkit::ScriptedServer;
 use mailcred_core::upstream_auth::GrantSecret;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 /// What the endpoint answers.
 #[derive(Clone)]
@@ -47,59 +44,28 @@ pub struct Endpoint {
     pub behaviour: Arc<Mutex<Behaviour>>,
 }
 
-fn tls() -> (String, Arc<rustls::ServerConfig>) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_params(&ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let chain = vec![CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    (ca.pem(), Arc::new(config))
-}
-
 impl Endpoint {
     pub async fn start(behaviour: Behaviour) -> Self {
-        let (ca_pem, config) = tls();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
         let forms = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(behaviour));
-        let acceptor = TlsAcceptor::from(config);
         let (r, f, b) = (requests.clone(), forms.clone(), behaviour.clone());
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let (acceptor, r, f, b) = (acceptor.clone(), r.clone(), f.clone(), b.clone());
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let Some(form) = read_request(&mut tls).await else {
-                        return;
-                    };
-                    let n = r.fetch_add(1, Ordering::SeqCst) + 1;
-                    f.lock().unwrap().push(form);
-                    let behaviour = b.lock().unwrap().clone();
-                    answer(&mut tls, behaviour, n).await;
-                });
+        let server = ScriptedServer::implicit_tls(move |mut tls| {
+            let (r, f, b) = (r.clone(), f.clone(), b.clone());
+            async move {
+                let Some(form) = read_request(&mut tls).await else {
+                    return;
+                };
+                let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+                f.lock().unwrap().push(form);
+                let behaviour = b.lock().unwrap().clone();
+                answer(&mut tls, behaviour, n).await;
             }
-        });
+        })
+        .await;
         Self {
-            url: format!("https://localhost:{port}/token"),
-            ca_pem,
+            url: format!("https://localhost:{}/token", server.port),
+            ca_pem: server.ca_pem,
             requests,
             forms,
             behaviour,

@@ -3,5 +3,4 @@
 
 pub mod accounts;
 pub mod app;
-pub mod logs;
 pub mod scripted;

@@ -1,14 +1,11 @@
-//! A scripted upstream submission server for hostile-upstream tests: real TCP, real TLS
-//! (a test CA made with rcgen), STARTTLS or implicit TLS, and knobs for each misbehaviour.
+//! A scripted upstream submission server for hostile-upstream tests: real TCP, real TLS (a
+//! test CA and the loopback listener from core's testkit), STARTTLS or implicit TLS, and
+//! knobs for each misbehaviour.
 
 use std::sync::{Arc, Mutex};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use mailcred_core::testkit::ScriptedServer;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 /// How the scripted server behaves.
 #[derive(Clone)]
@@ -59,71 +56,46 @@ pub struct Scripted {
     pub seen: Arc<Mutex<Seen>>,
 }
 
-fn tls_pair() -> (String, Arc<rustls::ServerConfig>) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(&ca.pem(), ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let chain = vec![CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap()];
-    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-    (ca.pem(), Arc::new(config))
-}
-
 impl Scripted {
     pub async fn start(script: Script) -> Self {
-        let (ca_pem, tls) = tls_pair();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let log = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                let (script, tls, log) = (script.clone(), tls.clone(), log.clone());
-                tokio::spawn(async move {
-                    let index = {
-                        let mut s = log.lock().unwrap();
-                        s.connections.push(Vec::new());
-                        s.connections.len() - 1
+        let server = ScriptedServer::plaintext_first(move |tcp, tls| {
+            let (script, log) = (script.clone(), log.clone());
+            async move {
+                let index = {
+                    let mut s = log.lock().unwrap();
+                    s.connections.push(Vec::new());
+                    s.connections.len() - 1
+                };
+                let mut conn = Conn {
+                    script,
+                    log,
+                    index,
+                    auth_line: String::new(),
+                };
+                if conn.script.implicit_tls {
+                    let Ok(stream) = tls.accept(tcp).await else {
+                        return;
                     };
-                    let mut conn = Conn {
-                        script,
-                        log,
-                        index,
-                        auth_line: String::new(),
-                    };
-                    if conn.script.implicit_tls {
-                        let Ok(stream) = TlsAcceptor::from(tls).accept(tcp).await else {
+                    let _ = conn.serve(&mut BufReader::new(stream), true).await;
+                } else {
+                    let mut reader = BufReader::new(tcp);
+                    if conn.serve(&mut reader, false).await == Some(Upgrade) {
+                        let Ok(stream) = tls.accept(reader.into_inner()).await else {
                             return;
                         };
                         let _ = conn.serve(&mut BufReader::new(stream), true).await;
-                    } else {
-                        let mut reader = BufReader::new(tcp);
-                        if conn.serve(&mut reader, false).await == Some(Upgrade) {
-                            let Ok(stream) =
-                                TlsAcceptor::from(tls).accept(reader.into_inner()).await
-                            else {
-                                return;
-                            };
-                            let _ = conn.serve(&mut BufReader::new(stream), true).await;
-                        }
                     }
-                });
+                }
             }
-        });
-        Self { port, ca_pem, seen }
+        })
+        .await;
+        Self {
+            port: server.port,
+            ca_pem: server.ca_pem,
+            seen,
+        }
     }
 }
 
