@@ -347,3 +347,46 @@ async fn xoauth2_with_real_tokens_delivers_and_a_refused_token_fails_cleanly() {
     assert!(!r["msg"].as_str().unwrap().contains("not-issued"), "{r}");
     assert_eq!((tokens.fetches(), tokens.rejections()), (2, 2));
 }
+
+/// The message reaches the maildir octet for octet: postfix offers CHUNKING, so it goes as
+/// one BDAT (no dot-stuffing, the size counted exactly) in several writes past 64 KiB; the
+/// app's stuffed dots are undone once, never twice or not at all.
+#[tokio::test]
+#[ignore = "needs real peers (e2e/peers/start.sh); run with --include-ignored"]
+async fn the_message_arrives_octet_for_octet() {
+    let env = peers();
+    let user = env["PEERS_USER"].clone();
+    let (port, _stop) = relay(&env, SmtpPolicy::default()).await;
+    let subject = token("octets");
+    let filler = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz\r\n";
+    let body = format!(".a\r\n..b\r\n.\r\n{}end .\r\n", filler.repeat(3000));
+    let message = format!("From: <{user}>\r\nTo: <{user}>\r\nSubject: {subject}\r\n\r\n{body}");
+    let r = send(port, &user, &[&user], &message).await;
+    assert_eq!(r["code"], 250, "{r}");
+    let maildir = std::path::Path::new(&env["PEERS_MAILDIR_ROOT"])
+        .join(&user)
+        .join("Maildir");
+    let delivered = (0..100)
+        .find_map(|_| {
+            let found = ["new", "cur"]
+                .iter()
+                .filter_map(|d| std::fs::read_dir(maildir.join(d)).ok())
+                .flatten()
+                .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+                .find(|m| m.windows(subject.len()).any(|w| w == subject.as_bytes()));
+            if found.is_none() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            found
+        })
+        .expect("delivered into the maildir");
+    let text = String::from_utf8(delivered).unwrap();
+    let (_, delivered_body) = text
+        .split_once("\r\n\r\n")
+        .or(text.split_once("\n\n"))
+        .unwrap();
+    assert_eq!(
+        delivered_body.replace("\r\n", "\n"),
+        body.replace("\r\n", "\n")
+    );
+}

@@ -37,6 +37,9 @@ pub struct Conn<S> {
     io: S,
     input: Vec<u8>,
     timeout: Duration,
+    /// Upstream offered CHUNKING (RFC 3030) in its EHLO over TLS: a message goes as one
+    /// `BDAT n LAST`, one round trip instead of DATA's two.
+    chunking: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
@@ -45,7 +48,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Conn<S> {
             io,
             input: Vec::with_capacity(READ_CHUNK),
             timeout,
+            chunking: false,
         }
+    }
+
+    /// Records what the session's last EHLO offered (connect.rs).
+    pub fn set_capabilities(&mut self, capabilities: &[String]) {
+        self.chunking = capabilities.iter().any(|c| c == "CHUNKING");
+    }
+
+    pub fn chunking(&self) -> bool {
+        self.chunking
     }
 
     /// Bytes upstream sent that no reply has consumed yet.
@@ -177,6 +190,27 @@ pub fn stuffed_chunks(message: &[u8], chunk: usize) -> Vec<Vec<u8>> {
     chunks
 }
 
+/// `BDAT <size> LAST` and the message in writes of about `chunk` bytes, the command line in
+/// the first (one segment for a small message). No dot-stuffing: BDAT counts octets. A
+/// message that does not end its last line gets CRLF, as [`stuffed_chunks`] does for DATA.
+pub fn bdat_writes(message: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+    let tail: &[u8] = if message.is_empty() || message.ends_with(b"\r\n") {
+        b""
+    } else {
+        b"\r\n"
+    };
+    let size = message.len() + tail.len();
+    let mut first = format!("BDAT {size} LAST\r\n").into_bytes();
+    let head = chunk.min(message.len());
+    first.extend_from_slice(&message[..head]);
+    let mut writes = vec![first];
+    writes.extend(message[head..].chunks(chunk.max(1)).map(<[u8]>::to_vec));
+    if let Some(last) = writes.last_mut() {
+        last.extend_from_slice(tail);
+    }
+    writes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +237,20 @@ mod tests {
         assert_eq!(all, b"..a\r\nb\r\n...c\r\n.\r\n");
         assert!(chunks.len() > 1);
         assert_eq!(stuffed_chunks(b"", 64).concat(), b".\r\n");
+    }
+
+    #[test]
+    fn bdat_counts_octets_without_stuffing() {
+        let writes = bdat_writes(b".a\r\nb\r\n", 64);
+        assert_eq!(writes, vec![b"BDAT 7 LAST\r\n.a\r\nb\r\n".to_vec()]);
+        let unterminated: Vec<u8> = bdat_writes(b"abc", 2).concat();
+        assert_eq!(unterminated, b"BDAT 5 LAST\r\nabc\r\n");
+        let long = vec![b'x'; 10];
+        let writes = bdat_writes(&long, 4);
+        assert_eq!(writes.len(), 3);
+        assert_eq!(writes[0], b"BDAT 12 LAST\r\nxxxx");
+        assert_eq!(writes.concat().len(), "BDAT 12 LAST\r\n".len() + 12);
+        assert_eq!(bdat_writes(b"", 8).concat(), b"BDAT 0 LAST\r\n");
     }
 
     #[tokio::test]

@@ -71,7 +71,7 @@ pub(super) async fn open(target: &Target) -> Result<(Conn<Io>, Vec<String>), Ups
         .map_err(|_| UpstreamError::Timeout)?
         .map_err(UpstreamError::Connect)?;
     tcp.set_nodelay(true).map_err(UpstreamError::Connect)?;
-    let (conn, capabilities) = match (target.mode, &target.tls) {
+    let (mut conn, capabilities) = match (target.mode, &target.tls) {
         (TlsMode::Implicit, Some(tls)) => {
             let stream = handshake(target, tls, tcp).await?;
             let mut conn = Conn::new(stream, target.timeout);
@@ -107,6 +107,7 @@ pub(super) async fn open(target: &Target) -> Result<(Conn<Io>, Vec<String>), Ups
             (conn, caps)
         }
     };
+    conn.set_capabilities(&capabilities);
     Ok((conn, capabilities))
 }
 

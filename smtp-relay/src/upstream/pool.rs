@@ -10,7 +10,7 @@ use mailcred_core::credential::UsableCredential;
 use mailcred_core::upstream_auth::{OAuthLogin, UpstreamAuth};
 use zeroize::Zeroizing;
 
-use super::client::{Conn, stuffed_chunks};
+use super::client::{Conn, bdat_writes, stuffed_chunks};
 use super::connect::{Io, Target, TargetAuth, connect};
 use super::errors::{Scrubber, UpstreamError};
 use super::pools::{Idle, Limits, MAX_POOLS, Pools};
@@ -135,6 +135,13 @@ impl SmtpTransaction {
     }
 
     async fn send_message(&mut self, message: &[u8]) -> Result<Verdict, UpstreamError> {
+        let conn = self.conn.as_mut().ok_or(UpstreamError::Closed)?;
+        if conn.chunking() {
+            for write in bdat_writes(message, WRITE_CHUNK) {
+                conn.write(&write).await?;
+            }
+            return end_of_data(&conn.read_reply().await?, self.scrubber());
+        }
         let reply = self.command(b"DATA").await?;
         match reply.code {
             354 => {}
@@ -145,15 +152,22 @@ impl SmtpTransaction {
         for chunk in stuffed_chunks(message, WRITE_CHUNK) {
             conn.write(&chunk).await?;
         }
-        let reply = conn.read_reply().await?;
-        match reply.code {
-            // Only a completion reply is an acceptance; 354 again means upstream and the
-            // relay disagree about where the message ended.
-            200..=299 | 400..=599 => Ok(Verdict::from_reply(&reply, "message", self.scrubber())),
-            _ => Err(UpstreamError::Protocol(
-                "the end of the data was not answered with 2xx, 4xx or 5xx",
-            )),
-        }
+        end_of_data(&conn.read_reply().await?, self.scrubber())
+    }
+}
+
+/// Upstream's verdict on the whole message (the reply to the end of DATA or to BDAT LAST).
+fn end_of_data(
+    reply: &super::UpstreamReply,
+    scrubber: &Scrubber,
+) -> Result<Verdict, UpstreamError> {
+    match reply.code {
+        // Only a completion reply is an acceptance; 354 (or any other intermediate reply)
+        // means upstream and the relay disagree about where the message ended.
+        200..=299 | 400..=599 => Ok(Verdict::from_reply(reply, "message", scrubber)),
+        _ => Err(UpstreamError::Protocol(
+            "the end of the data was not answered with 2xx, 4xx or 5xx",
+        )),
     }
 }
 
