@@ -38,16 +38,6 @@ def postfix_transport(postfix_config, value=None):
     return value
 
 
-def empty(maildir):
-    """Removes the delivered bench messages: a maildir that grows by thousands of files per run
-    makes each later run's delivery (and load.py's counting) slower, which an interleaved
-    comparison would read as a difference between paths."""
-    for sub in ("new", "cur"):
-        d = os.path.join(maildir, sub)
-        for name in os.listdir(d) if os.path.isdir(d) else []:
-            os.unlink(os.path.join(d, name))
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sidecar", action="append", required=True, help="LABEL:PORT:PID")
@@ -58,9 +48,7 @@ def main():
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("-c", type=int, default=8)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--maildir", required=True)
     a, common = ap.parse_known_args()  # the rest goes to load.py
-    common += ["--maildir", a.maildir]
     sidecars = []
     for spec in a.sidecar:
         label, port, pid = spec.split(":")
@@ -79,7 +67,6 @@ def main():
         r = json.loads(out)
         if r["failed"] or r["delivered"] != r["sent"]:
             sys.exit(f"load run {label} failed or not all delivered: {out}")
-        empty(a.maildir)
         return r
 
     results = {"n": a.n, "clients": a.c, "reps": a.reps, "upstreams": {}}
