@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mailcred_core::crd::{Policy, SmtpPolicy, TlsMode, UpstreamEndpoint};
+use mailcred_core::crd::{Policy, SmtpPolicy};
 use mailcred_core::credential::{CredentialSource, UsableCredential};
-use mailcred_core::{Error, KmsError, MailPassword, UpstreamAuth};
+use mailcred_core::{Error, KmsError};
 use mailcred_smtp::testkit::RecordingUpstream;
 use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
+use support::app::credential;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 
+/// The upstream password of `support::app::credential`.
 const PASSWORD: &str = "s3cret-Upstream-Pw";
 
 struct Source(Result<Arc<UsableCredential>, fn() -> Error>);
@@ -30,30 +32,6 @@ impl CredentialSource for Source {
             Err(f) => Err(f()),
         }
     }
-}
-
-fn credential(smtp: SmtpPolicy) -> Arc<UsableCredential> {
-    Arc::new(UsableCredential {
-        namespace: "ns".into(),
-        name: "mail".into(),
-        username: "app@example.test".into(),
-        smtp: Some(UpstreamEndpoint {
-            host: "localhost".into(),
-            port: 1,
-            tls: TlsMode::Starttls,
-            ca_pem: None,
-            insecure: false,
-            insecure_reason: None,
-        }),
-        imap: None,
-        policy: Policy {
-            smtp,
-            ..Default::default()
-        },
-        oauth: None,
-        sealed_fingerprint: "sha256:test".into(),
-        auth: UpstreamAuth::Password(MailPassword::new(PASSWORD.into()).unwrap()),
-    })
 }
 
 type Recorder = RecordingUpstream;
