@@ -7,4 +7,5 @@ pub mod headers;
 pub mod imap;
 pub mod mem;
 pub mod registration;
+pub mod sasl;
 pub mod smtp;

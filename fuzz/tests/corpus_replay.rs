@@ -134,3 +134,28 @@ fn registration_request_corpus() {
         mailcred_fuzz::registration::registration_request,
     );
 }
+
+#[test]
+fn sasl_plain_corpus() {
+    replay("sasl_plain", mailcred_fuzz::sasl::sasl_plain);
+}
+
+/// The harness reaches the decoder's both answers: well-formed seeds decode to their fields
+/// (a NUL after the second one stays in the password), malformed ones are refused.
+#[test]
+fn sasl_plain_seeds_decode_as_written() {
+    use mailcred_core::local_login::LocalLogin;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/sasl_plain");
+    let decode = |name: &str| LocalLogin::from_sasl_plain(&std::fs::read(dir.join(name)).unwrap());
+    let login = decode("with-authzid").expect("with-authzid decodes");
+    assert_eq!(
+        (&login.authzid[..], &login.user[..], &login.password[..]),
+        (&b"admin"[..], &b"app"[..], &b"token"[..])
+    );
+    let login = decode("nul-in-password").expect("nul-in-password decodes");
+    assert_eq!(&login.password[..], b"pass\0word");
+    assert!(decode("empty-fields").is_some());
+    for refused in ["no-nul", "bad-base64", "no-padding", "empty"] {
+        assert!(decode(refused).is_none(), "{refused} decoded");
+    }
+}
