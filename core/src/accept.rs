@@ -1,6 +1,7 @@
 //! The accept loop both front-ends run: loopback only (DESIGN invariant 2), a bounded number
 //! of open connections (one over the limit hears the protocol's refusal and is closed, without
-//! holding up the loop), a back-off when accepting fails (EMFILE and the like) instead of a
+//! holding up the loop or starting a task: a flood of refused connections costs nothing that
+//! outlives its accept), a back-off when accepting fails (EMFILE and the like) instead of a
 //! busy loop, and on shutdown: stop accepting, give open sessions a grace period, then end
 //! what is left.
 
@@ -9,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -27,8 +27,6 @@ pub struct AcceptRules {
     pub max_connections: usize,
     /// Written to a connection over the limit before it is closed.
     pub refusal: &'static [u8],
-    /// How long writing the refusal may take.
-    pub refusal_timeout: Duration,
     /// How long open sessions may go on after shutdown.
     pub shutdown_grace: Duration,
     /// Serve on a non-loopback address (`--unsafe-listen-any`).
@@ -84,7 +82,7 @@ where
             _ = shutdown.cancelled() => break,
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
             accepted = listener.accept() => {
-                let (mut stream, peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
                         tracing::warn!(%error, "{name}: accepting a connection failed");
@@ -96,10 +94,10 @@ where
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, "{name}: connection refused: too many open connections");
                     refused(peer);
-                    let (refusal, timeout) = (rules.refusal, rules.refusal_timeout);
-                    sessions.spawn(async move {
-                        let _ = tokio::time::timeout(timeout, stream.write_all(refusal)).await;
-                    });
+                    // A fresh socket's send buffer is empty and the refusal is one short line,
+                    // so a non-blocking write takes it whole; one that cannot is closed unread.
+                    let _ = stream.try_write(rules.refusal);
+                    drop(stream);
                     continue;
                 };
                 let run = session(stream, peer, shutdown.clone());

@@ -9,7 +9,6 @@ fn rules(max_connections: usize, grace: Duration) -> AcceptRules {
         name: "test front-end",
         max_connections,
         refusal: b"busy\r\n",
-        refusal_timeout: Duration::from_secs(5),
         shutdown_grace: grace,
         allow_non_loopback: false,
     }

@@ -75,7 +75,6 @@ impl ImapProxy {
             name: "IMAP proxy",
             max_connections: config.max_connections,
             refusal: b"* BYE [UNAVAILABLE] Too many connections\r\n",
-            refusal_timeout: config.app_io_timeout,
             shutdown_grace: config.shutdown_grace,
             allow_non_loopback: config.allow_non_loopback,
         };

@@ -107,7 +107,6 @@ impl<U: Upstream> SmtpRelay<U> {
             name: "SMTP relay",
             max_connections: config.max_connections,
             refusal: REFUSAL,
-            refusal_timeout: config.write_timeout,
             shutdown_grace: config.shutdown_grace,
             allow_non_loopback: config.allow_non_loopback,
         };
