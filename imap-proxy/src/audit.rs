@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use crate::outcome::{Outcome, Reason};
+
 /// Distinct mailboxes recorded per session; beyond it, only the count grows.
 const MAX_MAILBOXES: usize = 64;
 /// Mailbox names are cut to this many characters in audit lines.
@@ -46,7 +48,7 @@ impl SessionAudit {
         }
     }
 
-    pub fn emit(&self, pod: &str, outcome: &str, bytes_to_app: u64, bytes_from_app: u64) {
+    pub fn emit(&self, pod: &str, outcome: Outcome, bytes_to_app: u64, bytes_from_app: u64) {
         let mailboxes = serde_json::to_string(&self.mailboxes).unwrap_or_default();
         let commands = serde_json::to_string(&self.commands).unwrap_or_default();
         tracing::info!(
@@ -56,7 +58,7 @@ impl SessionAudit {
             credential = self.credential.as_deref().unwrap_or(""),
             pod,
             upstream_user = self.upstream_user.as_deref().unwrap_or(""),
-            outcome,
+            outcome = outcome.as_str(),
             duration_ms = self.started.elapsed().as_millis() as u64,
             mailboxes = %mailboxes,
             mailboxes_dropped = self.mailboxes_dropped,
@@ -67,7 +69,7 @@ impl SessionAudit {
         );
     }
 
-    pub fn denial(&mut self, pod: &str, command: &str, reason: &str, mailbox: Option<&str>) {
+    pub fn denial(&mut self, pod: &str, command: &str, reason: Reason, mailbox: Option<&str>) {
         self.denials += 1;
         tracing::info!(
             target: "audit",
@@ -77,7 +79,7 @@ impl SessionAudit {
             pod,
             outcome = "denied",
             command,
-            reason,
+            reason = reason.as_str(),
             mailbox = mailbox.map(clip).unwrap_or_default(),
         );
     }

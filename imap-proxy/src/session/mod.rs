@@ -100,9 +100,7 @@ pub(crate) async fn run(ctx: &SessionContext, stream: TcpStream, shutdown: watch
             .get_or_create(&DirectionLabels { direction })
             .inc_by(bytes);
     }
-    session
-        .audit
-        .emit(&cfg.pod, outcome.as_str(), to_app, from_app);
+    session.audit.emit(&cfg.pod, outcome, to_app, from_app);
 }
 
 impl Session<'_> {

@@ -147,7 +147,7 @@ impl Session<'_> {
     pub fn deny(&mut self, command: &str, reason: Reason, mailbox: Option<&str>) {
         self.ctx.count_denial(reason);
         self.audit
-            .denial(&self.ctx.config.pod, command, reason.as_str(), mailbox);
+            .denial(&self.ctx.config.pod, command, reason, mailbox);
     }
 
     pub fn count(&mut self, label: &'static str) {
