@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -73,38 +73,50 @@ pub async fn watch_with_client(
         })?;
     let (tx, rx) = watch::channel(Some(Arc::new(first)));
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    tokio::spawn(async move {
-        let mut events = watcher::watcher(api, config).default_backoff().boxed();
-        loop {
-            let event = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                e = events.next() => e,
-            };
-            match event {
-                None => return,
-                Some(Ok(Event::Apply(obj) | Event::InitApply(obj))) => {
-                    let changed = tx
-                        .borrow()
-                        .as_ref()
-                        .map(|c| c.spec != obj.spec)
-                        .unwrap_or(true);
-                    if changed {
-                        tracing::info!(%namespace, %name, "MailCredential changed");
-                        let _ = tx.send(Some(Arc::new(obj)));
-                    }
-                }
-                Some(Ok(Event::Delete(_))) => {
-                    tracing::warn!(%namespace, %name, "MailCredential deleted; refusing new messages");
-                    let _ = tx.send(None);
-                }
-                Some(Ok(Event::Init | Event::InitDone)) => {}
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "MailCredential watch error; retrying with backoff")
-                }
+    let events = watcher::watcher(api, config).default_backoff().boxed();
+    tokio::spawn(follow(events, shutdown, "", move |event| match event {
+        Event::Apply(obj) | Event::InitApply(obj) => {
+            let changed = tx
+                .borrow()
+                .as_ref()
+                .map(|c| c.spec != obj.spec)
+                .unwrap_or(true);
+            if changed {
+                tracing::info!(%namespace, %name, "MailCredential changed");
+                let _ = tx.send(Some(Arc::new(obj)));
             }
         }
-    });
+        Event::Delete(_) => {
+            tracing::warn!(%namespace, %name, "MailCredential deleted; refusing new messages");
+            let _ = tx.send(None);
+        }
+        Event::Init | Event::InitDone => {}
+    }));
     Ok(rx)
+}
+
+/// Hands each event of a watch to `handle` until the stream ends or `shutdown` is cancelled.
+/// Errors are logged and skipped: the watcher retries with backoff, and what was applied
+/// stays. `selector` names the watch in that log line (empty for a watch by name).
+pub(super) async fn follow(
+    mut events: impl Stream<Item = Result<Event<MailCredential>, watcher::Error>> + Unpin,
+    shutdown: CancellationToken,
+    selector: &str,
+    mut handle: impl FnMut(Event<MailCredential>),
+) {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = events.next() => e,
+        };
+        match event {
+            None => return,
+            Some(Ok(event)) => handle(event),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, selector, "MailCredential watch error; retrying with backoff")
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -68,21 +68,10 @@ pub async fn watch_set_with_client(
     }
     tracing::info!(%namespace, %selector, accounts = set.len(), "account set listed");
     tokio::spawn(async move {
-        loop {
-            let event = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                e = events.next() => e,
-            };
-            match event {
-                None => return,
-                Some(Ok(event)) => {
-                    relist.handle(&set, event);
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, %selector, "MailCredential watch error; retrying with backoff")
-                }
-            }
-        }
+        crate::source::kube::follow(events, shutdown, &selector, |event| {
+            relist.handle(&set, event);
+        })
+        .await
     });
     Ok(())
 }
