@@ -18,6 +18,9 @@ use mailcred_core::credential::UsableCredential;
 
 pub use address::RelayAddress;
 pub use client::UpstreamReply;
+/// The DATA reader's tests check that it undoes exactly this stuffing.
+#[cfg(test)]
+pub(crate) use client::stuffed_chunks;
 pub use errors::{Scrubber, UpstreamError};
 pub use pool::{SmtpTransaction, SmtpUpstream};
 pub use verify::verify_login;

@@ -268,22 +268,10 @@ mod tests {
         assert_eq!(r.size(), 5002);
     }
 
-    /// Dot-stuffs `content` (lines joined by CRLF) the way a client must.
+    /// Dot-stuffs `content` (lines joined by CRLF) the way the relay's own upstream client
+    /// does, in one piece: the reader must undo exactly what the client writes.
     fn stuff(content: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut at_start = true;
-        for &b in content {
-            if at_start && b == b'.' {
-                out.push(b'.');
-            }
-            out.push(b);
-            at_start = b == b'\n';
-        }
-        if !content.is_empty() && !content.ends_with(b"\r\n") {
-            out.extend_from_slice(b"\r\n");
-        }
-        out.extend_from_slice(b".\r\n");
-        out
+        crate::upstream::stuffed_chunks(content, usize::MAX).concat()
     }
 
     fn crlf_content() -> impl Strategy<Value = Vec<u8>> {
