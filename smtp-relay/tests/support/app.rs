@@ -113,4 +113,12 @@ impl Client {
             assert!(r.starts_with("250 2.1.5"), "{r}");
         }
     }
+
+    /// DATA, then `body` (already dot-stuffed and ending in the end marker); the final reply.
+    pub async fn data(&mut self, body: &[u8]) -> String {
+        let r = self.cmd("DATA").await;
+        assert!(r.starts_with("354"), "{r}");
+        self.send(body).await;
+        self.reply().await
+    }
 }
