@@ -11,6 +11,14 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 [[ "$host" == *-linux-gnu ]] || { echo "release-sidecar.sh: static glibc needs a *-linux-gnu host, not $host" >&2; exit 2; }
+# On x86_64 the linker is rust-lld, which packs the functions that sidecar/symbol-order.txt
+# names (those the sidecar runs, scripts/symbol-order.sh) at the start of .text, so that idle
+# code faults in few 64 KiB windows of the binary (bench/README.md, Footprint, session 8).
+order=()
+if [[ "$host" == x86_64-unknown-linux-gnu && -s "$repo/sidecar/symbol-order.txt" ]]; then
+  order=(-- -C "link-arg=-Wl,--symbol-ordering-file=$repo/sidecar/symbol-order.txt"
+    -C link-arg=-Wl,--no-warn-symbol-ordering)
+fi
 (cd "$repo" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  nice cargo build -q --locked --release --target "$host" -p mailcred-sidecar --bin mailcred-sidecar "$@" >&2)
+  nice cargo rustc -q --locked --release --target "$host" -p mailcred-sidecar --bin mailcred-sidecar "$@" "${order[@]}" >&2)
 printf '%s\n' "$repo/target/$host/release/mailcred-sidecar"
