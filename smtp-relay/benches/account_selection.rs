@@ -7,11 +7,9 @@
 mod support;
 
 use mailcred_core::accounts::AccountDirectory;
-use mailcred_smtp::testkit::RecordingUpstream;
-use mailcred_smtp::{RelayConfig, RelayMetrics, SmtpRelay};
+use mailcred_smtp::RelayConfig;
 use support::accounts::*;
-use support::app::Client;
-use tokio_util::sync::CancellationToken;
+use support::app::{self, Client};
 
 /// CPU time of this process so far (user + system), in clock ticks of 10 ms.
 fn cpu_ticks() -> u64 {
@@ -23,40 +21,25 @@ fn cpu_ticks() -> u64 {
     tick(11) + tick(12)
 }
 
-async fn single_credential_relay() -> Relay {
-    let recorder = RecordingUpstream::default();
-    let metrics = RelayMetrics::unregistered();
-    let config = RelayConfig {
-        local_token: Some(TOKEN.into()),
-        ..RelayConfig::default()
-    };
-    let source = directory()
-        .account("alice")
-        .expect("alice is in the directory");
-    let relay = SmtpRelay::with_upstream(config, source, metrics.clone(), recorder.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let addr = listener.local_addr().expect("its address");
-    let stop = CancellationToken::new();
-    tokio::spawn(relay.serve(listener, stop.clone()));
-    Relay {
-        addr,
-        recorder,
-        metrics,
-        _stop: stop.drop_guard(),
-    }
-}
-
 /// Messages per second over one authenticated connection, by the wall clock and by the
 /// process's CPU time (relay and client both: the client's share is the same in both modes).
 async fn messages_per_second(account_mode: bool, messages: usize) -> (f64, f64) {
-    let relay = if account_mode {
-        start(directory()).await
+    // Either relay stays up while `_relay` lives.
+    let (addr, recorder, _relay): (_, _, Box<dyn std::any::Any>) = if account_mode {
+        let relay = start(directory()).await;
+        (relay.addr, relay.recorder.clone(), Box::new(relay))
     } else {
-        single_credential_relay().await
+        let config = RelayConfig {
+            local_token: Some(TOKEN.into()),
+            ..RelayConfig::default()
+        };
+        let source = directory()
+            .account("alice")
+            .expect("alice is in the directory");
+        let relay = app::start(source, config).await;
+        (relay.addr, relay.recorder.clone(), Box::new(relay))
     };
-    let mut c = Client::connect(relay.addr).await;
+    let mut c = Client::connect(addr).await;
     assert!(c.cmd("EHLO app").await.starts_with("250"));
     assert!(auth_plain(&mut c, "alice", TOKEN).await.starts_with("235"));
     let (started, cpu) = (std::time::Instant::now(), cpu_ticks());
@@ -65,7 +48,7 @@ async fn messages_per_second(account_mode: bool, messages: usize) -> (f64, f64) 
     }
     let wall = messages as f64 / started.elapsed().as_secs_f64();
     let cpu = messages as f64 / ((cpu_ticks() - cpu).max(1) as f64 / 100.0);
-    assert_eq!(relay.recorder.sent().len(), messages);
+    assert_eq!(recorder.sent().len(), messages);
     (wall, cpu)
 }
 
