@@ -62,7 +62,7 @@ def step_metrics_port(run):
     suite.check("promtool check metrics accepts the sidecar's scrape", r.returncode == 0, r.stdout + r.stderr)
     r = subprocess.run([str(REPO / ".venv" / "bin" / "python"), str(REPO / "charts" / "rules-check.py"),
                         "scrape", "mailcred_", f.name], capture_output=True, text=True)
-    # The operator's series are checked by operator/tests/e2e_binary.rs; the sidecar's here.
+    # The operator's series are checked by operator/tests/e2e_binary/; the sidecar's here.
     missing = [l for l in r.stderr.splitlines() if not l.startswith(("mailcred_operator_", "mailcred_credential_"))]
     suite.check("every sidecar metric the alerts and the dashboard use is in the real scrape",
                 not missing, "\n".join(missing))
