@@ -6,6 +6,7 @@
 //! what is left.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,38 @@ where
     S: Fn(TcpStream, SocketAddr, CancellationToken) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
+    serve_from(listener, rules, shutdown, refused, session).await
+}
+
+/// Where the loop takes its connections from: a `TcpListener`, or in the tests one whose
+/// accepts fail on cue (a process cannot be run out of descriptors on cue).
+trait ConnectionSource {
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)>;
+}
+
+impl ConnectionSource for TcpListener {
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        TcpListener::local_addr(self)
+    }
+
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        TcpListener::accept(self).await
+    }
+}
+
+async fn serve_from<L, S, F>(
+    listener: L,
+    rules: &AcceptRules,
+    shutdown: CancellationToken,
+    refused: impl Fn(SocketAddr),
+    session: S,
+) -> Result<(), AcceptError>
+where
+    L: ConnectionSource,
+    S: Fn(TcpStream, SocketAddr, CancellationToken) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
     let name = rules.name;
     let local = listener
         .local_addr()
@@ -86,8 +119,12 @@ where
                     Ok(accepted) => accepted,
                     Err(error) => {
                         tracing::warn!(%error, "{name}: accepting a connection failed");
-                        tokio::time::sleep(ACCEPT_BACKOFF).await;
-                        continue;
+                        // Shutdown cuts the back-off short: out of descriptors, every accept
+                        // fails at once, and the select above may pick it over the shutdown.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                        }
                     }
                 };
                 let _ = stream.set_nodelay(true);
