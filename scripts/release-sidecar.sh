@@ -11,14 +11,20 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 [[ "$host" == *-linux-gnu ]] || { echo "release-sidecar.sh: static glibc needs a *-linux-gnu host, not $host" >&2; exit 2; }
+# Relative relocations packed (DT_RELR, `-z pack-relative-relocs`; glibc >= 2.36 applies them in
+# static-pie too): the table that static-pie start-up reads whole shrinks from 737 KiB to 9 KiB,
+# and the binary stays position-independent (bench/README.md, Footprint, session 9).
+rustc_args=(-C link-arg=-Wl,-z,pack-relative-relocs)
 # On x86_64 the linker is rust-lld, which packs the functions that sidecar/symbol-order.txt
 # names (those the sidecar runs, scripts/symbol-order.sh) at the start of .text, so that idle
 # code faults in few 64 KiB windows of the binary (bench/README.md, Footprint, session 8).
-order=()
 if [[ "$host" == x86_64-unknown-linux-gnu && -s "$repo/sidecar/symbol-order.txt" ]]; then
-  order=(-- -C "link-arg=-Wl,--symbol-ordering-file=$repo/sidecar/symbol-order.txt"
+  rustc_args+=(-C "link-arg=-Wl,--symbol-ordering-file=$repo/sidecar/symbol-order.txt"
     -C link-arg=-Wl,--no-warn-symbol-ordering)
 fi
+# SIDECAR_UNSTRIPPED=1 keeps the symbols (scripts/symbol-order.sh): a flag of the final rustc
+# call only, so every crate keeps the metadata hash, and every function the name it ships with.
+[[ -z "${SIDECAR_UNSTRIPPED:-}" ]] || rustc_args+=(-C strip=none)
 (cd "$repo" && RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  nice cargo rustc -q --locked --release --target "$host" -p mailcred-sidecar --bin mailcred-sidecar "$@" "${order[@]}" >&2)
+  nice cargo rustc -q --locked --release --target "$host" -p mailcred-sidecar --bin mailcred-sidecar "$@" -- "${rustc_args[@]}" >&2)
 printf '%s\n' "$repo/target/$host/release/mailcred-sidecar"
