@@ -32,20 +32,6 @@ impl ImapProxy {
         }
     }
 
-    /// A proxy of an account set ([`ImapProxy::with_accounts`]) without a source of its own.
-    pub fn for_accounts(
-        config: ImapProxyConfig,
-        accounts: Arc<dyn AccountDirectory>,
-        metrics: ImapMetrics,
-    ) -> Result<Self, Error> {
-        Self::new(
-            config,
-            Arc::new(mailcred_core::local_login::NoSource),
-            metrics,
-        )
-        .with_accounts(accounts)
-    }
-
     /// Account-set mode: the application picks the account per connection with `LOGIN
     /// <account> <token>` or `AUTHENTICATE PLAIN` (authentication id = the account's name,
     /// password = the local token), and each session then uses that account's source; the

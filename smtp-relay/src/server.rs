@@ -38,20 +38,6 @@ impl SmtpRelay<SmtpUpstream> {
         });
         Self::with_upstream(config, source, metrics, upstream)
     }
-
-    /// A relay of an account set ([`SmtpRelay::with_accounts`]) without a source of its own.
-    pub fn for_accounts(
-        config: RelayConfig,
-        accounts: Arc<dyn AccountDirectory>,
-        metrics: RelayMetrics,
-    ) -> Result<Self, Error> {
-        Self::new(
-            config,
-            Arc::new(mailcred_core::local_login::NoSource),
-            metrics,
-        )
-        .with_accounts(accounts)
-    }
 }
 
 impl<U: Upstream> SmtpRelay<U> {

@@ -141,11 +141,12 @@ async fn two_accounts_send_as_themselves_through_one_relay() {
         local_token: Some(TOKEN.into()),
         ..RelayConfig::default()
     };
-    let relay = SmtpRelay::for_accounts(
+    let relay = SmtpRelay::new(
         config,
-        dir.clone() as Arc<dyn AccountDirectory>,
+        Arc::new(mailcred_core::local_login::NoSource),
         metrics.clone(),
     )
+    .with_accounts(dir.clone() as Arc<dyn AccountDirectory>)
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

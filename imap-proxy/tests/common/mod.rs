@@ -190,8 +190,13 @@ pub async fn start_accounts_proxy(
 ) -> RunningProxy {
     let mut registry = Registry::default();
     let metrics = ImapMetrics::register(&mut registry);
-    let proxy = ImapProxy::for_accounts(config, accounts, metrics)
-        .expect("account-set mode with a local token");
+    let proxy = ImapProxy::new(
+        config,
+        Arc::new(mailcred_core::local_login::NoSource),
+        metrics,
+    )
+    .with_accounts(accounts)
+    .expect("account-set mode with a local token");
     serve(proxy, registry).await
 }
 
