@@ -18,9 +18,12 @@ rustc_args=(-C link-arg=-Wl,-z,pack-relative-relocs)
 # On x86_64 the linker is rust-lld, which packs the functions that sidecar/symbol-order.txt
 # names (those the sidecar runs, scripts/symbol-order.sh) at the start of .text, so that idle
 # code faults in few 64 KiB windows of the binary (bench/README.md, Footprint, session 8).
+# The linker reads the list from a path named by its content: cargo relinks when its rustc
+# arguments change, not when a file they name does (a changed list alone was not linked).
 if [[ "$host" == x86_64-unknown-linux-gnu && -s "$repo/sidecar/symbol-order.txt" ]]; then
-  rustc_args+=(-C "link-arg=-Wl,--symbol-ordering-file=$repo/sidecar/symbol-order.txt"
-    -C link-arg=-Wl,--no-warn-symbol-ordering)
+  order="$repo/target/symbol-order-$(sha256sum "$repo/sidecar/symbol-order.txt" | cut -c1-16).txt"
+  mkdir -p "$repo/target" && cp "$repo/sidecar/symbol-order.txt" "$order"
+  rustc_args+=(-C "link-arg=-Wl,--symbol-ordering-file=$order" -C link-arg=-Wl,--no-warn-symbol-ordering)
 fi
 # SIDECAR_UNSTRIPPED=1 keeps the symbols (scripts/symbol-order.sh): a flag of the final rustc
 # call only, so every crate keeps the metadata hash, and every function the name it ships with.

@@ -7,6 +7,8 @@
 # and there makes nearly the whole binary resident; packed, the touched windows are few (bench/README.md,
 # Footprint, session 8). A stale list only costs RSS: unknown names are ignored.
 # Usage (root): scripts/symbol-order.sh     (needs valgrind; about 10 minutes with the build)
+#        scripts/symbol-order.sh --faults  (keeps the list, adds only the page-fault passes below:
+#        about 4 minutes a pass, enough after a small change renumbered a few names)
 #        scripts/symbol-order.sh --check   (prints how many listed functions the build still
 #        has, exits 1 under 90 %: another toolchain or Cargo.lock renames every Rust function)
 set -euo pipefail
@@ -27,6 +29,7 @@ if [[ "${1:-}" == --check ]]; then
   ((found * 10 >= listed * 9)) || { echo "symbol-order.sh: the list is stale; run scripts/symbol-order.sh" >&2; exit 1; }
   exit 0
 fi
+if [[ "${1:-}" != --faults ]]; then
 command -v valgrind >/dev/null || apt-get install -y -q valgrind >&2
 cat >"$work/under-callgrind" <<WRAP
 #!/bin/sh
@@ -38,4 +41,29 @@ NO_IMAGES=1 REPS=1 MESSAGES=40 "$repo/bench/footprint/run.sh" "profile=$work/und
 # callgrind names each function it ran once per file as `fn=NAME` (`'N` marks a recursion depth).
 grep -h '^fn=' "$work"/callgrind.* | sed -e 's/^fn=//' -e "s/'[0-9]*\$//" \
   | grep -v -e '^(below main)' -e '^0x' | LC_ALL=C sort -u >"$list"
+echo "symbol-order.sh: $(wc -l <"$list") functions from callgrind" >&2
+fi
+# Then what callgrind cannot see: its virtual CPU has no AVX-512, so glibc's ifuncs and aws-lc's
+# dispatch pick other functions there than on this CPU (__memmove_avx512_unaligned_erms,
+# x25519 and ML-KEM assembly), and code that runs on timing (a timeout's abort handle) differs
+# between runs. Each pass links the list, runs the same load under `perf record -e page-faults`
+# and adds the functions whose first instruction fetch faulted outside it; a pass finds only one
+# function per 64 KiB window (the rest of the window is mapped with it), so passes repeat until
+# none is new (session 10: 8 of the shipped build's 13 resident windows past the block).
+command -v perf >/dev/null || apt-get install -y -q linux-perf >&2
+cat >"$work/under-perf" <<WRAP
+#!/bin/sh
+exec perf record -q -e page-faults -c 1 -d -o "$work/faults.\$\$" -- "$bin" "\$@"
+WRAP
+chmod +x "$work/under-perf"
+for pass in 1 2 3 4; do
+  cp "$(SIDECAR_UNSTRIPPED=1 "$repo/scripts/release-sidecar.sh")" "$bin"
+  rm -f "$work"/faults.*
+  NO_IMAGES=1 REPS=1 MESSAGES=40 "$repo/bench/footprint/run.sh" "faults=$work/under-perf" >&2
+  for f in "$work"/faults.*; do perf script -i "$f" -F addr,ip,sym,dso --no-demangle 2>/dev/null; done \
+    | python3 "$repo/scripts/fault_symbols.py" "$bin" | LC_ALL=C comm -23 - "$list" >"$work/new"
+  echo "symbol-order.sh: pass $pass: $(wc -l <"$work/new") functions faulted outside the list" >&2
+  [[ -s "$work/new" ]] || break
+  LC_ALL=C sort -u -o "$list" "$list" "$work/new"
+done
 echo "symbol-order.sh: $(wc -l <"$list") functions in sidecar/symbol-order.txt" >&2
