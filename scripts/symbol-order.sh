@@ -6,7 +6,7 @@
 # at the start of .text. Why: the kernel maps file pages in 64 KiB windows, so code touched here
 # and there makes nearly the whole binary resident; packed, the touched windows are few (bench/README.md,
 # Footprint, session 8). A stale list only costs RSS: unknown names are ignored.
-# Usage (root): scripts/symbol-order.sh     (needs valgrind; about 10 minutes with the build)
+# Usage (root): scripts/symbol-order.sh     (needs valgrind and perf; about 25 minutes: callgrind, then up to 4 fault passes)
 #        scripts/symbol-order.sh --faults  (keeps the list, adds only the page-fault passes below:
 #        about 4 minutes a pass, enough after a small change renumbered a few names)
 #        scripts/symbol-order.sh --check   (prints how many listed functions the build still
