@@ -11,7 +11,9 @@ For each upstream speed (--upstreams):
   lmtp     postfix delivers into dovecot by LMTP; throughput is to the maildir
   discard  postfix's discard transport (a quicker upstream); throughput is to acceptance
 Medians over --reps repetitions. The sidecar's CPU per message is its utime+stime over the
-run (from /proc) divided by the messages of the run.
+run (from /proc) divided by the messages of the run; its run-queue wait per message is the
+time its thread was runnable but not on a CPU (/proc/PID/schedstat), which tells a sidecar that
+waits for a core from one that waits on its own work.
 
 Prints a table per upstream and writes every repetition and the medians to --out (JSON).
 """
@@ -25,6 +27,14 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def schedstat(pid):
+    """(ns on a CPU, ns runnable but waiting for one, times scheduled) of the main thread, which
+    is the sidecar's one runtime thread."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        run, wait, slices = (int(x) for x in f.read().split())
+    return run, wait, slices
 
 
 def postfix_transport(postfix_config, value=None):
@@ -83,9 +93,13 @@ def main():
                 order = paths[rep % len(paths):] + paths[: rep % len(paths)]
                 for name, mode, port, pid in order:
                     cpu0 = cpu_seconds(pid) if pid else None
+                    sched0 = schedstat(pid) if pid else None
                     r = load(mode, port, a.n, upstream, name.replace("/", "-"))
                     if pid:
                         r["cpu_ms_per_msg"] = round((cpu_seconds(pid) - cpu0) * 1000 / r["sent"], 3)
+                        _, wait, slices = (b - a for a, b in zip(sched0, schedstat(pid)))
+                        r["runq_wait_ms_per_msg"] = round(wait / 1e6 / r["sent"], 3)
+                        r["scheduled_per_msg"] = round(slices / r["sent"], 2)
                     reps[name].append(r)
                     print(f"[{upstream} rep {rep + 1}] {name}: {r['msgs_per_s']} msgs/s "
                           f"p50 {r['p50_ms']} p99 {r['p99_ms']}", file=sys.stderr)
@@ -108,6 +122,8 @@ def summarize(reps):
         summary[name] = {
             "msgs_per_s": rate, "p50_ms": med(rs, "p50_ms"), "p99_ms": med(rs, "p99_ms"),
             "cpu_ms_per_msg": med(rs, "cpu_ms_per_msg"),
+            "runq_wait_ms_per_msg": med(rs, "runq_wait_ms_per_msg"),
+            "scheduled_per_msg": med(rs, "scheduled_per_msg"),
             "ratio": round(rate / base_rate, 3),
             # the ratio of each repetition to the baseline of the same repetition
             "ratios": [round(r["msgs_per_s"] / b["msgs_per_s"], 3) for r, b in zip(rs, base)],
@@ -123,13 +139,15 @@ def print_tables(results):
     for upstream, summary in results["upstreams"].items():
         what = "to the maildir" if upstream == "lmtp" else "to acceptance (postfix discards)"
         print(f"\nupstream: {upstream} (throughput {what})\n")
-        print("| path | msgs/s | × pooled direct (per rep) | p50 ms | added p50 | p99 ms | sidecar CPU ms/msg |")
-        print("|---|---|---|---|---|---|---|")
+        print("| path | msgs/s | × pooled direct (per rep) | p50 ms | added p50 | p99 ms | sidecar CPU ms/msg "
+              "| sidecar run-queue wait ms/msg | times scheduled/msg |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, s in summary.items():
-            cpu = "" if s["cpu_ms_per_msg"] is None else s["cpu_ms_per_msg"]
+            cells = ["" if s.get(k) is None else s[k]
+                     for k in ("cpu_ms_per_msg", "runq_wait_ms_per_msg", "scheduled_per_msg")]
             ratios = ", ".join(f"{x:.2f}" for x in s["ratios"])
             print(f"| {name} | {s['msgs_per_s']} | **{s['ratio']:.2f}×** ({ratios}) | {s['p50_ms']} | "
-                  f"{s['added_p50_ms']:+.2f} | {s['p99_ms']} | {cpu} |")
+                  f"{s['added_p50_ms']:+.2f} | {s['p99_ms']} | " + " | ".join(str(c) for c in cells) + " |")
     print("\ngoal: >= 0.95x pooled direct and <= +2 ms p50, both app modes, every upstream")
 
 

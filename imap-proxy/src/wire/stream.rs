@@ -64,7 +64,8 @@ where
 {
     while n > 0 {
         if from.buffered().is_empty() {
-            from.fill_within(timeout, during).await?;
+            n -= to.write_from(from, n, timeout, during).await? as u64;
+            continue;
         }
         let take = usize::try_from(n)
             .unwrap_or(usize::MAX)
@@ -80,6 +81,7 @@ where
 mod tests {
     use super::*;
     use crate::error::Side;
+    use crate::scrub::Scrubber;
     use proptest::prelude::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -134,6 +136,54 @@ mod tests {
                     prop_assert_eq!(&got, expected);
                 }
                 prop_assert!(from.buffered().is_empty());
+                drop(feeder.await.unwrap());
+                Ok(())
+            })?;
+        }
+
+        /// A literal read straight into the scrubbing write buffer, in whatever pieces it
+        /// arrives: a secret split across two reads is still replaced, and nothing else
+        /// changes.
+        #[test]
+        fn literals_are_scrubbed_across_reads(
+            parts in proptest::collection::vec(("[a-z \r\n]{0,300}", any::<bool>()), 1..12),
+            chunk in 1usize..200,
+        ) {
+            let password = b"s3cretPW";
+            let scrubber = Scrubber::for_password("user", password);
+            let mut literal = Vec::new();
+            for (text, secret) in &parts {
+                literal.extend_from_slice(text.as_bytes());
+                if *secret {
+                    literal.extend_from_slice(password);
+                }
+            }
+            let mut sent = format!("* 1 FETCH (BODY[] {{{}}}\r\n", literal.len()).into_bytes();
+            sent.extend_from_slice(&literal);
+            sent.extend_from_slice(b")\r\n");
+            let expected = scrubber.scrubbed(&sent);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (up_near, mut up_far) = tokio::io::duplex(1 << 16);
+                let (app_near, mut app_far) = tokio::io::duplex(1 << 22);
+                let wire = sent.clone();
+                let feeder = tokio::spawn(async move {
+                    for piece in wire.chunks(chunk) {
+                        up_far.write_all(piece).await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    up_far
+                });
+                let mut from = Conn::new(up_near, Side::Upstream, 64, 1024, 4096, T);
+                // A small write buffer: every read ends a write, so secrets straddle writes.
+                let mut to = Conn::new(app_near, Side::App, 64, 1024, 128, T);
+                to.set_scrubber(Scrubber::for_password("user", password));
+                stream_response(&mut from, &mut to, T).await.unwrap();
+                to.flush().await.unwrap();
+                let mut got = vec![0u8; sent.len()];
+                app_far.read_exact(&mut got).await.unwrap();
+                prop_assert_eq!(&got, &expected);
+                prop_assert!(memchr::memmem::find(&got, password).is_none());
                 drop(feeder.await.unwrap());
                 Ok(())
             })?;
