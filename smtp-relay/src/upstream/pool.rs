@@ -78,7 +78,8 @@ impl Inner {
         Ok((target, None))
     }
 
-    fn checkin(&self, id: &str, target: &Arc<Target>, conn: Conn<Io>) {
+    fn checkin(&self, id: &str, target: &Arc<Target>, mut conn: Conn<Io>) {
+        conn.release_read_buffer();
         // A connection not taken back is dropped here: the socket closes (a rotated
         // credential's connections end this way).
         drop(self.lock().checkin(id, target, conn));
